@@ -1,0 +1,70 @@
+"""The ``auditor`` command line.
+
+Exit codes: 0 success (or, for gates, nothing found), 1 a finding (a backdoor, a failed check),
+2 the tool could not do its job (bad input, unsupported model). Errors print one line unless
+``--debug`` is given.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from typing import Any
+
+import click
+
+from . import __version__
+
+EXIT_OK, EXIT_FINDING, EXIT_ERROR = 0, 1, 2
+
+# (module, attribute) of each command; modules are imported when the CLI starts.
+_COMMANDS: list[tuple[str, str]] = [
+    ("auditor.commands.inspect", "inspect_cmd"),
+]
+
+
+class _Group(click.Group):
+    """Turns expected errors into one message and exit code 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from converters.errors import ModelError
+
+        try:
+            return super().invoke(ctx)
+        except ModelError as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(EXIT_ERROR)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+        except Exception as exc:  # a bug: keep it visible but short unless --debug
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", err=True)
+            ctx.exit(EXIT_ERROR)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
+@click.version_option(__version__, prog_name="auditor")
+@click.pass_context
+def main(ctx: click.Context, debug: bool, quiet: bool) -> None:
+    """Audit ONNX image classifiers for backdoors and remove them without clean data."""
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+    level = logging.DEBUG if debug else (logging.WARNING if quiet else logging.INFO)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+for _module, _attr in _COMMANDS:
+    main.add_command(getattr(importlib.import_module(_module), _attr))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,1 @@
+"""Data for building the zoo and measuring results. The audit path never imports this package."""
