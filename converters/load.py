@@ -283,6 +283,7 @@ def _derive_spec(
     if not dims:
         inferred_out = [v for v in inferred.graph.output if v.name == output_info["name"]]
         dims = _dims(inferred_out[0]) if inferred_out and inferred_out[0].type.tensor_type.HasField("shape") else []
+    dims = _squeeze_trailing(dims)
     num_classes = dims[-1] if dims else None
     if num_classes is None or len(dims) != 2:
         num_classes = _probe_class_count(model, input_info, path)
@@ -351,8 +352,16 @@ def _probe_class_count(model: onnx.ModelProto, input_info: dict[str, Any], path:
     )
     session = create_session(model.SerializeToString(), device="cpu")
     out = session.run(None, {input_info["name"]: np.zeros(shape, np.float32)})[0]
-    if out.ndim != 2:
+    if len(_squeeze_trailing(list(out.shape))) != 2:
         raise ModelError(
             f"{path}: the output has shape {list(out.shape)}; a classifier's output is (N, num_classes)"
         )
-    return int(out.shape[-1])
+    return int(out.shape[1])
+
+
+def _squeeze_trailing(dims: list) -> list:
+    """(N, K, 1, 1) outputs (fully convolutional heads) are (N, K) class scores."""
+    dims = list(dims)
+    while len(dims) > 2 and dims[-1] == 1:
+        dims.pop()
+    return dims

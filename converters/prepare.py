@@ -51,6 +51,9 @@ def prepare_for_conversion(original: onnx.ModelProto) -> PreparedModel:
     model = copy.deepcopy(original)
     steps: list[str] = []
     _drop_initializer_inputs(model, steps)
+    if model.ir_version < 4:  # IR < 4 requires initializers among the inputs; we just removed them
+        model.ir_version = 4
+        steps.append("raised IR version to 4 (initializers are no longer graph inputs)")
     model, converted_opset = _clamp_opset(model, steps)
     origins = {init.name: Origin("initializer", init.name) for init in model.graph.initializer}
     if converted_opset:
