@@ -39,31 +39,33 @@ def available_providers(device: str = "auto") -> list[str]:
 
 
 def create_session(model: str | Path | bytes, device: str = "auto") -> Any:
-    """An InferenceSession on CUDA when usable, else CPU (logged once)."""
-    global _warned_fallback
+    """An InferenceSession on CUDA when usable, else CPU (the fallback is logged once)."""
     ort = _ort()
     options = ort.SessionOptions()
     options.log_severity_level = 3  # the GPU build logs errors for missing CUDA libraries; we report ourselves
     source = str(model) if isinstance(model, Path) else model
     providers = available_providers(device)
-    try:
-        session = ort.InferenceSession(source, sess_options=options, providers=providers)
-    except Exception as exc:
-        if providers == ["CPUExecutionProvider"]:
-            raise ModelError(f"onnxruntime cannot load the model: {_short(exc)}") from exc
-        session = None
-    if session is None or (
-        "CUDAExecutionProvider" in providers and "CUDAExecutionProvider" not in session.get_providers()
-    ):
-        if device == "cuda" or (device == "auto" and "CUDAExecutionProvider" in providers):
-            if not _warned_fallback:
-                _LOG.warning("onnxruntime: CUDA provider not usable here, running on CPU")
-                _warned_fallback = True
+    if "CUDAExecutionProvider" in providers:
         try:
-            session = ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
-        except Exception as exc:
-            raise ModelError(f"onnxruntime cannot load the model: {_short(exc)}") from exc
-    return session
+            session = ort.InferenceSession(source, sess_options=options, providers=providers)
+            if "CUDAExecutionProvider" in session.get_providers():
+                return session
+        except Exception as exc:  # a broken CUDA install: fall back below
+            _LOG.debug("CUDA session failed: %s", exc)
+        _warn_fallback("the CUDA provider is installed but not usable here (driver or libraries missing)")
+    elif device == "cuda":
+        _warn_fallback("this onnxruntime build has no CUDA provider (install auditor[gpu])")
+    try:
+        return ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        raise ModelError(f"onnxruntime cannot load the model: {_short(exc)}") from exc
+
+
+def _warn_fallback(reason: str) -> None:
+    global _warned_fallback
+    if not _warned_fallback:
+        _LOG.warning("onnxruntime: %s; running on CPU", reason)
+        _warned_fallback = True
 
 
 def run_session(session: Any, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
