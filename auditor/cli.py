@@ -21,6 +21,10 @@ EXIT_OK, EXIT_FINDING, EXIT_ERROR = 0, 1, 2
 # (module, attribute) of each command; modules are imported when the CLI starts.
 _COMMANDS: list[tuple[str, str]] = [
     ("auditor.commands.inspect", "inspect_cmd"),
+    ("auditor.commands.invert", "invert_cmd"),
+    ("auditor.commands.generator", "generator_group"),
+    ("auditor.commands.zoo", "zoo_group"),
+    ("auditor.commands.evaluate", "evaluate_cmd"),
 ]
 
 
