@@ -22,6 +22,8 @@ EXIT_OK, EXIT_FINDING, EXIT_ERROR = 0, 1, 2
 _COMMANDS: list[tuple[str, str]] = [
     ("auditor.commands.inspect", "inspect_cmd"),
     ("auditor.commands.invert", "invert_cmd"),
+    ("auditor.commands.audit", "audit_cmd"),
+    ("auditor.commands.audit", "purify_cmd"),
     ("auditor.commands.generator", "generator_group"),
     ("auditor.commands.zoo", "zoo_group"),
     ("auditor.commands.evaluate", "evaluate_cmd"),

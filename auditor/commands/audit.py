@@ -1,0 +1,153 @@
+"""``auditor audit`` and ``auditor purify``: a suspect model in, a purified model and a report out."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ._options import spec_options, spec_overrides
+from ._progress import progress_bar
+from .invert import inversion_config, inversion_options
+
+DEFAULT_SAMPLE = Path("sample_models") / "badnets.onnx"
+
+
+def _purify_options(func):
+    options = [
+        click.option("--method", default="ibau", show_default=True, help="Purifier: ibau, finetune or clp."),
+        click.option("--purifier-option", "purifier_options", multiple=True, metavar="KEY=VALUE",
+                     help="Override a purifier setting (repeatable), e.g. rounds=3."),
+        click.option("--min-agreement", type=click.FloatRange(0, 1), default=None,
+                     help="Guard: holdout agreement with the original needed to accept (default 0.9)."),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
+        click.option("--overwrite", is_flag=True, help="Replace an existing output model / report."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _parse_purifier_options(pairs: tuple[str, ...]) -> dict[str, Any]:
+    parsed: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--purifier-option")
+        try:
+            parsed[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            parsed[key.strip()] = value
+    return parsed
+
+
+def _options(opts: dict[str, Any], **extra: Any):
+    from auditor.pipeline import AuditOptions
+    from auditor.purify.guard import GuardConfig
+
+    guard = GuardConfig(min_agreement=opts["min_agreement"]) if opts.get("min_agreement") is not None else GuardConfig()
+    limit = int(opts["max_model_mb"] * 1024 * 1024) if opts.get("max_model_mb") else None
+    return AuditOptions(
+        method=opts["method"], seed=opts["seed"], device=opts["device"], inversion=inversion_config(opts, opts["seed"]),
+        pixels=opts.get("pixels", False), generator=opts.get("generator_name"),
+        purifier_config=_parse_purifier_options(opts.get("purifier_options", ())), guard=guard,
+        spec_overrides=spec_overrides(opts), max_model_bytes=limit, overwrite=opts["overwrite"], **extra,
+    )
+
+
+def _print_summary(report: dict[str, Any], report_dir: Path) -> None:
+    purification = report["purification"]
+    click.echo(f"purification: {purification['status']} — {purification['message']}")
+    evaluation = report.get("evaluation")
+    if evaluation:
+        for when in ("before", "after"):
+            e = evaluation[when]
+            asr = "-" if e.get("asr") is None else f"{100 * e['asr']:.1f}%"
+            ra = "-" if e.get("ra") is None else f"{100 * e['ra']:.1f}%"
+            click.echo(f"  {when:6s} ACC {100 * e['acc']:.1f}%  ASR {asr}  RA {ra}")
+    timings = ", ".join(f"{k} {v:.0f}s" for k, v in report["timings"].items())
+    click.echo(f"time: {timings}")
+    click.echo(f"wrote {report['output']['path']}; report in {report_dir}")
+
+
+@click.command("audit")
+@click.argument("model", type=click.Path(dir_okay=False), default=str(DEFAULT_SAMPLE), required=False)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
+              help="Purified ONNX file (default: <model>.purified.onnx next to the report).")
+@click.option("--report-dir", type=click.Path(file_okay=False), default=None,
+              help="Folder for report.json / report.md (default: audit-<model name>/).")
+@click.option("--eval-data", type=click.Path(exists=True), default=None,
+              help="Real labelled data (.npz or image folder) to measure ACC/ASR/RA before and after. Never used to purify.")
+@click.option("--attack-from", default=None, metavar="MANIFEST[:NAME]", help="Attack to measure, from a zoo manifest.")
+@click.option("--attack", "attack_name", default=None, help="Attack to measure, by name.")
+@click.option("--target", type=int, default=None, help="Target class for --attack.")
+@_purify_options
+@inversion_options
+@spec_options
+def audit_cmd(model: str, output: str | None, report_dir: str | None, eval_data: str | None, attack_from: str | None,
+              attack_name: str | None, target: int | None, **opts: Any) -> None:
+    """Purify MODEL with no clean data: convert, invert, purify, verify, write back, report.
+
+    With no arguments, audits the bundled sample model sample_models/badnets.onnx.
+    """
+    from auditor.pipeline import audit
+
+    model_path = Path(model)
+    name = model_path.stem
+    report_folder = Path(report_dir) if report_dir else Path(f"audit-{name}")
+    out = Path(output) if output else report_folder / f"{name}.purified.onnx"
+    evaluator = None
+    if eval_data or attack_from or attack_name:
+        from converters import load_onnx
+
+        from ._measure import make_evaluator, resolve_attack
+
+        spec = load_onnx(model_path).spec.with_overrides(**spec_overrides(opts))
+        attack = resolve_attack(model_path, spec, attack_from, attack_name, target)
+        if eval_data is None:
+            raise click.BadParameter("measuring an attack needs --eval-data", param_hint="--eval-data")
+        evaluator = make_evaluator(Path(eval_data), spec, attack)
+    with progress_bar("auditing") as progress:
+        result = audit(model_path, out, report_folder, _options(opts), evaluator=evaluator, progress=progress)
+    _print_summary(result.report, result.report_dir)
+
+
+@click.command("purify")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="Purified ONNX file.")
+@click.option("--synthetic", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Samples from `auditor invert` (default: invert now).")
+@click.option("--clean-data", type=click.Path(exists=True), default=None,
+              help="Purify with real clean images instead (.npz or image folder), for comparison.")
+@click.option("--report-dir", type=click.Path(file_okay=False), default=None, help="Where to write the report.")
+@_purify_options
+@inversion_options
+@spec_options
+def purify_cmd(model: str, output: str, synthetic: str | None, clean_data: str | None, report_dir: str | None,
+               **opts: Any) -> None:
+    """Purify MODEL with synthetic samples (or, for comparison, real clean data) into OUTPUT."""
+    from auditor.errors import AuditorError
+    from auditor.pipeline import audit
+
+    if synthetic and clean_data:
+        raise AuditorError("give either --synthetic or --clean-data, not both")
+    extra: dict[str, Any] = {}
+    if synthetic:
+        extra["synthetic"] = Path(synthetic)
+    if clean_data:
+        import torch
+        from converters import load_onnx
+
+        from auditor.data.formats import load_eval_data
+
+        spec = load_onnx(model).spec.with_overrides(**spec_overrides(opts))
+        x, y, _ = load_eval_data(Path(clean_data), expect_shape=(spec.height, spec.width, spec.channels))
+        extra["clean_data"] = (torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255, torch.from_numpy(y).long())
+    out = Path(output)
+    folder = Path(report_dir) if report_dir else out.with_name(out.stem + "-report")
+    with progress_bar("purifying") as progress:
+        result = audit(Path(model), out, folder, _options(opts, **extra), progress=progress)
+    _print_summary(result.report, result.report_dir)

@@ -1,0 +1,69 @@
+"""A readable Markdown page from a report dict."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _pct(value: Any) -> str:
+    return "n/a" if value is None else f"{100 * float(value):.1f}%"
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    lines: list[str] = []
+    spec = report.get("spec", {})
+    purification = report.get("purification", {})
+    lines.append(f"# auditor {report.get('command', '')} report")
+    lines.append("")
+    lines.append(f"- input: `{report['input']['path']}` (sha256 `{report['input']['sha256'][:16]}…`)")
+    if report.get("output"):
+        lines.append(f"- output: `{report['output']['path']}` (sha256 `{report['output']['sha256'][:16]}…`)")
+    lines.append(f"- model: {spec.get('channels')}x{spec.get('height')}x{spec.get('width')} {spec.get('layout')}, "
+                 f"{spec.get('num_classes')} classes, output {spec.get('output_kind')}")
+    lines.append(f"- tool {report['tool']['version']}, seed {report.get('seed')}, created {report.get('created')}")
+    if purification:
+        lines.append(f"- purification: **{purification.get('status')}** — {purification.get('message')}")
+    lines.append("")
+
+    evaluation = report.get("evaluation")
+    if evaluation:
+        lines += ["## Measured on real data", "",
+                  "| | ACC | ASR | RA |", "|---|---|---|---|"]
+        for when in ("before", "after"):
+            e = evaluation.get(when) or {}
+            lines.append(f"| {when} | {_pct(e.get('acc'))} | {_pct(e.get('asr'))} | {_pct(e.get('ra'))} |")
+        lines.append("")
+
+    inversion = report.get("inversion")
+    if inversion:
+        kept = inversion.get("kept", {}).get("overall", {})
+        lines += ["## Synthetic samples (stabilized model inversion)", "",
+                  f"{inversion.get('samples', {}).get('total')} samples ({inversion.get('method')}); "
+                  f"diversity {inversion.get('diversity', {}).get('mean')}.", "",
+                  "| confidence | stable: input noise | parameter noise | worst-case input | worst-case parameters |",
+                  "|---|---|---|---|---|",
+                  f"| {kept.get('confidence')} | {kept.get('input_noise')} | {kept.get('param_noise')} | "
+                  f"{kept.get('worst_input')} | {kept.get('worst_param')} |", "",
+                  "![synthetic samples, one row per class](synthetic_samples.png)", ""]
+
+    if purification:
+        lines += ["## Purification attempts", "", "| attempt | method | holdout agreement | passed |", "|---|---|---|---|"]
+        for attempt in purification.get("attempts", []):
+            lines.append(f"| {attempt['attempt']} | {attempt['purifier']} | {_pct(attempt.get('agreement'))} | "
+                         f"{'yes' if attempt.get('passed') else 'no'} |")
+        lines.append("")
+
+    verification = report.get("verification")
+    if verification:
+        parity = verification["write_back_parity"]
+        lines += ["## Verification", "",
+                  f"- written by {verification['export_method']}; max abs difference to the purified module in "
+                  f"onnxruntime {parity['max_abs']:.2e} ({'OK' if parity['ok'] else 'FAILED'})",
+                  f"- graph node-for-node the original: {'yes' if verification['node_for_node'] else 'no'}", ""]
+
+    timings = report.get("timings")
+    if timings:
+        lines += ["## Time per stage", "", "| stage | seconds |", "|---|---|"]
+        lines += [f"| {k} | {v:.1f} |" for k, v in timings.items()]
+        lines.append("")
+    return "\n".join(lines)
