@@ -44,6 +44,8 @@ class SynthSet:
             idx = torch.nonzero(self.labels == c)[:, 0]
             idx = idx[torch.randperm(len(idx), generator=generator)]
             n_hold = int(round(len(idx) * holdout_fraction))
+            if holdout_fraction > 0 and len(idx) > 1:
+                n_hold = min(max(n_hold, 1), len(idx) - 1)  # every class is represented on both sides
             hold_idx.append(idx[:n_hold])
             train_idx.append(idx[n_hold:])
         return self.subset(torch.cat(train_idx).sort().values), self.subset(torch.cat(hold_idx).sort().values)

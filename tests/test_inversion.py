@@ -1,0 +1,106 @@
+"""Stabilized model inversion on a tiny model: shapes, determinism, the stability filter, and that
+the ablation flags change what they claim to change."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from auditor.inversion import InversionConfig, SynthSet, invert
+from auditor.inversion.smi import LatentInversion, PixelInversion, PixelConfig, _filter, make_inverter
+from auditor.inversion.stability import StabilityConfig, stability_scores
+from auditor.model import Classifier
+from converters import convert, load_onnx
+from model_matrix import build, export
+
+FAST = InversionConfig(per_class=3, steps=3, batch_per_class=2, oversample=2.0,
+                       eval_stability=StabilityConfig(input_draws=1, param_draws=1))
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory: pytest.TempPathFactory) -> Classifier:
+    path = export(build("plain_cnn_bn"), "legacy17", tmp_path_factory.mktemp("inv") / "m.onnx", None)
+    converted = convert(load_onnx(path))
+    return Classifier(converted.module, converted.loaded.spec)
+
+
+def test_shapes_labels_and_summary(classifier: Classifier) -> None:
+    synth = invert(classifier, FAST)
+    assert synth.images01.shape == (30, 3, 16, 16)
+    assert synth.labels.tolist() == sorted(list(range(10)) * 3)
+    assert 0.0 <= float(synth.images01.min()) and float(synth.images01.max()) <= 1.0
+    # uint8 levels, so that a saved set purifies exactly like the in-memory one
+    assert torch.equal((synth.images01 * 255).round() / 255, synth.images01)
+    summary = synth.summary
+    assert summary["method"] == "smi"
+    assert set(summary["kept"]["per_class"]) == {str(c) for c in range(10)}
+    for key in ("confidence", "input_noise", "param_noise", "worst_input", "worst_param"):
+        assert key in summary["kept"]["overall"]
+    assert all(v["kept"] == 3 and v["candidates"] == 6 for v in summary["counts"].values())
+
+
+def test_deterministic_under_seed(classifier: Classifier) -> None:
+    a, b = invert(classifier, FAST), invert(classifier, FAST)
+    assert torch.equal(a.images01, b.images01)
+    c = invert(classifier, InversionConfig(**{**FAST.__dict__, "seed": 1}))
+    assert not torch.equal(a.images01, c.images01)
+
+
+def test_save_and_load_round_trip(classifier: Classifier, tmp_path: Path) -> None:
+    synth = invert(classifier, FAST)
+    loaded = SynthSet.load(synth.save(tmp_path / "synth.npz", layout="NHWC"))
+    assert torch.equal(loaded.images01, synth.images01)
+    assert torch.equal(loaded.labels, synth.labels)
+    assert loaded.summary["method"] == "smi"
+
+
+def test_stability_filter_keeps_the_stable_and_correct() -> None:
+    labels = torch.tensor([0, 0, 0, 1, 1, 1])
+    ones = torch.ones(6)
+    scores = {
+        "confidence": torch.tensor([0.9, 0.8, 0.99, 0.9, 0.9, 0.9]),
+        "margin": torch.tensor([1.0, 1.0, -1.0, 1.0, 1.0, 1.0]),  # sample 2 is not classified as intended
+        "input_noise": torch.tensor([1.0, 0.0, 1.0, 1.0, 1.0, 0.5]),
+        "param_noise": ones, "worst_input": ones, "worst_param": ones,
+    }
+    kept, counts = _filter(scores, labels, 2, per_class=1, min_stability=0.8)
+    assert kept.tolist() == [0, 3]
+    assert counts["0"] == {"candidates": 3, "passed": 1, "kept": 1}
+    assert counts["1"]["passed"] == 3  # sample 5: stability index (0.5 + 1 + 1 + 1) / 4 = 0.875 >= 0.8
+    kept_strict, counts_strict = _filter(scores, labels, 2, per_class=2, min_stability=0.95)
+    assert counts_strict["1"]["passed"] == 2 and 5 not in kept_strict.tolist()
+
+
+def test_no_stability_flag_drops_the_bilevel_terms(classifier: Classifier) -> None:
+    plain = make_inverter(classifier, InversionConfig(**{**FAST.__dict__, "stability": False}))
+    assert isinstance(plain, LatentInversion) and plain.name == "no-stability"
+    synth = plain.run(classifier)
+    assert synth.summary["method"] == "no-stability"
+    assert all(h["robust_ce"] == 0.0 for h in synth.summary["fit"]["history"])
+    stable = invert(classifier, FAST)
+    assert any(h["robust_ce"] > 0.0 for h in stable.summary["fit"]["history"])
+
+
+def test_pixels_flag_uses_no_generator(classifier: Classifier, monkeypatch: pytest.MonkeyPatch) -> None:
+    import auditor.generators as generators
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError("the pixel ablation must not load a generator")
+
+    monkeypatch.setattr(generators, "load_generator", refuse)
+    inverter = make_inverter(classifier, FAST, pixels=True)
+    assert isinstance(inverter, PixelInversion)
+    inverter.pixel = PixelConfig(steps_per_sample=2, batch=30)
+    synth = inverter.run(classifier)
+    assert synth.summary["method"] == "pixels" and synth.images01.shape == (30, 3, 16, 16)
+
+
+def test_stability_scores_on_a_constant_model_are_perfect(classifier: Classifier) -> None:
+    x = torch.rand(8, 3, 16, 16)
+    y = classifier.predict(x)
+    scores = stability_scores(classifier, x, y, StabilityConfig(input_noise=0.0, param_noise=0.0,
+                                                               worst_input_eps=0.0, worst_param_rho=0.0))
+    for key in ("input_noise", "param_noise", "worst_input", "worst_param"):
+        assert torch.all(scores[key] == 1.0), key

@@ -1,0 +1,103 @@
+"""The end-to-end audit on a tiny model: provenance metadata, the report, node-for-node output,
+and no output file left behind when any stage fails."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import onnx
+import pytest
+from click.testing import CliRunner
+
+from auditor import __version__
+from auditor.cli import main
+from auditor.inversion import InversionConfig
+from auditor.inversion.stability import StabilityConfig
+from auditor.pipeline import AuditOptions, audit, report_hash
+from converters import sha256_file
+from model_matrix import build, export
+
+FAST_INVERSION = InversionConfig(per_class=4, steps=3, batch_per_class=2,
+                                 eval_stability=StabilityConfig(input_draws=1, param_draws=1))
+FAST = AuditOptions(inversion=FAST_INVERSION, purifier_config={"rounds": 1})
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return export(build("resnet_block"), "legacy17", tmp_path_factory.mktemp("pipe") / "suspect.onnx", None)
+
+
+def test_audit_writes_model_metadata_and_report(model: Path, tmp_path: Path) -> None:
+    before = model.read_bytes()
+    out, reports = tmp_path / "clean.onnx", tmp_path / "report"
+    result = audit(model, out, reports, FAST)
+    assert model.read_bytes() == before
+    written = onnx.load(str(out))
+    original = onnx.load(str(model))
+    assert [n.op_type for n in written.graph.node] == [n.op_type for n in original.graph.node]
+    meta = {p.key: p.value for p in written.metadata_props}
+    assert meta["auditor.version"] == __version__
+    assert meta["auditor.input_sha256"] == sha256_file(model)
+    assert meta["auditor.method"] == "ibau" and meta["auditor.seed"] == "0"
+    report = json.loads((reports / "report.json").read_text())
+    assert meta["auditor.report_sha256"] == report_hash(report)
+    assert report["output"]["sha256"] == sha256_file(out)
+    assert report["verification"]["write_back_parity"]["max_abs"] <= 1e-4
+    assert report["verification"]["node_for_node"] is True
+    assert report["inversion"]["samples"]["total"] == 40
+    assert {"convert", "invert", "purify", "write", "total"} <= set(report["timings"])
+    assert (reports / "report.md").read_text().startswith("# auditor audit report")
+    assert (reports / "synthetic_samples.png").stat().st_size > 0
+    assert result.report["purification"]["status"] in ("accepted", "accepted_after_backoff", "rejected",
+                                                       "accepted_mildest_below_threshold")
+
+
+@pytest.mark.parametrize("stage", ["convert", "invert", "purify", "export", "report"])
+def test_a_failure_at_any_stage_leaves_no_output(stage: str, model: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import auditor.pipeline as pipeline
+    import auditor.report as report_module
+
+    def boom(*_args, **_kwargs):
+        raise RuntimeError(f"injected failure in {stage}")
+
+    target = {"convert": (pipeline, "convert"), "invert": (pipeline, "invert"), "purify": (pipeline, "guarded_purify"),
+              "export": (pipeline, "save_onnx"), "report": (report_module, "write_reports")}[stage]
+    monkeypatch.setattr(*target, boom)
+    out = tmp_path / "clean.onnx"
+    with pytest.raises(RuntimeError, match="injected"):
+        audit(model, out, tmp_path / "report", FAST)
+    assert not out.exists()
+    assert not (tmp_path / "report" / "report.json").exists()
+
+
+def test_existing_output_is_never_overwritten_without_flag(model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "clean.onnx"
+    out.write_bytes(b"keep me")
+    result = CliRunner().invoke(main, ["audit", str(model), "-o", str(out), "--report-dir", str(tmp_path / "r"),
+                                       "--per-class", "2", "--steps", "1"])
+    assert result.exit_code == 2 and "exists" in result.output
+    assert out.read_bytes() == b"keep me"
+
+
+def test_output_may_not_be_the_input(model: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["audit", str(model), "-o", str(model), "--report-dir", str(tmp_path / "r")])
+    assert result.exit_code == 2 and "input" in result.output
+
+
+def test_purify_cli_with_saved_synthetic_samples(model: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    synth = tmp_path / "synth.npz"
+    result = runner.invoke(main, ["invert", str(model), "-o", str(synth), "--per-class", "3", "--steps", "2",
+                                  "--grid", str(tmp_path / "grid.png")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "grid.png").exists() and synth.with_suffix(".json").exists()
+    for method in ("ibau", "finetune", "clp"):
+        out = tmp_path / f"{method}.onnx"
+        result = runner.invoke(main, ["purify", str(model), "--synthetic", str(synth), "--method", method,
+                                      "-o", str(out), "--purifier-option", "rounds=1" if method == "ibau" else
+                                      ("epochs=1" if method == "finetune" else "u=3")])
+        assert result.exit_code == 0, result.output
+        meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+        assert meta["auditor.method"] == method
