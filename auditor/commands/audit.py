@@ -12,7 +12,11 @@ from ._options import spec_options, spec_overrides
 from ._progress import progress_bar
 from .invert import inversion_config, inversion_options
 
-DEFAULT_SAMPLE = Path("sample_models") / "badnets.onnx"
+SAMPLES = Path("sample_models")
+DEFAULT_SAMPLE = SAMPLES / "cifar10_badnets.onnx"
+# With no MODEL argument the audit also measures itself on the committed evaluation subset.
+DEFAULT_EVAL_DATA = SAMPLES / "cifar10_test_1000.npz"
+DEFAULT_MANIFEST = SAMPLES / "manifest.json"
 
 
 def _purify_options(func):
@@ -74,7 +78,7 @@ def _print_summary(report: dict[str, Any], report_dir: Path) -> None:
 
 
 @click.command("audit")
-@click.argument("model", type=click.Path(dir_okay=False), default=str(DEFAULT_SAMPLE), required=False)
+@click.argument("model", type=click.Path(dir_okay=False), default=None, required=False)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None,
               help="Purified ONNX file (default: <model>.purified.onnx next to the report).")
 @click.option("--report-dir", type=click.Path(file_okay=False), default=None,
@@ -91,10 +95,19 @@ def audit_cmd(model: str, output: str | None, report_dir: str | None, eval_data:
               attack_name: str | None, target: int | None, **opts: Any) -> None:
     """Purify MODEL with no clean data: convert, invert, purify, verify, write back, report.
 
-    With no arguments, audits the bundled sample model sample_models/badnets.onnx.
+    With no MODEL, audits the bundled sample sample_models/cifar10_badnets.onnx (run from the
+    repository root) and measures ACC/ASR/RA before and after on the committed evaluation subset.
     """
+    from auditor.errors import AuditorError
     from auditor.pipeline import audit
 
+    if model is None:
+        if not DEFAULT_SAMPLE.is_file():
+            raise AuditorError(f"no MODEL given and the bundled sample {DEFAULT_SAMPLE} is not here: "
+                               "run from the repository root or name a model")
+        model = str(DEFAULT_SAMPLE)
+        if not (eval_data or attack_from or attack_name):
+            eval_data, attack_from = str(DEFAULT_EVAL_DATA), str(DEFAULT_MANIFEST)
     model_path = Path(model)
     name = model_path.stem
     report_folder = Path(report_dir) if report_dir else Path(f"audit-{name}")
