@@ -43,7 +43,10 @@ def test_convert_train_write_back(arch: str, exporter: str, batch: str, export_d
     frozen_reasons = set(converted.frozen.values())
     assert frozen_reasons <= {"preprocessing constant (baked-in normalization)", "scalar constant", "running statistic"}
     if arch == "baked_normalization":
-        assert "preprocessing constant (baked-in normalization)" in frozen_reasons or loaded.spec.baked_normalization is None
+        assert loaded.spec.baked_normalization is not None
+        assert "preprocessing constant (baked-in normalization)" in frozen_reasons
+        baked = {t for t, r in converted.frozen.items() if r.startswith("preprocessing")}
+        assert all(not p.requires_grad for n, p in module.named_parameters() if n in baked)
     torch.manual_seed(0)
     x = torch.rand(6, 3, 16, 16)
     module.zero_grad()
