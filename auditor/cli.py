@@ -24,6 +24,7 @@ _COMMANDS: list[tuple[str, str]] = [
     ("auditor.commands.invert", "invert_cmd"),
     ("auditor.commands.audit", "audit_cmd"),
     ("auditor.commands.audit", "purify_cmd"),
+    ("auditor.commands.bench", "bench_cmd"),
     ("auditor.commands.generator", "generator_group"),
     ("auditor.commands.zoo", "zoo_group"),
     ("auditor.commands.evaluate", "evaluate_cmd"),

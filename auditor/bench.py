@@ -1,0 +1,183 @@
+"""``auditor bench``: every defense configuration over the CIFAR-10 zoo, measured on real data.
+
+Measurement code (it reads CIFAR-10 and Tiny-ImageNet), never imported by the audit path.
+Rows per model: no defense; SMI + I-BAU (ours); no-stability inversion + I-BAU; pixel inversion +
+I-BAU; fine-tuning on SMI samples; CLP; I-BAU on 2,500 public Tiny-ImageNet images labelled by the
+suspect model itself (no inversion); I-BAU on 2,500 real clean CIFAR-10 *training* images (the
+reference). Metrics on the CIFAR-10 *test* set: ACC, ASR, RA, DER, wall time.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from .inversion import InversionConfig
+from .pipeline import AuditOptions, audit
+
+CONFIGS = ("none", "smi_ibau", "nostab_ibau", "pixels_ibau", "smi_finetune", "clp", "public_ibau", "clean_ibau")
+LABELS = {
+    "none": "no defense", "smi_ibau": "SMI + I-BAU (ours)", "nostab_ibau": "no-stability inversion + I-BAU",
+    "pixels_ibau": "pixel inversion + I-BAU", "smi_finetune": "SMI + fine-tuning", "clp": "CLP (data-free)",
+    "public_ibau": "Tiny-ImageNet (self-labelled) + I-BAU", "clean_ibau": "2,500 clean CIFAR-10 + I-BAU",
+}
+
+
+def der(before: dict, after: dict) -> float | None:
+    """Defense effectiveness rating: (max(0, dASR) - max(0, dACC) + 1) / 2."""
+    if before.get("asr") is None or after.get("asr") is None:
+        return None
+    return (max(0.0, before["asr"] - after["asr"]) - max(0.0, before["acc"] - after["acc"]) + 1) / 2
+
+
+@dataclass
+class BenchSetup:
+    zoo: Path
+    out: Path
+    configs: tuple[str, ...] = CONFIGS
+    models: tuple[str, ...] | None = None
+    n_reference: int = 2500  # public / clean images, the clean-data budget defenses usually assume
+    eval_limit: int | None = None  # None: the full CIFAR-10 test set
+    seed: int = 0
+    inversion: InversionConfig = InversionConfig()
+    data_dir: str | None = None
+
+
+def run_bench(setup: BenchSetup, log: Callable[[str], None] = print) -> dict[str, Any]:
+    from .attacks import attack_from_params
+    from .data.cifar10 import load_cifar10
+    from .data.tinyimagenet import load_tinyimagenet
+    from .evaluate import OnnxClassifier, evaluate
+    from .zoo.manifest import read_manifest
+    from converters import load_onnx
+
+    manifest = read_manifest(setup.zoo)
+    entries = [m for m in manifest["models"] if setup.models is None or m["name"] in setup.models]
+    x_test, y_test = load_cifar10("test", setup.data_dir)
+    if setup.eval_limit:
+        x_test, y_test = x_test[: setup.eval_limit], y_test[: setup.eval_limit]
+    rng = np.random.default_rng(setup.seed)
+    x_train, y_train = load_cifar10("train", setup.data_dir)
+    clean_idx = rng.choice(len(x_train), setup.n_reference, replace=False)
+    x_public, _, _ = load_tinyimagenet(setup.data_dir)
+    public_idx = rng.choice(len(x_public), setup.n_reference, replace=False)
+    setup.out.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    for entry in entries:
+        model = setup.zoo / entry["file"]
+        spec = load_onnx(model).spec
+        attack = attack_from_params(entry["attack"], base_dir=setup.zoo) if entry.get("attack") else None
+
+        def measure(path: Path) -> dict:
+            return evaluate(OnnxClassifier(path, spec), x_test, y_test, attack).to_json()
+
+        before = measure(model)
+        rows.append({"model": entry["name"], "config": "none", **_metrics(before, before), "seconds": 0.0})
+        log(f"{entry['name']}: no defense ACC {before['acc']:.3f} ASR {before.get('asr')}")
+        folder = setup.out / entry["name"]
+        for config in setup.configs:
+            if config == "none":
+                continue
+            started = time.perf_counter()
+            options = _options(config, setup, folder, model, spec, x_train[clean_idx], y_train[clean_idx],
+                               x_public[public_idx])
+            target = folder / f"{config}.onnx"
+            result = audit(model, target, folder / config, options)
+            after = measure(target)
+            seconds = time.perf_counter() - started
+            row = {"model": entry["name"], "config": config, **_metrics(before, after), "seconds": round(seconds, 1),
+                   "guard": result.report["purification"]["status"]}
+            rows.append(row)
+            log(f"{entry['name']}: {config} ACC {row['acc']:.3f} ASR {row['asr']} DER {row['der']} ({seconds:.0f}s)")
+            (setup.out / "bench.json").write_text(json.dumps(_document(setup, rows), indent=2))
+    document = _document(setup, rows)
+    (setup.out / "bench.json").write_text(json.dumps(document, indent=2))
+    (setup.out / "bench.md").write_text(render_table(document))
+    return document
+
+
+def _metrics(before: dict, after: dict) -> dict:
+    value = der(before, after)
+    return {"acc": after["acc"], "asr": after.get("asr"), "ra": after.get("ra"),
+            "der": None if value is None else round(value, 4)}
+
+
+def _to_tensor(x_uint8_nhwc: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(x_uint8_nhwc).permute(0, 3, 1, 2).float() / 255
+
+
+def _options(config: str, setup: BenchSetup, folder: Path, model: Path, spec, x_clean, y_clean, x_public) -> AuditOptions:
+    smi_cache = folder / "smi.npz"
+    base = AuditOptions(seed=setup.seed, inversion=setup.inversion, overwrite=True)
+    if config == "smi_ibau":
+        return base
+    if config == "nostab_ibau":
+        return replace(base, inversion=replace(setup.inversion, stability=False))
+    if config == "pixels_ibau":
+        return replace(base, pixels=True)
+    if config in ("smi_finetune", "clp"):
+        synthetic = _cached_smi(model, smi_cache, setup)
+        return replace(base, method="finetune" if config == "smi_finetune" else "clp", synthetic=synthetic)
+    if config == "public_ibau":
+        images = _to_tensor(x_public)
+        labels = _self_labels(model, images)
+        return replace(base, clean_data=(images, labels), synthetic=_cached_smi(model, smi_cache, setup))
+    if config == "clean_ibau":
+        return replace(base, clean_data=(_to_tensor(x_clean), torch.from_numpy(y_clean).long()),
+                       synthetic=_cached_smi(model, smi_cache, setup))
+    raise ValueError(f"unknown bench config {config!r}")
+
+
+def _cached_smi(model: Path, path: Path, setup: BenchSetup) -> Path:
+    """SMI samples for the runs that only need them for the guard's holdout (or as data)."""
+    if not path.exists():
+        from converters import convert, load_onnx
+
+        from .inversion import invert
+        from .model import Classifier
+
+        converted = convert(load_onnx(model))
+        synth = invert(Classifier(converted.module, converted.loaded.spec), replace(setup.inversion, seed=setup.seed))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        synth.save(path)
+    return path
+
+
+@torch.no_grad()
+def _self_labels(model: Path, images: torch.Tensor) -> torch.Tensor:
+    from converters import convert, load_onnx
+
+    from .model import Classifier
+
+    converted = convert(load_onnx(model))
+    return Classifier(converted.module, converted.loaded.spec).predict(images)
+
+
+def _document(setup: BenchSetup, rows: list[dict]) -> dict:
+    return {
+        "command": "auditor bench " + " ".join(f"--config {c}" for c in setup.configs),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, {platform.processor() or 'cpu'}",
+        "test_set": "CIFAR-10 test" + (f" (first {setup.eval_limit})" if setup.eval_limit else " (10,000)"),
+        "reference_data": f"{setup.n_reference} CIFAR-10 training / Tiny-ImageNet images",
+        "rows": rows,
+    }
+
+
+def render_table(document: dict) -> str:
+    lines = [f"# Benchmark ({document['date']})", "",
+             f"Command: `{document['command']}`; machine: {document['machine']}; metrics on {document['test_set']}.", "",
+             "| model | defense | ACC | ASR | RA | DER | seconds | guard |", "|---|---|---|---|---|---|---|---|"]
+    pct = lambda v: "-" if v is None else f"{100 * v:.1f}"  # noqa: E731
+    for row in document["rows"]:
+        lines.append(f"| {row['model']} | {LABELS.get(row['config'], row['config'])} | {pct(row['acc'])} | "
+                     f"{pct(row['asr'])} | {pct(row['ra'])} | {pct(row['der'])} | {row['seconds']} | "
+                     f"{row.get('guard', '-')} |")
+    return "\n".join(lines) + "\n"

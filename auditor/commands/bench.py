@@ -1,0 +1,35 @@
+"""``auditor bench``: the defense comparison over the zoo (measurement; reads real data)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("bench")
+@click.option("--zoo", type=click.Path(exists=True, file_okay=False), default="sample_models", show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), default="runs/bench", show_default=True)
+@click.option("--model", "models", multiple=True, help="Only these zoo models (repeatable).")
+@click.option("--config", "configs", multiple=True, help="Only these defenses (repeatable); default all.")
+@click.option("--eval-limit", type=int, default=None, help="Evaluate on the first N test images only.")
+@click.option("--per-class", type=int, default=None, help="SMI samples per class (default 250).")
+@click.option("--steps", type=int, default=None, help="SMI optimization steps (default 200).")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Folder with cifar10.zip etc.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def bench_cmd(zoo: str, out: str, models: tuple[str, ...], configs: tuple[str, ...], eval_limit: int | None,
+              per_class: int | None, steps: int | None, data_dir: str | None, seed: int) -> None:
+    """Tabulate ACC / ASR / RA / DER and wall time of every defense on every zoo model."""
+    from auditor.bench import CONFIGS, BenchSetup, run_bench
+    from auditor.inversion.smi import InversionConfig, with_overrides
+
+    unknown = set(configs) - set(CONFIGS)
+    if unknown:
+        raise click.BadParameter(f"unknown config(s) {sorted(unknown)}; choose from {', '.join(CONFIGS)}")
+    setup = BenchSetup(zoo=Path(zoo), out=Path(out), configs=tuple(configs) or CONFIGS, models=tuple(models) or None,
+                       eval_limit=eval_limit, seed=seed, data_dir=data_dir,
+                       inversion=with_overrides(InversionConfig(), per_class=per_class, steps=steps, seed=seed))
+    document = run_bench(setup, log=lambda line: click.echo(line, err=True))
+    from auditor.bench import render_table
+
+    click.echo(render_table(document))
