@@ -101,3 +101,20 @@ def test_onnx_model_zoo_light(path: Path) -> None:
     converted = convert(loaded)
     parity = compare_with_onnxruntime(converted.module, loaded.model, loaded.spec, batch_sizes=(1, 2), tolerance=1e-3)
     assert parity.ok, f"{path.name}: max abs {parity.max_abs:.2e}"
+
+
+@pytest.mark.parametrize("opset", [22, 23])
+def test_opsets_newer_than_the_converters_are_converted_down(opset: int, export_dir: Path) -> None:
+    """onnx knows opsets our converters do not; the prepared copy is version-converted to 21,
+    while the written model keeps the original opset."""
+    source = export(build("depthwise_separable"), "legacy17", export_dir / f"dw-{opset}-src.onnx", None)
+    model = onnx.version_converter.convert_version(onnx.load(str(source)), opset)
+    path = export_dir / f"dw-{opset}.onnx"
+    onnx.save(model, str(path))
+    loaded = load_onnx(path)
+    converted = convert(loaded)
+    assert any(f"-> 21" in step for step in converted.prepared.steps)
+    assert compare_with_onnxruntime(converted.module, loaded.model, loaded.spec).ok
+    result = save_onnx(converted, export_dir / f"dw-{opset}-out.onnx", overwrite=True)
+    assert result.method == "write-back"
+    assert onnx.load(str(result.path)).opset_import[0].version == opset
