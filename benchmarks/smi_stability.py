@@ -1,0 +1,133 @@
+"""Issue 5's measurement: are SMI samples as stable as real data, and more stable than the ablations?
+
+For every zoo model (or the ones named), per-sample stability figures (confidence; share of
+predictions unchanged under random input noise, random parameter noise, worst-case input and
+worst-case parameters) for:
+  real      2,500 CIFAR-10 *test* images (250 per class), true labels
+  smi       the default stabilized inversion, 250 per class
+  nostab    --no-stability
+  pixels    --pixels
+  public    2,500 Tiny-ImageNet images labelled by the model's own predictions (no inversion)
+and a trigger check: how often a clean zoo model agrees with the label of the SMI samples made
+for the backdoored model's target class, next to its agreement on the other classes (samples
+that reach the target class through the trigger instead of class features would lower it).
+
+    python benchmarks/smi_stability.py [--model NAME ...] [--per-class 250] [--steps 200] [--out docs/smi]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from auditor.data.cifar10 import load_cifar10
+from auditor.data.tinyimagenet import load_tinyimagenet
+from auditor.inversion import InversionConfig, invert, save_class_grid, stability_scores, summarize
+from auditor.inversion.smi import diversity
+from auditor.model import Classifier
+from auditor.zoo.manifest import read_manifest
+from converters import convert, load_onnx
+
+KEYS = ("confidence", "input_noise", "param_noise", "worst_input", "worst_param")
+
+
+def classifier_for(path: Path) -> Classifier:
+    converted = convert(load_onnx(path))
+    return Classifier(converted.module, converted.loaded.spec)
+
+
+def to01(x: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255
+
+
+def balanced(x: np.ndarray, y: np.ndarray, per_class: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    idx = np.concatenate([rng.choice(np.nonzero(y == c)[0], per_class, replace=False) for c in range(10)])
+    return x[idx], y[idx]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--zoo", default="sample_models")
+    parser.add_argument("--model", action="append")
+    parser.add_argument("--per-class", type=int, default=250)
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--configs", default="real,smi,nostab,pixels,public")
+    parser.add_argument("--out", default="runs/smi")
+    args = parser.parse_args()
+    zoo, out = Path(args.zoo), Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = read_manifest(zoo)
+    entries = [m for m in manifest["models"] if not args.model or m["name"] in args.model]
+    clean_refs = [m for m in manifest["models"] if not m.get("attack")]
+    x_test, y_test = load_cifar10("test")
+    x_real, y_real = balanced(x_test, y_test, args.per_class)
+    x_pub, _, _ = load_tinyimagenet()
+    x_pub = x_pub[np.random.default_rng(0).choice(len(x_pub), 10 * args.per_class, replace=False)]
+    base = InversionConfig(per_class=args.per_class)
+    if args.steps:
+        base = replace(base, steps=args.steps)
+    configs = args.configs.split(",")
+    results = json.loads((out / "smi_stability.json").read_text()) if (out / "smi_stability.json").exists() else {}
+    for entry in entries:
+        clf = classifier_for(zoo / entry["file"])
+        row: dict = results.get(entry["name"], {})
+        for config in configs:
+            started = time.perf_counter()
+            if config == "real":
+                images, labels = to01(x_real), torch.from_numpy(y_real).long()
+                scores = stability_scores(clf, images, labels)
+            elif config == "public":
+                images = to01(x_pub)
+                labels = clf.predict(images)
+                scores = stability_scores(clf, images, labels)
+            else:
+                cfg = replace(base, stability=config != "nostab")
+                synth = invert(clf, cfg, pixels=config == "pixels")
+                images, labels, scores = synth.images01, synth.labels, synth.scores
+                save_class_grid(images, labels, 10, out / f"{entry['name']}-{config}.png")
+                if config == "smi" and entry.get("attack") and entry["attack"].get("target") is not None:
+                    row["trigger_check"] = trigger_check(images, labels, int(entry["attack"]["target"]), clean_refs, zoo)
+            seconds = time.perf_counter() - started
+            row[config] = {**summarize(scores, labels, 10)["overall"], "diversity": diversity(images, labels, 10)["mean"],
+                           "seconds": round(seconds, 1), "n": int(len(labels))}
+            print(entry["name"], config, row[config], flush=True)
+            results[entry["name"]] = row
+            (out / "smi_stability.json").write_text(json.dumps(results, indent=2))
+    (out / "smi_stability.md").write_text(render(results))
+    print(render(results))
+
+
+def trigger_check(images: torch.Tensor, labels: torch.Tensor, target: int, clean_refs: list[dict], zoo: Path) -> dict:
+    """Agreement of clean zoo models with the intended labels, on the target class vs the others."""
+    check = {}
+    for ref in clean_refs:
+        pred = classifier_for(zoo / ref["file"]).predict(images)
+        ok = (pred == labels).float()
+        check[ref["name"]] = {"target_class": round(float(ok[labels == target].mean()), 4),
+                              "other_classes": round(float(ok[labels != target].mean()), 4),
+                              "predicted_as_target_from_other_classes": round(
+                                  float((pred[labels != target] == target).float().mean()), 4)}
+    return check
+
+
+def render(results: dict) -> str:
+    lines = ["| model | samples | n | confidence | input noise | param noise | worst input | worst param | diversity | seconds |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, row in results.items():
+        for config in ("real", "smi", "nostab", "pixels", "public"):
+            if config in row:
+                r = row[config]
+                lines.append(f"| {name} | {config} | {r['n']} | " + " | ".join(f"{r[k]:.3f}" for k in KEYS)
+                             + f" | {r['diversity']:.3f} | {r['seconds']} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
