@@ -45,16 +45,17 @@ class InversionConfig:
     per_class: int = 250  # samples kept per class (2,500 for CIFAR-10: the clean-data budget of defenses)
     steps: int = 200  # optimization steps of the latent distributions
     batch_per_class: int = 8  # samples drawn per class per step
-    lr: float = 0.05  # Adam on mu and log sigma
+    lr: float = 0.1  # Adam on mu and log sigma
     stability: bool = True  # the bi-level terms; False = plain generative inversion (ablation)
-    rho: float = 0.01  # inner worst-case parameter radius, relative to each layer's norm
-    eps: float = 4 / 255  # inner worst-case input radius (L-inf, FGSM)
+    rho: float = 0.005  # inner worst-case parameter radius, relative to each layer's norm (2.5x the test radius)
+    eps: float = 2 / 255  # inner worst-case input radius (L-inf, FGSM; 2x the test radius)
     lambda_id: float = 1.0  # weight of the unperturbed classification loss
     lambda_d: float = 0.1  # discriminator realism prior
     lambda_h: float = 0.02  # entropy of q_c (keeps sigma from collapsing)
     lambda_div: float = 0.5  # within-class pairwise distance of the samples
     lambda_z: float = 0.001  # keeps mu near the prior's typical set
     init_sigma: float = 1.0
+    warm_start: int = 1000  # prior samples scored to pick each class's starting mean (0: random start)
     oversample: float = 2.0  # candidates drawn per kept sample, before the stability filter
     min_stability: float = 0.75  # candidates below this stability index (0..1) are dropped
     seed: int = 0
@@ -200,7 +201,7 @@ class LatentInversion(Inverter):
             self.discriminator.to(device).requires_grad_(False)
         k = classifier.num_classes
         seed = torch.Generator().manual_seed(cfg.seed)
-        mu = torch.randn(k, self.z_dim, generator=seed).to(device).requires_grad_(True)
+        mu = self._warm_start(classifier, seed, device).requires_grad_(True)
         log_sigma = torch.full((k, self.z_dim), math.log(cfg.init_sigma), device=device, requires_grad=True)
         optimizer = torch.optim.Adam([mu, log_sigma], lr=cfg.lr)
         y = torch.arange(k, device=device).repeat_interleave(cfg.batch_per_class)
@@ -235,6 +236,22 @@ class LatentInversion(Inverter):
                 progress(step + 1, cfg.steps, f"ce {ce.item():.3f}")
         self.mu, self.log_sigma = mu.detach(), log_sigma.detach()
         return {"history": history, "final": history[-1] if history else {}}
+
+    @torch.no_grad()
+    def _warm_start(self, classifier: Classifier, seed: torch.Generator, device: torch.device) -> torch.Tensor:
+        """Each class starts at the prior sample the model finds most typical of it: hard classes
+        (that random starts never reach within the step budget) start close instead."""
+        k = classifier.num_classes
+        best_score = torch.full((k,), float("-inf"), device=device)
+        best_z = torch.randn(k, self.z_dim, generator=seed).to(device)
+        for _ in range(max(1, self.config.warm_start // 250)):
+            z = torch.randn(250, self.z_dim, generator=seed).to(device)
+            log_probs = classifier(self.images01(z)).log_softmax(1)  # (250, k)
+            score, index = log_probs.max(0)
+            better = score > best_score
+            best_score = torch.where(better, score, best_score)
+            best_z[better] = z[index[better]]
+        return best_z.clone()
 
     @torch.no_grad()
     def draw(self, classifier: Classifier, n_per_class: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:

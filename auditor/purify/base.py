@@ -1,0 +1,148 @@
+"""The common interface of every purifier, and the record a purification leaves behind.
+
+A purifier edits a ``Classifier``'s trainable parameters in place (never its frozen constants or
+buffers), so that ``converters.save_onnx`` can write the result back into the original graph.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Iterator
+
+import torch
+from torch import Tensor
+
+from auditor.errors import AuditorError
+from auditor.model import Classifier
+
+ProgressFn = Callable[[int, int, str], None]
+"""progress(step, total, message): lets the CLI draw a bar; library code never prints."""
+
+DEFAULT_SEED = 0  # used when no generator is given, so that a bare call is still reproducible
+
+
+@dataclass
+class PurifyResult:
+    """What one purification run did, JSON-able for the audit report."""
+
+    method: str
+    config: dict[str, Any]
+    data_source: str = "synthetic"  # "synthetic" (model inversion) or "clean" (real images, for comparison)
+    num_samples: int = 0
+    rounds: list[dict[str, float]] = field(default_factory=list)  # per-round/epoch figures
+    wall_time_s: float = 0.0
+    pruned_channels: dict[str, list[int]] = field(default_factory=dict)  # CLP only: layer -> channels zeroed
+    backoffs: list[dict[str, Any]] = field(default_factory=list)  # filled in by the guard
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return _jsonable(dataclasses.asdict(self))
+
+
+def _jsonable(value: Any) -> Any:
+    """Plain Python types only (floats rounded, non-finite ones as strings) so json.dumps never fails."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, Tensor):
+        return _jsonable(value.tolist())
+    if isinstance(value, float):
+        return round(value, 6) if math.isfinite(value) else str(value)
+    if isinstance(value, (bool, int, str)) or value is None:
+        return value
+    return str(value)
+
+
+class Purifier(ABC):
+    """One purification method. Subclasses set ``name`` and ``Config`` (a dataclass of its settings)."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type]
+    uses_data: ClassVar[bool] = True  # CLP is data-free
+
+    def __init__(self, config: Any | None = None, **overrides: Any) -> None:
+        config = config if config is not None else self.Config()
+        try:
+            self.config = dataclasses.replace(config, **overrides)
+        except TypeError as exc:
+            known = ", ".join(f.name for f in dataclasses.fields(self.Config))
+            raise AuditorError(f"bad option for purifier {self.name!r} ({exc}); known: {known}") from None
+        self.validate()
+
+    def validate(self) -> None:
+        """Reject settings that cannot work, with a message saying which (overridden where useful)."""
+
+    @abstractmethod
+    def purify(
+        self,
+        classifier: Classifier,
+        images01: Tensor,
+        labels: Tensor | None = None,
+        *,
+        progress: ProgressFn | None = None,
+        generator: torch.Generator | None = None,
+        data_source: str = "synthetic",
+    ) -> PurifyResult:
+        """Edit ``classifier``'s trainable parameters in place; ``labels`` None means its own predictions."""
+
+    @abstractmethod
+    def milder(self) -> "Purifier":
+        """The same method with a gentler config (fewer rounds, lower rate, ...), for the guard's back-off."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.config})"
+
+    # -- helpers shared by the data-driven purifiers -------------------------------------------------
+
+    def _start(self, images01: Tensor, labels: Tensor | None, data_source: str) -> tuple[PurifyResult, float]:
+        if self.uses_data:
+            if images01.ndim != 4 or len(images01) == 0:
+                raise AuditorError(f"{self.name}: need a non-empty NCHW image batch, got shape {tuple(images01.shape)}")
+            if labels is not None and len(labels) != len(images01):
+                raise AuditorError(f"{self.name}: {len(labels)} labels for {len(images01)} images")
+        result = PurifyResult(self.name, dataclasses.asdict(self.config), data_source=data_source,
+                              num_samples=int(len(images01)) if images01 is not None else 0)
+        return result, time.perf_counter()
+
+
+def make_generator(generator: torch.Generator | None) -> torch.Generator:
+    """A CPU generator: the caller's, or a fresh one seeded with DEFAULT_SEED."""
+    if generator is None:
+        generator = torch.Generator().manual_seed(DEFAULT_SEED)
+    if generator.device.type != "cpu":
+        raise AuditorError("purifiers need a CPU torch.Generator (batches are shuffled on the CPU)")
+    return generator
+
+
+def batches(count: int, batch_size: int, generator: torch.Generator) -> Iterator[Tensor]:
+    """Shuffled index batches drawn from ``generator``, so runs are reproducible."""
+    order = torch.randperm(count, generator=generator)
+    for start in range(0, count, batch_size):
+        yield order[start : start + batch_size]
+
+
+@torch.no_grad()
+def predict_logits(classifier: Classifier, images01: Tensor, batch_size: int = 256) -> Tensor:
+    """Logits on the CPU for a possibly large batch (model kept in eval mode)."""
+    device = classifier.device
+    return torch.cat([classifier(images01[i : i + batch_size].to(device)).float().cpu()
+                      for i in range(0, len(images01), batch_size)])
+
+
+def agreement(classifier: Classifier, images01: Tensor, reference_labels: Tensor) -> float:
+    """Fraction of images on which ``classifier`` predicts ``reference_labels``."""
+    if len(images01) == 0:
+        return float("nan")
+    return float((predict_logits(classifier, images01).argmax(1) == reference_labels.cpu()).float().mean())
+
+
+def check_trainable(classifier: Classifier, method: str) -> list[torch.nn.Parameter]:
+    params = classifier.trainable_parameters()
+    if not params:
+        raise AuditorError(f"{method}: the converted model has no trainable parameters to purify")
+    return params

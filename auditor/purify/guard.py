@@ -1,0 +1,170 @@
+"""The guard: a purified model must not silently lose its accuracy.
+
+Agreement between the original and the purified model is measured on synthetic samples held out
+from purification (no clean data is needed). A run that agrees too little is undone and retried
+with the purifier's milder config; when no attempt passes, the original model is restored (or the
+mildest attempt kept, if the caller asks for that) and the report says so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from auditor.errors import AuditorError
+from auditor.model import Classifier
+
+from .base import ProgressFn, PurifyResult, Purifier, _jsonable, predict_logits
+
+
+@dataclass(frozen=True)
+class GuardConfig:
+    min_agreement: float = 0.9  # holdout agreement with the original model needed to accept; our choice
+    max_backoffs: int = 3  # milder retries after the first attempt
+    max_accuracy_drop: float | None = None  # also bound the drop in holdout accuracy vs given labels, if set
+    on_exhausted: Literal["restore", "accept_mildest"] = "restore"  # when no attempt passes
+
+
+@dataclass
+class GuardAttempt:
+    attempt: int
+    purifier: str
+    config: dict[str, Any]
+    agreement: float  # holdout: purified prediction == original prediction
+    accuracy: float | None  # holdout: purified prediction == given label (None without labels)
+    passed: bool
+    result: PurifyResult
+
+
+@dataclass
+class GuardReport:
+    """Every attempt, and what the guard finally did to the model."""
+
+    status: Literal["accepted", "accepted_after_backoff", "accepted_mildest_below_threshold", "rejected"]
+    message: str
+    guard: dict[str, Any]
+    original_accuracy: float | None
+    holdout_size: int
+    attempts: list[GuardAttempt] = field(default_factory=list)
+    final: PurifyResult | None = None  # the result whose weights the model now holds (None when restored)
+
+    @property
+    def purified(self) -> bool:
+        return self.status != "rejected"
+
+    def to_json(self) -> dict[str, Any]:
+        return _jsonable({
+            "status": self.status,
+            "message": self.message,
+            "guard": self.guard,
+            "original_accuracy": self.original_accuracy,
+            "holdout_size": self.holdout_size,
+            "attempts": [{**{k: v for k, v in dataclasses.asdict(a).items() if k != "result"},
+                          "result": a.result.to_json()} for a in self.attempts],
+            "final": self.final.to_json() if self.final is not None else None,
+        })
+
+
+def snapshot(classifier: Classifier) -> dict[str, Tensor]:
+    """Copies of every parameter and buffer (frozen ones too, so any accidental change is undone)."""
+    state = {f"p:{n}": p.detach().clone() for n, p in classifier.network.named_parameters()}
+    state.update({f"b:{n}": b.detach().clone() for n, b in classifier.network.named_buffers()})
+    return state
+
+
+@torch.no_grad()
+def restore(classifier: Classifier, state: dict[str, Tensor]) -> None:
+    """Copy the snapshot back in place (the Parameter objects stay the ones write-back knows)."""
+    for name, param in classifier.network.named_parameters():
+        param.copy_(state[f"p:{name}"])
+    for name, buffer in classifier.network.named_buffers():
+        buffer.copy_(state[f"b:{name}"])
+
+
+def guarded_purify(
+    classifier: Classifier,
+    purifier: Purifier,
+    train_images: Tensor,
+    train_labels: Tensor | None,
+    holdout_images: Tensor,
+    holdout_labels: Tensor | None = None,
+    guard: GuardConfig | None = None,
+    *,
+    progress: ProgressFn | None = None,
+    seed: int = 0,
+    data_source: str = "synthetic",
+) -> GuardReport:
+    """Purify, check agreement on the holdout, back off with milder configs; never keep a silent loss."""
+    guard = guard or GuardConfig()
+    if len(holdout_images) == 0:
+        raise AuditorError("the guard needs held-out samples to measure agreement")
+    if holdout_labels is not None and len(holdout_labels) != len(holdout_images):
+        raise AuditorError(f"{len(holdout_labels)} holdout labels for {len(holdout_images)} images")
+    classifier.eval()
+    original_state = snapshot(classifier)
+    holdout_images = holdout_images.detach().float().cpu()
+    original_pred = predict_logits(classifier, holdout_images).argmax(1)
+    original_accuracy = _accuracy(original_pred, holdout_labels)
+    report = GuardReport("rejected", "", dataclasses.asdict(guard), original_accuracy, len(holdout_images))
+
+    current = purifier
+    for attempt in range(guard.max_backoffs + 1):
+        if attempt:
+            restore(classifier, original_state)
+            current = current.milder()
+        try:
+            result = current.purify(classifier, train_images, train_labels, progress=progress,
+                                    generator=torch.Generator().manual_seed(seed), data_source=data_source)
+        except BaseException:
+            restore(classifier, original_state)  # never leave a half-purified model behind
+            raise
+        logits = predict_logits(classifier, holdout_images)
+        finite = bool(torch.isfinite(logits).all()) and all(bool(torch.isfinite(p).all())
+                                                             for p in classifier.trainable_parameters())
+        pred = logits.argmax(1)
+        agree = float((pred == original_pred).float().mean()) if finite else 0.0
+        accuracy = _accuracy(pred, holdout_labels) if finite else 0.0 if holdout_labels is not None else None
+        if not finite:
+            result.notes.append("non-finite weights or logits after purification")
+        passed = finite and agree >= guard.min_agreement
+        if passed and guard.max_accuracy_drop is not None and accuracy is not None and original_accuracy is not None:
+            passed = original_accuracy - accuracy <= guard.max_accuracy_drop
+        report.attempts.append(GuardAttempt(attempt, current.name, dataclasses.asdict(current.config),
+                                            agree, accuracy, passed, result))
+        if passed:
+            result.backoffs = _backoffs(report)
+            report.final = result
+            report.status = "accepted" if attempt == 0 else "accepted_after_backoff"
+            report.message = (f"{current.name}: holdout agreement {agree:.3f} >= {guard.min_agreement}"
+                              + (f" after {attempt} back-off(s) to a milder config" if attempt else ""))
+            return report
+
+    last = report.attempts[-1]
+    if guard.on_exhausted == "accept_mildest":
+        last.result.backoffs = _backoffs(report)
+        report.final = last.result
+        report.status = "accepted_mildest_below_threshold"
+        report.message = (f"{purifier.name}: no attempt reached agreement {guard.min_agreement}; kept the mildest "
+                          f"(agreement {last.agreement:.3f}) as asked")
+    else:
+        restore(classifier, original_state)
+        report.status = "rejected"
+        report.message = (f"guard rejected purification: {purifier.name} never reached holdout agreement "
+                          f"{guard.min_agreement} in {len(report.attempts)} attempt(s) (best "
+                          f"{max(a.agreement for a in report.attempts):.3f}); the original model is kept")
+    return report
+
+
+def _accuracy(pred: Tensor, labels: Tensor | None) -> float | None:
+    return None if labels is None else float((pred == labels.long().cpu()).float().mean())
+
+
+def _backoffs(report: GuardReport) -> list[dict[str, Any]]:
+    """The failed attempts before the kept one, as back-off events for the PurifyResult."""
+    return [{"attempt": a.attempt, "config": a.config, "agreement": a.agreement, "accuracy": a.accuracy,
+             "reason": "holdout agreement/accuracy below the guard's threshold"}
+            for a in report.attempts if not a.passed]
