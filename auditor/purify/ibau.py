@@ -29,20 +29,26 @@ from .base import (ProgressFn, PurifyResult, Purifier, agreement, batches, check
 
 @dataclass(frozen=True)
 class IBAUConfig:
-    rounds: int = 5  # reference: 5 unlearning rounds
+    # Defaults: the reference settings, changed where a first measurement on the zoo said so
+    # (cifar10_input_aware, 1,000 clean CIFAR-10 training images, 1,000-image test subset):
+    # the reference (lr 1e-3, unbounded delta with SGD lr 10 in [0, 1] image space, 5 rounds) drove
+    # delta to L2 49 and the model to 10% accuracy; bounding delta (L2 3 in image space, normalized
+    # steps) gave ASR 91.7% -> 11.8% at ACC 88.0% -> 59.6%; adding the clean and KL terms with
+    # lr 3e-4 and 3 rounds gave ASR 16.0% at ACC 71.5%. Not tuned further yet (see docs).
+    rounds: int = 3  # reference: 5 unlearning rounds
     batch_size: int = 100  # reference: 100
-    lr: float = 1e-3  # outer Adam learning rate; reference script 1e-3 (BackdoorBench config 1e-4)
-    inner_lr: float = 10.0  # SGD rate for the universal perturbation; reference 10
+    lr: float = 3e-4  # outer Adam learning rate; reference script 1e-3 (BackdoorBench config 1e-4)
+    inner_lr: float = 0.5  # step for the universal perturbation; reference 10 (plain SGD, normalized input space)
     inner_reg: float = 1e-3  # weight of ||delta||^2 in the inner loss; reference 0.001
     fixed_point_iters: int = 5  # K, iterations for the implicit hypergradient; reference 5
     fixed_point_step: float = 0.1  # alpha of the fixed-point map; reference 0.1
-    delta_max_norm: float | None = None  # L2 projection radius of delta; reference script: none (notebook: 10)
-    clean_weight: float = 0.0  # CE on unperturbed samples in the outer loss (accuracy keeper); reference: 0
-    kl_weight: float = 0.0  # KL to the original model's predictions on clean samples; reference: 0
-    clamp_inputs: bool = False  # clip x + delta to [0, 1]; reference: no (it works in normalized space)
+    delta_max_norm: float | None = 3.0  # L2 radius of delta in [0, 1] image space; reference script: none (notebook: 10 in normalized space)
+    clean_weight: float = 1.0  # CE on unperturbed samples in the outer loss (accuracy keeper); reference: 0
+    kl_weight: float = 1.0  # KL to the original model's predictions on clean samples; reference: 0
+    clamp_inputs: bool = True  # clip x + delta to [0, 1]; reference: no (it works in normalized space)
     implicit: bool = True  # include the implicit hypergradient term (False: plain adversarial fine-tuning, ablation)
     inner_epochs: int = 1  # passes over the samples for delta per round; reference 1
-    inner_normalized: bool = False  # step delta along the unit-norm gradient (inner_lr is then the step length);
+    inner_normalized: bool = True  # step delta along the unit-norm gradient (inner_lr is then the step length);
     # reference: plain SGD, which barely moves delta on a model that is very confident on its samples
 
 
