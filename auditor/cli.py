@@ -22,6 +22,7 @@ EXIT_OK, EXIT_FINDING, EXIT_ERROR = 0, 1, 2
 _COMMANDS: list[tuple[str, str]] = [
     ("auditor.commands.inspect", "inspect_cmd"),
     ("auditor.commands.invert", "invert_cmd"),
+    ("auditor.commands.scan", "scan_cmd"),
     ("auditor.commands.audit", "audit_cmd"),
     ("auditor.commands.audit", "purify_cmd"),
     ("auditor.commands.bench", "bench_cmd"),

@@ -1,4 +1,5 @@
-"""The audit, top-down: convert -> invert -> purify (guarded) -> write back -> verify -> report.
+"""The audit, top-down: convert -> invert -> detect -> purify (guarded) -> re-scan -> write back -> verify
+-> report; and the scan (a verdict without purifying): convert -> invert (small) -> detect -> report.
 
 No clean data is used anywhere on this path. Measurement against real data (ACC/ASR/RA before
 and after) is an optional callback supplied by the caller, so that this module never imports
@@ -26,8 +27,9 @@ import converters
 from converters import compare_with_onnxruntime, convert, load_onnx, save_onnx
 
 from . import __version__
+from .detect import DetectionConfig, DetectionResult, Verdict, combine, run_detectors
 from .errors import AuditorError
-from .inversion import InversionConfig, SynthSet, invert, save_class_grid
+from .inversion import InversionConfig, StabilityConfig, SynthSet, invert, save_class_grid
 from .model import Classifier, pick_device
 from .purify import get_purifier
 from .purify.guard import GuardConfig, guarded_purify
@@ -54,10 +56,13 @@ class AuditOptions:
     spec_overrides: dict[str, Any] = field(default_factory=dict)
     max_model_bytes: int | None = None
     overwrite: bool = False
+    detection: DetectionConfig = field(default_factory=DetectionConfig)
+    rescan: bool = True  # detect on the original model and re-scan the purified one
 
     def to_json(self) -> dict[str, Any]:
         return {
             "method": self.method, "seed": self.seed, "device": self.device, "pixels": self.pixels,
+            "detection": self.detection.to_json(), "rescan": self.rescan,
             "generator": self.generator, "purifier_config": self.purifier_config,
             "guard": self.guard.__dict__, "holdout_fraction": self.holdout_fraction,
             "synthetic": str(self.synthetic) if self.synthetic else None,
@@ -119,6 +124,11 @@ def audit(
         synth = _synthetic_samples(classifier, options, progress)
         train, holdout = synth.split(options.holdout_fraction, seed=options.seed)
 
+    original: tuple[dict[str, DetectionResult], Verdict] | None = None
+    if options.rescan:
+        with stages("detect"):
+            original = _detect(classifier, synth.images01, synth.labels, options.detection, options.seed, progress)
+
     with stages("purify"):
         purifier = get_purifier(options.method, **options.purifier_config)
         if options.clean_data is not None:
@@ -130,7 +140,18 @@ def audit(
             progress=progress, seed=options.seed, data_source=source,
         )
 
+    rescanned: tuple[dict[str, DetectionResult], Verdict] | None = None
+    if original is not None:
+        with stages("rescan"):
+            # the purified model labels the samples itself: they were synthesized for the original
+            relabelled = classifier.predict(synth.images01)
+            rescanned = _detect(classifier, synth.images01, relabelled, options.detection, options.seed, progress)
+
     report = _base_report("audit", loaded, options, parity)
+    if original is not None and rescanned is not None:
+        report["verdict"] = _audit_verdict(original[1], rescanned[1])
+        report["detection"] = _detection_section(original[0], loaded.spec.num_classes, loaded.spec.class_names)
+        report["rescan"] = _detection_section(rescanned[0], loaded.spec.num_classes, loaded.spec.class_names)
     report["inversion"] = _inversion_section(synth, train, holdout)
     report["purification"] = guard.to_json()
     written = False
@@ -138,6 +159,9 @@ def audit(
         with stages("write"):
             report_dir.mkdir(parents=True, exist_ok=True)
             save_class_grid(synth.images01, synth.labels, loaded.spec.num_classes, report_dir / "synthetic_samples.png")
+            report["artifacts"] = {"synthetic_samples": "synthetic_samples.png"}
+            if original is not None:
+                report["artifacts"].update(_save_triggers(original[0], report_dir))
             report["output"] = None
             metadata = {
                 "auditor.version": __version__,
@@ -230,3 +254,151 @@ def report_hash(report: dict[str, Any]) -> str:
     evaluation, timings) and its timestamp: the value stored in the model's metadata."""
     body = {k: v for k, v in report.items() if k not in _UNHASHED}
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+# -- scan: a verdict without purifying ---------------------------------------------------------------
+
+
+def scan_inversion() -> InversionConfig:
+    """A small inversion for a scan: enough samples per class for the detectors, fast on a CPU."""
+    return InversionConfig(per_class=20, steps=60, batch_per_class=4, oversample=1.5,
+                           eval_stability=StabilityConfig(input_draws=2, param_draws=2))
+
+
+@dataclass
+class ScanOptions:
+    seed: int = 0
+    device: str = "auto"
+    inversion: InversionConfig = field(default_factory=scan_inversion)
+    pixels: bool = False  # ablation: no generator
+    generator: str | None = None
+    detection: DetectionConfig = field(default_factory=DetectionConfig)
+    synthetic: Path | None = None  # reuse samples from `auditor invert` instead of inverting
+    spec_overrides: dict[str, Any] = field(default_factory=dict)
+    max_model_bytes: int | None = None
+    overwrite: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seed": self.seed, "device": self.device, "pixels": self.pixels, "generator": self.generator,
+            "synthetic": str(self.synthetic) if self.synthetic else None, "data_source": "synthetic",
+            "inversion": self.inversion.to_json(), "detection": self.detection.to_json(),
+        }
+
+
+@dataclass
+class ScanResult:
+    report: dict[str, Any]
+    verdict: Verdict
+    report_dir: Path | None
+
+
+def scan(
+    model_path: str | Path,
+    report_dir: str | Path | None,
+    options: ScanOptions = ScanOptions(),
+    progress: Progress | None = None,
+) -> ScanResult:
+    """A backdoor verdict for ``model_path`` from the model alone; reports into ``report_dir`` if given."""
+    model_path = Path(model_path)
+    report_dir = Path(report_dir) if report_dir is not None else None
+    if report_dir is not None:
+        _check_report_dir(report_dir, options.overwrite)
+    stages = _Stages()
+    torch.manual_seed(options.seed)
+    device = pick_device(options.device)
+
+    with stages("convert"):
+        kwargs = {"max_bytes": options.max_model_bytes} if options.max_model_bytes else {}
+        loaded = load_onnx(model_path, spec_overrides=options.spec_overrides or None, **kwargs)
+        converted = convert(loaded)
+        parity = compare_with_onnxruntime(converted.module, loaded.model, loaded.spec)
+        if not parity.ok:
+            raise AuditorError(
+                f"the converted model differs from onnxruntime by {parity.max_abs:.2e}; a verdict on it would not "
+                "be about this file (run `auditor inspect` for details)"
+            )
+        classifier = Classifier(converted.module, loaded.spec).to(device)
+
+    with stages("invert"):
+        synth = _synthetic_samples(classifier, options, progress)  # type: ignore[arg-type]
+
+    with stages("detect"):
+        results, verdict = _detect(classifier, synth.images01, synth.labels, options.detection, options.seed, progress)
+
+    report = _base_report("scan", loaded, options, parity)  # type: ignore[arg-type]
+    report["verdict"] = verdict.to_json()
+    report["detection"] = _detection_section(results, loaded.spec.num_classes, loaded.spec.class_names)
+    inversion = dict(synth.summary)
+    fit = dict(inversion.get("fit", {}))
+    fit.pop("history", None)
+    inversion["fit"] = fit
+    inversion.pop("seconds", None)  # times live in `timings` only, so reports compare equal across runs
+    inversion["samples"] = {"total": len(synth)}
+    report["inversion"] = inversion
+    if report_dir is not None:
+        with stages("write"):
+            report_dir.mkdir(parents=True, exist_ok=True)
+            save_class_grid(synth.images01, synth.labels, loaded.spec.num_classes, report_dir / "synthetic_samples.png")
+            report["artifacts"] = {"synthetic_samples": "synthetic_samples.png", **_save_triggers(results, report_dir)}
+    report["timings"] = dict(stages.seconds)
+    report["timings"].update({f"detect.{name}": r.seconds for name, r in results.items()})
+    report["timings"]["total"] = round(sum(stages.seconds.values()), 3)
+    if report_dir is not None:
+        from .report import write_reports
+
+        write_reports(report, report_dir)
+    return ScanResult(report=report, verdict=verdict, report_dir=report_dir)
+
+
+def _check_report_dir(report_dir: Path, overwrite: bool) -> None:
+    if report_dir.exists() and not report_dir.is_dir():
+        raise AuditorError(f"{report_dir} exists and is not a folder")
+    if report_dir.is_dir() and (report_dir / "report.json").exists() and not overwrite:
+        raise AuditorError(f"{report_dir} already holds a report; pass --overwrite or choose another --report-dir")
+
+
+def _detect(classifier: Classifier, images01: torch.Tensor, labels: torch.Tensor, config: DetectionConfig, seed: int,
+            progress: Progress | None) -> tuple[dict[str, DetectionResult], Verdict]:
+    results = run_detectors(classifier, images01, labels, config, seed=seed, progress=progress)
+    names = list(classifier.spec.class_names) if classifier.spec.class_names else None
+    return results, combine(results, config.verdict, names)
+
+
+def _detection_section(results: dict[str, DetectionResult], num_classes: int,
+                       class_names: tuple[str, ...] | None) -> dict[str, Any]:
+    """Every detector's JSON, plus one merged row per class (what the HTML and SARIF show)."""
+    rows = []
+    for k in range(num_classes):
+        row: dict[str, Any] = {"class": k, "name": class_names[k] if class_names and k < len(class_names) else str(k)}
+        for name, result in results.items():
+            row[f"{name}.index"] = round(float(result.index[k]), 4)
+            figures = result.per_class[k]
+            for key, value in figures.items():
+                if key != "class":
+                    row[f"{name}.{key}"] = round(value, 5) if isinstance(value, float) else value
+        rows.append(row)
+    return {"detectors": {name: r.to_json() for name, r in results.items()}, "per_class": rows}
+
+
+def _audit_verdict(original: Verdict, purified: Verdict) -> dict[str, Any]:
+    """The original model's verdict, and whether the purified model passes a re-scan."""
+    block = original.to_json()
+    block["rescan"] = {k: v for k, v in purified.to_json().items() if k != "thresholds"}
+    block["purified_passes"] = purified.verdict == "clean"
+    return block
+
+
+def _save_triggers(results: dict[str, DetectionResult], report_dir: Path) -> dict[str, Any]:
+    """triggers.png (one column per class: mask, pattern, mask x pattern) and triggers.npz."""
+    from .report.images import save_trigger_grid
+
+    nc = results.get("neural_cleanse")
+    if nc is None or "mask" not in nc.images:
+        return {}
+    save_trigger_grid(nc.images["mask"], nc.images["pattern"], report_dir / "triggers.png")
+    import numpy as np
+
+    np.savez_compressed(report_dir / "triggers.npz", mask=nc.images["mask"].numpy(),
+                        pattern=nc.images["pattern"].numpy())
+    return {"triggers": "triggers.png", "triggers_npz": "triggers.npz"}

@@ -1,4 +1,9 @@
-"""``auditor audit`` and ``auditor purify``: a suspect model in, a purified model and a report out."""
+"""``auditor audit`` and ``auditor purify``: a suspect model in, a purified model and a report out.
+
+``audit`` is also a gate: the original model is scanned, purified, and the purified model is
+scanned again. Exit 0 when the purified model (the one you would ship) passes ``--fail-on``, 1 when
+it does not; the report's ``verdict`` block records the original model's verdict as well.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import click
 
 from ._options import spec_options, spec_overrides
 from ._progress import progress_bar
+from .scan import detection_config, detection_options, fail_on_option
 from .invert import inversion_config, inversion_options
 
 SAMPLES = Path("sample_models")
@@ -58,13 +64,21 @@ def _options(opts: dict[str, Any], **extra: Any):
         method=opts["method"], seed=opts["seed"], device=opts["device"], inversion=inversion_config(opts, opts["seed"]),
         pixels=opts.get("pixels", False), generator=opts.get("generator_name"),
         purifier_config=_parse_purifier_options(opts.get("purifier_options", ())), guard=guard,
-        spec_overrides=spec_overrides(opts), max_model_bytes=limit, overwrite=opts["overwrite"], **extra,
+        spec_overrides=spec_overrides(opts), max_model_bytes=limit, overwrite=opts["overwrite"],
+        detection=detection_config(opts), **extra,
     )
 
 
 def _print_summary(report: dict[str, Any], report_dir: Path) -> None:
     purification = report["purification"]
+    verdict = report.get("verdict")
+    if verdict:
+        targets = ", ".join(map(str, verdict["suspected_targets"])) or "none"
+        click.echo(f"original model: {verdict['verdict']} (score {verdict['score']:.2f}, suspected target(s) {targets})")
     click.echo(f"purification: {purification['status']} — {purification['message']}")
+    if verdict and verdict.get("rescan"):
+        rescan = verdict["rescan"]
+        click.echo(f"purified model re-scan: {rescan['verdict']} (score {rescan['score']:.2f})")
     evaluation = report.get("evaluation")
     if evaluation:
         for when in ("before", "after"):
@@ -88,11 +102,14 @@ def _print_summary(report: dict[str, Any], report_dir: Path) -> None:
 @click.option("--attack-from", default=None, metavar="MANIFEST[:NAME]", help="Attack to measure, from a zoo manifest.")
 @click.option("--attack", "attack_name", default=None, help="Attack to measure, by name.")
 @click.option("--target", type=int, default=None, help="Target class for --attack.")
+@fail_on_option
 @_purify_options
 @inversion_options
+@detection_options
 @spec_options
-def audit_cmd(model: str, output: str | None, report_dir: str | None, eval_data: str | None, attack_from: str | None,
-              attack_name: str | None, target: int | None, **opts: Any) -> None:
+@click.pass_context
+def audit_cmd(ctx: click.Context, model: str, output: str | None, report_dir: str | None, eval_data: str | None,
+              attack_from: str | None, attack_name: str | None, target: int | None, fail_on: str, **opts: Any) -> None:
     """Purify MODEL with no clean data: convert, invert, purify, verify, write back, report.
 
     With no MODEL, audits the bundled sample sample_models/cifar10_badnets.onnx (run from the
@@ -126,6 +143,11 @@ def audit_cmd(model: str, output: str | None, report_dir: str | None, eval_data:
     with progress_bar("auditing") as progress:
         result = audit(model_path, out, report_folder, _options(opts), evaluator=evaluator, progress=progress)
     _print_summary(result.report, result.report_dir)
+    from auditor.cli import EXIT_FINDING, EXIT_OK
+    from auditor.detect import fails
+
+    rescan = (result.report.get("verdict") or {}).get("rescan")
+    ctx.exit(EXIT_FINDING if rescan is not None and fails(rescan["verdict"], fail_on) else EXIT_OK)
 
 
 @click.command("purify")

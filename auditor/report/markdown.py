@@ -15,6 +15,15 @@ def render_markdown(report: dict[str, Any]) -> str:
     purification = report.get("purification", {})
     lines.append(f"# auditor {report.get('command', '')} report")
     lines.append("")
+    verdict = report.get("verdict")
+    if verdict:
+        targets = ", ".join(str(t) for t in verdict.get("suspected_targets", [])) or "none"
+        line = f"**Verdict: {verdict['verdict']}** (score {verdict['score']:.2f}, suspected target(s): {targets})"
+        rescan = verdict.get("rescan")
+        if rescan is not None:
+            line += (f"; purified model re-scan: **{rescan['verdict']}** "
+                     f"({'passes' if verdict.get('purified_passes') else 'does not pass'})")
+        lines += [line, ""]
     lines.append(f"- input: `{report['input']['path']}` (sha256 `{report['input']['sha256'][:16]}…`)")
     if report.get("output"):
         lines.append(f"- output: `{report['output']['path']}` (sha256 `{report['output']['sha256'][:16]}…`)")
@@ -45,6 +54,18 @@ def render_markdown(report: dict[str, Any]) -> str:
                   f"| {kept.get('confidence')} | {kept.get('input_noise')} | {kept.get('param_noise')} | "
                   f"{kept.get('worst_input')} | {kept.get('worst_param')} |", "",
                   "![synthetic samples, one row per class](synthetic_samples.png)", ""]
+
+    detection = report.get("detection")
+    if detection:
+        lines += ["## Detection per class", "", "| class | NC anomaly index | trigger L1 | trigger success | "
+                  "weight-perturbation index |", "|---|---|---|---|---|"]
+        for row in detection["per_class"]:
+            lines.append(f"| {row['class']} {row['name']} | {row.get('neural_cleanse.index', 'n/a')} | "
+                         f"{row.get('neural_cleanse.mask_l1', 'n/a')} | {_pct(row.get('neural_cleanse.attack_success'))} | "
+                         f"{row.get('weight_perturbation.index', 'n/a')} |")
+        lines.append("")
+        if (report.get("artifacts") or {}).get("triggers"):
+            lines += ["![reversed triggers: mask, pattern, mask x pattern per class](triggers.png)", ""]
 
     if purification:
         lines += ["## Purification attempts", "", "| attempt | method | holdout agreement | passed |", "|---|---|---|---|"]

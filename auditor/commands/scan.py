@@ -1,0 +1,157 @@
+"""``auditor scan``: a backdoor verdict for one or more models, without purifying, as a CI gate.
+
+Exit codes: 0 no model fails the gate, 1 at least one does (``--fail-on``: backdoored, the
+default; suspicious; never), 2 the tool could not do its job for at least one file (bad input,
+unsupported model); the other files are still scanned and reported.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ._options import spec_options, spec_overrides
+from ._progress import progress_bar
+
+FAIL_ON = click.Choice(["backdoored", "suspicious", "never"])
+
+
+def fail_on_option(func):
+    return click.option("--fail-on", type=FAIL_ON, default="backdoored", show_default=True,
+                        help="Exit 1 when a verdict is at least this bad (never: always 0 unless the tool fails).")(func)
+
+
+def detection_options(func):
+    """Thresholds and effort of detection, shared by ``scan`` and ``audit``."""
+    options = [
+        click.option("--threshold", type=float, default=None,
+                     help="Neural Cleanse anomaly index above which a class is a backdoor target (default 2)."),
+        click.option("--suspicious-threshold", type=float, default=None,
+                     help="Anomaly index above which a class is suspicious (default 1.5)."),
+        click.option("--nc-steps", type=click.IntRange(1), default=None,
+                     help="Trigger reverse-engineering steps (default 150)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def detection_config(opts: dict[str, Any]):
+    from dataclasses import replace
+
+    from auditor.detect import DetectionConfig, VerdictConfig
+
+    verdict = VerdictConfig()
+    if opts.get("threshold") is not None:
+        verdict = replace(verdict, threshold=opts["threshold"])
+    if opts.get("suspicious_threshold") is not None:
+        verdict = replace(verdict, suspicious_threshold=opts["suspicious_threshold"])
+    settings = {"neural_cleanse": {"steps": opts["nc_steps"]}} if opts.get("nc_steps") else {}
+    return DetectionConfig(settings=settings, verdict=verdict)
+
+
+def _report_dirs(models: list[Path], report_dir: Path | None) -> list[Path | None]:
+    """One folder per model: the folder itself for one model, ``<folder>/<stem>`` for several."""
+    if report_dir is None:
+        return [None] * len(models)
+    if len(models) == 1:
+        return [report_dir]
+    seen: dict[str, int] = {}
+    out = []
+    for m in models:
+        name = m.stem
+        seen[name] = seen.get(name, 0) + 1
+        out.append(report_dir / (name if seen[name] == 1 else f"{name}-{seen[name]}"))
+    return out
+
+
+@click.command("scan")
+@click.argument("models", nargs=-1, required=True, type=click.Path(dir_okay=False))
+@click.option("--report-dir", type=click.Path(file_okay=False), default=None,
+              help="Write report.json/.html/.sarif/.md and summary.md here (one subfolder per model when several).")
+@fail_on_option
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--per-class", type=click.IntRange(2), default=None, help="Synthetic samples per class (default 20).")
+@click.option("--steps", type=click.IntRange(1), default=None, help="Inversion steps (default 60).")
+@click.option("--pixels", is_flag=True, help="Ablation: invert pixels directly, no generator.")
+@click.option("--generator", "generator_name", default=None, help="Generator: registry name or your own file.")
+@click.option("--synthetic", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Use samples from `auditor invert` instead of inverting (one model only).")
+@click.option("--threads", type=click.IntRange(1), default=None, help="CPU threads for torch (default: torch's for inversion, 1 for detection).")
+@click.option("--json", "as_json", is_flag=True, help="Print the verdicts as JSON on stdout.")
+@click.option("--overwrite", is_flag=True, help="Replace existing reports.")
+@detection_options
+@spec_options
+@click.pass_context
+def scan_cmd(ctx: click.Context, models: tuple[str, ...], report_dir: str | None, fail_on: str, seed: int, device: str,
+             per_class: int | None, steps: int | None, pixels: bool, generator_name: str | None,
+             synthetic: str | None, threads: int | None, as_json: bool, overwrite: bool, **opts: Any) -> None:
+    """Look for a backdoor in each MODEL (ONNX) from the model alone; exit 1 if one is found.
+
+    Reverse-engineers, for every class, the smallest trigger that flips synthetic samples of the
+    other classes into it (Neural Cleanse on stabilized model-inversion samples) and flags classes
+    whose trigger is an outlier. Several files: the exit code follows the worst verdict.
+    """
+    from dataclasses import replace
+
+    from converters.errors import ModelError
+
+    from auditor.cli import EXIT_ERROR, EXIT_FINDING, EXIT_OK
+    from auditor.detect import fails, worst
+    from auditor.pipeline import ScanOptions, scan, scan_inversion
+    from auditor.report import write_combined
+
+    from auditor.errors import AuditorError
+
+    if synthetic and len(models) > 1:
+        raise AuditorError("--synthetic holds samples of one model; scan one model with it")
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    inversion = scan_inversion()
+    inversion = replace(inversion, seed=seed, **{k: v for k, v in (("per_class", per_class), ("steps", steps))
+                                                  if v is not None})
+    limit = int(opts["max_model_mb"] * 1024 * 1024) if opts.get("max_model_mb") else None
+    options = ScanOptions(seed=seed, device=device, inversion=inversion, pixels=pixels, generator=generator_name,
+                          detection=detection_config(opts), spec_overrides=spec_overrides(opts),
+                          max_model_bytes=limit, overwrite=overwrite,
+                          synthetic=Path(synthetic) if synthetic else None)
+    if threads:
+        options.detection.threads = threads
+    paths = [Path(m) for m in models]
+    folders = _report_dirs(paths, Path(report_dir) if report_dir else None)
+    rows, reports, errors = [], [], 0
+    for path, folder in zip(paths, folders):
+        try:
+            with progress_bar(f"scanning {path.name}", enabled=not as_json) as progress:
+                result = scan(path, folder, options, progress=progress)
+        except ModelError as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            errors += 1
+            click.echo(f"error: {path}: {exc}", err=True)
+            rows.append({"model": str(path), "verdict": None, "error": str(exc)})
+            continue
+        v = result.verdict
+        reports.append(result.report)
+        rows.append({"model": str(path), "verdict": v.verdict, "score": round(v.score, 4),
+                     "suspected_targets": v.suspected_targets, "fails_gate": fails(v.verdict, fail_on),
+                     "report_dir": str(folder) if folder else None, "seconds": result.report["timings"]["total"]})
+        if not as_json:
+            targets = f", suspected target(s) {', '.join(map(str, v.suspected_targets))}" if v.suspected_targets else ""
+            click.echo(f"{path}: {v.verdict} (score {v.score:.2f}{targets}) in "
+                       f"{result.report['timings']['total']:.0f} s" + (f"; report in {folder}" if folder else ""))
+    if report_dir and len(paths) > 1 and reports:
+        write_combined(reports, Path(report_dir))
+    verdict = worst([r["verdict"] for r in rows if r["verdict"]])
+    code = EXIT_ERROR if errors else (EXIT_FINDING if fails(verdict, fail_on) else EXIT_OK)
+    if as_json:
+        click.echo(json.dumps({"verdict": verdict, "fail_on": fail_on, "exit_code": code, "models": rows}, indent=2))
+    elif len(paths) > 1:
+        click.echo(f"worst verdict: {verdict} ({len(paths)} models, {errors} error(s))")
+    ctx.exit(code)

@@ -1,0 +1,121 @@
+"""The common interface of every backdoor detector, and the figures a detection leaves behind.
+
+A detector looks at the suspect model and synthetic (SMI) samples only: never at real data. It
+returns one figure per class and an anomaly index per class; ``auditor.detect.verdict`` turns the
+indices of all detectors into one verdict.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar
+
+import torch
+from torch import Tensor
+
+from auditor.errors import AuditorError
+from auditor.model import Classifier
+
+ProgressFn = Callable[[int, int, str], None]
+
+MAD_CONSISTENCY = 1.4826  # makes the MAD a consistent estimator of the standard deviation for normal data
+
+
+def anomaly_index(values: Tensor, side: str = "low", floor: float = 1e-6) -> Tensor:
+    """Neural Cleanse's anomaly index, signed so that positive means "anomalous on ``side``":
+    ``(median - v) / (1.4826 * MAD)`` for ``side="low"``, the negative for ``"high"``.
+
+    The MAD is floored (relative to the median) so that a set of near-identical values does not
+    turn rounding noise into a huge index."""
+    values = values.double()
+    median = values.median()
+    mad = (values - median).abs().median()
+    scale = MAD_CONSISTENCY * torch.clamp(mad, min=max(floor, 1e-3 * float(median.abs())))
+    index = (median - values) / scale if side == "low" else (values - median) / scale
+    return index.float()
+
+
+@dataclass
+class DetectionResult:
+    """What one detector found; ``per_class`` and ``index`` are indexed by class."""
+
+    detector: str
+    config: dict[str, Any]
+    per_class: list[dict[str, Any]]  # the detector's own figures for each class
+    index: list[float]  # anomaly index per class (positive = anomalous in the suspicious direction)
+    summary: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    images: dict[str, Tensor] = field(default_factory=dict)  # e.g. reversed masks/patterns, not in the JSON
+    notes: list[str] = field(default_factory=list)
+
+    def top(self) -> tuple[int, float]:
+        """(class, index) of the most anomalous class."""
+        best = max(range(len(self.index)), key=lambda k: (self.index[k], -k))
+        return best, self.index[best]
+
+    def to_json(self) -> dict[str, Any]:
+        data = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("images", "seconds")}
+        return jsonable(data)
+
+
+def jsonable(value: Any) -> Any:
+    """Plain Python types only (floats rounded, non-finite ones as strings) so json.dumps never fails
+    and the JSON is byte-identical across runs."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, Tensor):
+        return jsonable(value.tolist())
+    if isinstance(value, float):
+        return round(value, 5) if math.isfinite(value) else str(value)
+    if isinstance(value, (bool, int, str)) or value is None:
+        return value
+    return str(value)
+
+
+class Detector(ABC):
+    """One detection method. Subclasses set ``name`` and ``Config`` (a dataclass of its settings)."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type]
+    #: what a high index means, for the report ("small trigger", "attracts flips", ...)
+    meaning: ClassVar[str] = ""
+
+    def __init__(self, config: Any | None = None, **overrides: Any) -> None:
+        config = config if config is not None else self.Config()
+        try:
+            self.config = dataclasses.replace(config, **overrides)
+        except TypeError as exc:
+            known = ", ".join(f.name for f in dataclasses.fields(self.Config))
+            raise AuditorError(f"bad option for detector {self.name!r} ({exc}); known: {known}") from None
+
+    @abstractmethod
+    def detect(self, classifier: Classifier, images01: Tensor, labels: Tensor, *, seed: int = 0,
+               progress: ProgressFn | None = None) -> DetectionResult:
+        """Figures per class from ``classifier`` and synthetic samples ``images01`` of classes ``labels``."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.config})"
+
+
+def check_samples(classifier: Classifier, images01: Tensor, labels: Tensor, name: str) -> None:
+    if images01.ndim != 4 or len(images01) == 0:
+        raise AuditorError(f"{name}: need a non-empty NCHW image batch, got shape {tuple(images01.shape)}")
+    if len(labels) != len(images01):
+        raise AuditorError(f"{name}: {len(labels)} labels for {len(images01)} images")
+    if classifier.num_classes < 3:
+        raise AuditorError(f"{name}: needs at least 3 classes for an outlier test, the model has {classifier.num_classes}")
+
+
+def balanced_pick(labels: Tensor, num_classes: int, per_class: int, generator: torch.Generator) -> Tensor:
+    """Indices of at most ``per_class`` samples of each class, in a seeded order."""
+    picked = []
+    for c in range(num_classes):
+        idx = torch.nonzero(labels == c)[:, 0]
+        idx = idx[torch.randperm(len(idx), generator=generator)][:per_class]
+        picked.append(idx)
+    return torch.cat(picked).sort().values

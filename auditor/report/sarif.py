@@ -1,0 +1,110 @@
+"""SARIF 2.1.0 (what GitHub code scanning and other dashboards ingest): one result per finding.
+
+Findings: each suspected backdoor target class of a model (``error`` when backdoored, ``warning``
+when suspicious), and, after ``audit``, a purified model that still fails its re-scan. A clean
+model gives a run with no results, which dashboards read as "fixed".
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+INFO_URI = "https://github.com/auditor/auditor/blob/main/docs/ci.md"
+
+RULES: list[dict[str, Any]] = [
+    {
+        "id": "AUD001",
+        "name": "BackdoorTargetClass",
+        "shortDescription": {"text": "Model has a backdoor target class"},
+        "fullDescription": {"text": "A class of this model can be reached from every other class with an "
+                                    "unusually small input trigger (Neural Cleanse anomaly index on model-inversion "
+                                    "samples): the signature of an all-to-one backdoor."},
+        "help": {"text": "Do not deploy the model as is. Run `auditor audit MODEL` to remove the backdoor without "
+                         "clean data, or obtain the model from a trusted source.",
+                 "markdown": "Do not deploy the model as is. Run `auditor audit MODEL` to remove the backdoor "
+                             "without clean data, or obtain the model from a trusted source."},
+        "defaultConfiguration": {"level": "error"},
+        "properties": {"tags": ["security", "backdoor", "ml-supply-chain"]},
+    },
+    {
+        "id": "AUD002",
+        "name": "PurifiedModelStillFlagged",
+        "shortDescription": {"text": "Purified model still fails the backdoor re-scan"},
+        "fullDescription": {"text": "After `auditor audit`, the purified model was scanned again and is not clean."},
+        "help": {"text": "Inspect report.html; try another purifier (--method) or more synthetic samples."},
+        "defaultConfiguration": {"level": "error"},
+        "properties": {"tags": ["security", "backdoor"]},
+    },
+]
+
+
+def _uri(path: str, base: Path | None) -> str:
+    p = Path(path)
+    if base is not None:
+        try:
+            return p.resolve().relative_to(base.resolve()).as_posix()
+        except ValueError:
+            pass
+    return p.as_posix()
+
+
+def sarif_results(report: dict[str, Any], base: Path | None = None) -> list[dict[str, Any]]:
+    """The SARIF results of one report."""
+    verdict = report.get("verdict")
+    if not verdict:
+        return []
+    uri = _uri(report["input"]["path"], base)
+    sha = report["input"]["sha256"]
+    location = [{"physicalLocation": {"artifactLocation": {"uri": uri}}}]
+    rows = {row["class"]: row for row in report.get("detection", {}).get("per_class", [])}
+    results = []
+    level = {"backdoored": "error", "suspicious": "warning"}.get(verdict["verdict"])
+    if level:
+        for target in verdict["suspected_targets"]:
+            row = rows.get(target, {})
+            name = row.get("name", str(target))
+            index = row.get("neural_cleanse.index")
+            results.append({
+                "ruleId": "AUD001", "ruleIndex": 0, "level": level, "kind": "fail",
+                "message": {"text": f"{uri}: class {target} ({name}) looks like a backdoor target "
+                                    f"(verdict {verdict['verdict']}, anomaly index {index})."},
+                "locations": location,
+                "partialFingerprints": {"modelSha256/class": f"{sha}/{target}"},
+                "properties": {"verdict": verdict["verdict"], "class": target, "className": name,
+                               "anomalyIndex": index, "score": verdict["score"],
+                               "maskL1": row.get("neural_cleanse.mask_l1")},
+            })
+    rescan = verdict.get("rescan")
+    if rescan is not None and not verdict.get("purified_passes", True):
+        output = report.get("output") or {}
+        out_uri = _uri(output.get("path", report["input"]["path"]), base)
+        results.append({
+            "ruleId": "AUD002", "ruleIndex": 1, "level": "error", "kind": "fail",
+            "message": {"text": f"{out_uri}: the purified model's re-scan is {rescan['verdict']} "
+                                f"(targets {rescan['suspected_targets']})."},
+            "locations": [{"physicalLocation": {"artifactLocation": {"uri": out_uri}}}],
+            "partialFingerprints": {"modelSha256/rescan": f"{sha}/rescan"},
+            "properties": {"verdict": rescan["verdict"], "score": rescan["score"]},
+        })
+    return results
+
+
+def render_sarif(reports: list[dict[str, Any]], base: Path | None = None) -> dict[str, Any]:
+    """One SARIF log with one run over every report (several models scanned at once)."""
+    version = reports[0]["tool"]["version"] if reports else "unknown"
+    results = [r for report in reports for r in sarif_results(report, base)]
+    artifacts = [{"location": {"uri": _uri(r["input"]["path"], base)},
+                  "hashes": {"sha-256": r["input"]["sha256"]}} for r in reports]
+    return {
+        "$schema": SARIF_SCHEMA,
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {"name": "auditor", "version": version, "semanticVersion": version,
+                                "informationUri": INFO_URI, "rules": RULES}},
+            "artifacts": artifacts,
+            "results": results,
+            "columnKind": "unicodeCodePoints",
+        }],
+    }

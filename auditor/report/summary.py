@@ -1,0 +1,51 @@
+"""summary.md: a few lines for a CI job summary (``$GITHUB_STEP_SUMMARY``), one row per model."""
+
+from __future__ import annotations
+
+from typing import Any
+
+ICONS = {"clean": "✅", "suspicious": "⚠️", "backdoored": "❌"}
+
+
+def _targets(report: dict[str, Any], verdict: dict[str, Any]) -> str:
+    names = report.get("spec", {}).get("class_names") or []
+    parts = [f"{t} ({names[t]})" if t < len(names) else str(t) for t in verdict.get("suspected_targets", [])]
+    return ", ".join(parts) or "—"
+
+
+def summary_row(report: dict[str, Any]) -> str:
+    verdict = report.get("verdict") or {}
+    name = report["input"]["path"].replace("|", "\\|")
+    v = verdict.get("verdict", "n/a")
+    cells = [f"`{name}`", f"{ICONS.get(v, '')} **{v}**", f"{verdict.get('score', 0):.2f}", _targets(report, verdict)]
+    if report.get("command") == "audit":
+        rescan = verdict.get("rescan")
+        cells.append("—" if rescan is None else f"{ICONS.get(rescan['verdict'], '')} {rescan['verdict']}")
+        cells.append(str((report.get("purification") or {}).get("status", "—")))
+    cells.append(f"{report.get('timings', {}).get('total', 0):.0f} s")
+    return "| " + " | ".join(cells) + " |"
+
+
+def render_summary(reports: list[dict[str, Any]], title: str = "auditor") -> str:
+    """A short Markdown table: verdict, score, suspected targets, (re-scan), time."""
+    audit = any(r.get("command") == "audit" for r in reports)
+    head = ["model", "verdict", "score", "suspected target(s)"]
+    if audit:
+        head += ["purified re-scan", "purification"]
+    head.append("time")
+    worst = max((r.get("verdict", {}).get("verdict", "clean") for r in reports),
+                key=("clean", "suspicious", "backdoored").index, default="clean")
+    lines = [f"### {title}: {ICONS[worst]} {worst}", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += [summary_row(r) for r in reports]
+    lines += ["", "Score: the largest Neural Cleanse anomaly index over the classes (flagged above "
+              f"{_threshold(reports)}); details in each model's report.html.", ""]
+    return "\n".join(lines)
+
+
+def _threshold(reports: list[dict[str, Any]]) -> str:
+    for r in reports:
+        t = (r.get("verdict") or {}).get("thresholds", {}).get("threshold")
+        if t is not None:
+            return f"{t:g}"
+    return "2"

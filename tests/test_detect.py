@@ -1,0 +1,159 @@
+"""Detectors and the verdict rule: the anomaly index, Neural Cleanse on a model with a planted
+backdoor, the weight-perturbation signal, and how indices become clean/suspicious/backdoored."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from auditor.detect import (DetectionResult, NeuralCleanse, VerdictConfig, WeightPerturbation, anomaly_index,
+                            combine, fails, get_detector, list_detectors, worst)
+from auditor.errors import AuditorError
+from auditor.model import Classifier
+from converters import ModelSpec
+
+K, SIDE = 6, 8
+TARGET = 2
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: one thread is faster, and much faster on a shared CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+class Planted(nn.Module):
+    """A linear classifier on 8x8 images with a planted all-to-one backdoor: a white 2x2 patch in
+    the bottom-right corner sends every image to class TARGET."""
+
+    def __init__(self, backdoor: bool = True) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.weight = nn.Parameter(torch.randn(K, 3 * SIDE * SIDE, generator=g) * 0.3)
+        self.backdoor = backdoor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = x.flatten(1) @ self.weight.T
+        if not self.backdoor:
+            return logits
+        patch = x[:, :, -2:, -2:].flatten(1).mean(1)
+        boost = 50 * torch.sigmoid(20 * (patch - 0.8))
+        onehot = torch.zeros(K)
+        onehot[TARGET] = 1
+        return logits + boost[:, None] * onehot
+
+
+def _classifier(backdoor: bool = True) -> Classifier:
+    spec = ModelSpec("input", "logits", 3, SIDE, SIDE, K)
+    return Classifier(Planted(backdoor), spec)
+
+
+def _samples(classifier: Classifier, per_class: int = 12) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per class, images pushed towards the class (what inversion would return), labelled by the model."""
+    g = torch.Generator().manual_seed(1)
+    w = classifier.network.weight.detach().view(K, 3, SIDE, SIDE)
+    images = []
+    for c in range(K):
+        noise = torch.rand(per_class, 3, SIDE, SIDE, generator=g)
+        images.append((0.5 * noise + 0.5 * (w[c].sign() + 1) / 2).clamp(0, 1))
+    x = torch.cat(images)
+    return x, classifier.predict(x)
+
+
+def test_anomaly_index_matches_the_definition() -> None:
+    values = torch.tensor([10.0, 11.0, 9.0, 10.5, 9.5, 2.0])
+    median = values.median()
+    mad = (values - median).abs().median()
+    expected = (median - values) / (1.4826 * mad)
+    assert torch.allclose(anomaly_index(values, "low"), expected.float(), atol=1e-5)
+    assert torch.allclose(anomaly_index(values, "high"), -expected.float(), atol=1e-5)
+    assert int(anomaly_index(values).argmax()) == 5
+
+
+def test_anomaly_index_of_identical_values_is_finite() -> None:
+    index = anomaly_index(torch.full((5,), 3.0))
+    assert torch.isfinite(index).all() and float(index.abs().max()) == 0.0
+
+
+def test_neural_cleanse_finds_the_planted_target() -> None:
+    classifier = _classifier()
+    x, y = _samples(classifier)
+    assert len(set(y.tolist())) >= K - 1
+    result = NeuralCleanse(steps=120, per_class=12, batch_per_class=8).detect(classifier, x, y, seed=0)
+    best, index = result.top()
+    assert best == TARGET and index > 2
+    figures = result.per_class[TARGET]
+    assert figures["attack_success"] >= 0.9 and figures["reached_target"]
+    assert figures["mask_l1"] < min(f["mask_l1"] for f in result.per_class if f["class"] != TARGET)
+    assert result.images["mask"].shape == (K, 1, SIDE, SIDE) and result.images["pattern"].shape == (K, 3, SIDE, SIDE)
+    verdict = combine({"neural_cleanse": result})
+    assert verdict.verdict == "backdoored" and verdict.suspected_targets[0] == TARGET
+    # the model is untouched: parameters keep requires_grad and values
+    assert all(p.requires_grad for p in classifier.parameters())
+
+
+def test_neural_cleanse_is_deterministic_under_a_seed() -> None:
+    classifier = _classifier()
+    x, y = _samples(classifier, per_class=6)
+    a = NeuralCleanse(steps=15, per_class=6).detect(classifier, x, y, seed=3)
+    b = NeuralCleanse(steps=15, per_class=6).detect(classifier, x, y, seed=3)
+    assert a.to_json() == b.to_json()
+
+
+def test_weight_perturbation_reports_a_share_per_class() -> None:
+    classifier = _classifier(backdoor=False)
+    x, y = _samples(classifier, per_class=6)
+    result = WeightPerturbation(radii=(0.05,), ascent_steps=1).detect(classifier, x, y)
+    assert len(result.per_class) == K and len(result.index) == K
+    assert all(0.0 <= row["flip_in_share"] <= 1.0 for row in result.per_class)
+
+
+def test_registry_and_bad_options() -> None:
+    assert list_detectors() == ["neural_cleanse", "weight_perturbation"]
+    assert isinstance(get_detector("neural_cleanse", steps=3), NeuralCleanse)
+    with pytest.raises(AuditorError, match="unknown detector"):
+        get_detector("nope")
+    with pytest.raises(AuditorError, match="bad option"):
+        get_detector("neural_cleanse", nonsense=1)
+    classifier = _classifier()
+    with pytest.raises(AuditorError, match="non-empty"):
+        NeuralCleanse().detect(classifier, torch.empty(0, 3, SIDE, SIDE), torch.empty(0, dtype=torch.long))
+
+
+def _result(name: str, index: list[float]) -> DetectionResult:
+    return DetectionResult(name, {}, [{"class": k} for k in range(len(index))], index)
+
+
+@pytest.mark.parametrize("index, expected, targets", [
+    ([0.1, -0.5, 0.3, 0.0, 1.0], "clean", []),
+    ([0.1, -0.5, 1.7, 0.0, 1.0], "suspicious", [2]),
+    ([0.1, 3.5, 1.7, 0.0, 2.4], "backdoored", [1, 4, 2]),
+])
+def test_verdict_from_the_primary_index(index: list[float], expected: str, targets: list[int]) -> None:
+    verdict = combine({"neural_cleanse": _result("neural_cleanse", index)})
+    assert verdict.verdict == expected and verdict.suspected_targets == targets
+    assert verdict.score == pytest.approx(max(0.0, *index))
+    assert verdict.reasons
+
+
+def test_verdict_thresholds_are_configurable_and_the_auxiliary_signal_optional() -> None:
+    nc = _result("neural_cleanse", [0.1, 1.7, 0.0, 0.2])
+    aux = _result("weight_perturbation", [0.0, 5.0, 0.0, 4.0])
+    assert combine({"neural_cleanse": nc, "weight_perturbation": aux}).verdict == "suspicious"  # aux does not vote
+    assert combine({"neural_cleanse": nc}, VerdictConfig(threshold=1.6)).verdict == "backdoored"
+    voting = VerdictConfig(aux_threshold=3.0)
+    both = combine({"neural_cleanse": nc, "weight_perturbation": aux}, voting)
+    assert both.verdict == "backdoored" and both.suspected_targets[0] == 1  # corroborated on class 1
+    alone = combine({"neural_cleanse": _result("neural_cleanse", [0.0] * 4), "weight_perturbation": aux}, voting)
+    assert alone.verdict == "suspicious" and set(alone.suspected_targets) == {1, 3}
+
+
+def test_gate_rules() -> None:
+    assert worst(["clean", "backdoored", "suspicious"]) == "backdoored" and worst([]) == "clean"
+    assert fails("backdoored", "backdoored") and not fails("suspicious", "backdoored")
+    assert fails("suspicious", "suspicious") and not fails("clean", "suspicious")
+    assert not fails("backdoored", "never")
