@@ -109,16 +109,7 @@ def audit(
     device = pick_device(options.device)
 
     with stages("convert"):
-        kwargs = {"max_bytes": options.max_model_bytes} if options.max_model_bytes else {}
-        loaded = load_onnx(model_path, spec_overrides=options.spec_overrides or None, **kwargs)
-        converted = convert(loaded)
-        parity = compare_with_onnxruntime(converted.module, loaded.model, loaded.spec)
-        if not parity.ok:
-            raise AuditorError(
-                f"the converted model differs from onnxruntime by {parity.max_abs:.2e}; refusing to purify a model "
-                "we cannot reproduce (run `auditor inspect` for details)"
-            )
-        classifier = Classifier(converted.module, loaded.spec).to(device)
+        loaded, converted, parity, classifier = _convert_checked(model_path, options, device, "purify")
 
     with stages("invert"):
         synth = _synthetic_samples(classifier, options, progress)
@@ -196,6 +187,20 @@ def audit(
             output.unlink()
         raise
     return AuditResult(report=report, output=output, report_dir=report_dir)
+
+
+def _convert_checked(model_path: Path, options: "AuditOptions | ScanOptions", device: torch.device, purpose: str):
+    """Load, convert and check parity with onnxruntime: we only work on a model we reproduce."""
+    kwargs = {"max_bytes": options.max_model_bytes} if options.max_model_bytes else {}
+    loaded = load_onnx(model_path, spec_overrides=options.spec_overrides or None, **kwargs)
+    converted = convert(loaded)
+    parity = compare_with_onnxruntime(converted.module, loaded.model, loaded.spec)
+    if not parity.ok:
+        raise AuditorError(
+            f"the converted model differs from onnxruntime by {parity.max_abs:.2e}; refusing to {purpose} a model "
+            "we cannot reproduce (run `auditor inspect` for details)"
+        )
+    return loaded, converted, parity, Classifier(converted.module, loaded.spec).to(device)
 
 
 def _check_destinations(model_path: Path, output: Path, report_dir: Path, overwrite: bool) -> None:
@@ -309,16 +314,7 @@ def scan(
     device = pick_device(options.device)
 
     with stages("convert"):
-        kwargs = {"max_bytes": options.max_model_bytes} if options.max_model_bytes else {}
-        loaded = load_onnx(model_path, spec_overrides=options.spec_overrides or None, **kwargs)
-        converted = convert(loaded)
-        parity = compare_with_onnxruntime(converted.module, loaded.model, loaded.spec)
-        if not parity.ok:
-            raise AuditorError(
-                f"the converted model differs from onnxruntime by {parity.max_abs:.2e}; a verdict on it would not "
-                "be about this file (run `auditor inspect` for details)"
-            )
-        classifier = Classifier(converted.module, loaded.spec).to(device)
+        loaded, converted, parity, classifier = _convert_checked(model_path, options, device, "give a verdict on")
 
     with stages("invert"):
         synth = _synthetic_samples(classifier, options, progress)  # type: ignore[arg-type]

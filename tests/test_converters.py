@@ -3,10 +3,8 @@ parameter must receive a gradient), plus the ONNX model-zoo files shipped inside
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
-import numpy as np
 import onnx
 import pytest
 import torch
@@ -113,7 +111,7 @@ def test_opsets_newer_than_the_converters_are_converted_down(opset: int, export_
     onnx.save(model, str(path))
     loaded = load_onnx(path)
     converted = convert(loaded)
-    assert any(f"-> 21" in step for step in converted.prepared.steps)
+    assert any("-> 21" in step for step in converted.prepared.steps)
     assert compare_with_onnxruntime(converted.module, loaded.model, loaded.spec).ok
     result = save_onnx(converted, export_dir / f"dw-{opset}-out.onnx", overwrite=True)
     assert result.method == "write-back"

@@ -232,7 +232,7 @@ def test_ibau_reduces_backdoor(backdoored) -> None:
 # delta barely moves it (reference settings: ASR 1.00 -> 0.99); normalized steps in a bounded ball and
 # smaller batches (more outer steps) do find and partly unlearn the trigger.
 IBAU_TEST_CONFIG = dict(batch_size=32, lr=3e-3, clamp_inputs=True, inner_normalized=True, inner_lr=0.5,
-                        delta_max_norm=4.0, kl_weight=1.0)
+                        delta_max_norm=4.0, kl_weight=1.0, clean_weight=0.0, rounds=5)
 
 
 def test_determinism(tiny) -> None:

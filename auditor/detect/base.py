@@ -8,7 +8,6 @@ indices of all detectors into one verdict.
 from __future__ import annotations
 
 import dataclasses
-import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
@@ -17,6 +16,7 @@ import torch
 from torch import Tensor
 
 from auditor.errors import AuditorError
+from auditor.jsonable import jsonable
 from auditor.model import Classifier
 
 ProgressFn = Callable[[int, int, str], None]
@@ -58,23 +58,7 @@ class DetectionResult:
 
     def to_json(self) -> dict[str, Any]:
         data = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("images", "seconds")}
-        return jsonable(data)
-
-
-def jsonable(value: Any) -> Any:
-    """Plain Python types only (floats rounded, non-finite ones as strings) so json.dumps never fails
-    and the JSON is byte-identical across runs."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, Tensor):
-        return jsonable(value.tolist())
-    if isinstance(value, float):
-        return round(value, 5) if math.isfinite(value) else str(value)
-    if isinstance(value, (bool, int, str)) or value is None:
-        return value
-    return str(value)
+        return jsonable(data, digits=5)
 
 
 class Detector(ABC):

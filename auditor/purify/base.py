@@ -7,7 +7,6 @@ buffers), so that ``converters.save_onnx`` can write the result back into the or
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ import torch
 from torch import Tensor
 
 from auditor.errors import AuditorError
+from auditor.jsonable import jsonable
 from auditor.model import Classifier
 
 ProgressFn = Callable[[int, int, str], None]
@@ -40,22 +40,7 @@ class PurifyResult:
     notes: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return _jsonable(dataclasses.asdict(self))
-
-
-def _jsonable(value: Any) -> Any:
-    """Plain Python types only (floats rounded, non-finite ones as strings) so json.dumps never fails."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, Tensor):
-        return _jsonable(value.tolist())
-    if isinstance(value, float):
-        return round(value, 6) if math.isfinite(value) else str(value)
-    if isinstance(value, (bool, int, str)) or value is None:
-        return value
-    return str(value)
+        return jsonable(dataclasses.asdict(self))
 
 
 class Purifier(ABC):

@@ -18,7 +18,9 @@ from torch import Tensor
 from auditor.errors import AuditorError
 from auditor.model import Classifier
 
-from .base import ProgressFn, PurifyResult, Purifier, _jsonable, predict_logits
+from auditor.jsonable import jsonable
+
+from .base import ProgressFn, PurifyResult, Purifier, predict_logits
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ class GuardReport:
         return self.status != "rejected"
 
     def to_json(self) -> dict[str, Any]:
-        return _jsonable({
+        return jsonable({
             "status": self.status,
             "message": self.message,
             "guard": self.guard,
