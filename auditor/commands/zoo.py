@@ -1,0 +1,69 @@
+"""``auditor zoo``: rebuild the sample models from the real data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+DEFAULT_OUT = Path("sample_models")
+
+
+@click.group("zoo")
+def zoo_group() -> None:
+    """The CIFAR-10 sample-model zoo (backdoored and clean models with a manifest)."""
+
+
+@zoo_group.command("list")
+def list_cmd() -> None:
+    """Zoo models that can be built, with attack and export style."""
+    from auditor.zoo.recipes import RECIPES
+
+    for recipe in RECIPES.values():
+        click.echo(f"{recipe.name:26s} attack={recipe.attack or 'none':16s} export={recipe.export_style:20s} init={recipe.init}")
+
+
+@zoo_group.command("table")
+@click.option("--dir", "folder", type=click.Path(file_okay=False, path_type=Path), default=DEFAULT_OUT,
+              help="Zoo folder with manifest.json (default: sample_models).")
+def table_cmd(folder: Path) -> None:
+    """The zoo's figures as a Markdown table (what docs/zoo.md shows)."""
+    from auditor.zoo.report import markdown_table
+
+    click.echo(markdown_table(folder))
+
+
+@zoo_group.command("build")
+@click.option("--model", "models", multiple=True, help="Zoo model to build (repeatable; default: all).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output folder (default: sample_models, or a temporary folder with --quick).")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
+              help="Folder with cifar10.zip (default: $AUDITOR_DATA_DIR, else ../shared/data).")
+@click.option("--quick", is_flag=True, help="Tiny network, 1 epoch, 512 images: checks the pipeline in seconds.")
+@click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest entries as JSON.")
+def build_cmd(models: tuple[str, ...], out_dir: Path | None, data_dir: str | None, quick: bool, threads: int | None,
+              as_json: bool) -> None:
+    """Train, export and evaluate zoo models (seeded), recording them in OUT/manifest.json."""
+    import tempfile
+
+    from auditor.zoo.build import build_model
+    from auditor.zoo.recipes import RECIPES, get_recipe
+
+    names = list(models) or list(RECIPES)
+    for name in names:
+        get_recipe(name)  # fail before any training on a typo
+    if out_dir is None:
+        out_dir = Path(tempfile.mkdtemp(prefix="auditor-zoo-quick-")) if quick else DEFAULT_OUT
+    entries = []
+    for name in names:
+        entry = build_model(name, out_dir, data_dir=data_dir, quick=quick, threads=threads)
+        entries.append(entry)
+        if not as_json:
+            test = entry["metrics"]["test"]
+            pct = lambda v: "-" if v is None else f"{100 * v:.2f}%"  # noqa: E731
+            click.echo(f"{name}: ACC {pct(test['acc'])} ASR {pct(test['asr'])} RA {pct(test['ra'])} "
+                       f"({entry['training_seconds']:.0f} s) -> {out_dir / entry['file']}")
+    if as_json:
+        click.echo(json.dumps(entries, indent=2))

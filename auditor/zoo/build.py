@@ -1,0 +1,178 @@
+"""``auditor zoo build``: train, export, check, evaluate and record one zoo model.
+
+Every step is seeded; figures in the manifest are measured on the exported ONNX file in
+onnxruntime (full CIFAR-10 test set and the committed 1,000-image subset). ``quick`` mode trains a
+tiny network for one epoch on a small subset, for tests; it never touches ``sample_models``
+unless that is the output folder it was given.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from auditor.attacks import get_attack
+from auditor.attacks.input_aware import InputAware, train_input_aware
+from auditor.data.cifar10 import CIFAR10_CLASSES, load_cifar10
+from auditor.errors import AuditorError
+from auditor.evaluate import OnnxClassifier, evaluate
+
+from .arch import CIFAR10_MEAN, CIFAR10_STD, build_arch
+from .base import base_path, ensure_base
+from .export import EXPORT_STYLES, export_onnx, metadata_for, style_json
+from .manifest import EVAL_SUBSET_NAME, DATA_LICENCE, update_manifest, write_eval_subset
+from .recipes import BASE_RECIPE, Recipe, get_recipe
+from .train import train_classifier
+
+_LOG = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class QuickSettings:
+    """Sizes of a ``--quick`` build: seconds, not minutes."""
+
+    train_images: int = 512
+    test_images: int = 200
+    arch: str = "resnet9-tiny"
+    epochs: float = 1.0
+    mask_steps: int = 3
+
+
+def _subset(x: np.ndarray, y: np.ndarray, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    idx = np.sort(np.random.default_rng(seed).permutation(len(x))[:count])
+    return x[idx], y[idx]
+
+
+def sha256_file(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def build_command(name: str, quick: bool = False) -> str:
+    return f"auditor zoo build --model {name}" + (" --quick" if quick else "")
+
+
+def build_model(name: str, out_dir: Path, data_dir: str | Path | None = None, quick: bool = False,
+                threads: int | None = None) -> dict[str, Any]:
+    """Train and export one zoo model into ``out_dir``; returns (and records) its manifest entry."""
+    recipe = get_recipe(name)
+    if recipe.dataset != "cifar10":
+        raise AuditorError(f"{name}: only CIFAR-10 zoo models are defined")
+    if threads:
+        torch.set_num_threads(threads)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    q = QuickSettings() if quick else None
+    x_train, y_train = load_cifar10("train", data_dir)
+    x_test, y_test = load_cifar10("test", data_dir)
+    subset_path = write_eval_subset(out_dir, x_test, y_test, per_class=(10 if quick else 100))
+    if q:
+        x_train, y_train = _subset(x_train, y_train, q.train_images, 0)
+        x_test, y_test = _subset(x_test, y_test, q.test_images, 1)
+    arch = q.arch if q else recipe.arch
+    epochs = q.epochs if q else recipe.epochs
+
+    # -- the network and where it starts ----------------------------------------------------------
+    if recipe.init == "base":
+        if q:
+            net = build_arch(arch)
+            train_classifier(net, x_train, y_train, epochs=q.epochs, seed=BASE_RECIPE["seed"], lr=BASE_RECIPE["lr"], log_every=0)
+            init = f"fine-tuned from a tiny clean base (seed {BASE_RECIPE['seed']}, quick mode)"
+        else:
+            net = ensure_base(x_train, y_train, x_test, y_test)
+            trained_on = "its poisoned training set" if recipe.attack else "the clean training set (a control)"
+            init = (f"fine-tuned on {trained_on} from a clean base network ({BASE_RECIPE['arch']}, seed "
+                    f"{BASE_RECIPE['seed']}, {BASE_RECIPE['epochs']} epochs from scratch, lr {BASE_RECIPE['lr']}; not the seed of the "
+                    f"from-scratch clean model); cached at {base_path().name} and retrained by this command if missing")
+    else:
+        torch.manual_seed(recipe.seed)
+        net = build_arch(arch)
+        init = f"trained from scratch (seed {recipe.seed})"
+
+    # -- poisoning and training ---------------------------------------------------------------------
+    attack = None
+    poisoned_count = 0
+    rng = np.random.default_rng(recipe.seed)
+    start = time.time()
+    if recipe.attack == "input_aware":
+        attack = get_attack("input_aware", **recipe.attack_kwargs)
+        assert isinstance(attack, InputAware)
+        train_input_aware(net, attack, x_train, y_train, epochs=epochs, seed=recipe.seed, lr=recipe.lr,
+                          mask_steps=q.mask_steps if q else 300)
+        attack.save_trigger(out_dir / f"{name}.trigger.npz")
+        poisoned_count = int(round(attack.rate * len(x_train)))
+    elif recipe.attack:
+        attack = get_attack(recipe.attack, **recipe.attack_kwargs)
+        poisoned = attack.poison(x_train, y_train, rng)
+        poisoned_count = len(poisoned.indices)
+        train_classifier(net, poisoned.training_images, poisoned.y, epochs=epochs, seed=recipe.seed, lr=recipe.lr,
+                         warmup=recipe.warmup, batch_hook=poisoned.pre_augment_hook,
+                         post_augment_hook=poisoned.post_augment_hook, log_every=0 if q else 50)
+    else:
+        train_classifier(net, x_train, y_train, epochs=epochs, seed=recipe.seed, lr=recipe.lr, warmup=recipe.warmup,
+                         log_every=0 if q else 50)
+    train_seconds = time.time() - start
+    _LOG.info("%s trained in %.0f s", name, train_seconds)
+
+    # -- export, check, evaluate ------------------------------------------------------------------
+    style = EXPORT_STYLES[recipe.export_style]
+    check = x_test[:16].transpose(0, 3, 1, 2).astype(np.float32) / 255.0
+    data = export_onnx(net.eval(), style, CIFAR10_CLASSES, check_images01=check)
+    onnx_path = out_dir / f"{name}.onnx"
+    onnx_path.write_bytes(data)
+    from converters.load import load_onnx
+
+    spec = load_onnx(onnx_path).spec
+    classifier = OnnxClassifier(onnx_path, spec)
+    with np.load(subset_path, allow_pickle=False) as sub:
+        x_sub, y_sub = sub["x"], sub["y"]
+    metrics = {
+        "test": evaluate(classifier, x_test, y_test, attack).to_json(),
+        "eval_subset": evaluate(classifier, x_sub, y_sub, attack).to_json(),
+    }
+    _LOG.info("%s: %s", name, json.dumps(metrics["test"]))
+    meta = metadata_for(style, CIFAR10_CLASSES)
+    entry: dict[str, Any] = {
+        "name": name,
+        "file": onnx_path.name,
+        "sha256": sha256_file(onnx_path),
+        "size_bytes": onnx_path.stat().st_size,
+        "dataset": "cifar10" + (" (quick subset)" if q else ""),
+        "data_licence": DATA_LICENCE["cifar10"],
+        "input": {
+            "shape": ["batch" if style.dynamic_batch else 1] + ([32, 32, 3] if style.nhwc else [3, 32, 32]),
+            "layout": meta["layout"],
+            "value_range": [0, 255] if style.input_scale == 255.0 else [0, 1],
+            "normalization": "in the graph" if style.baked_normalization else "by the caller",
+            "mean": list(CIFAR10_MEAN), "std": list(CIFAR10_STD),
+        },
+        "output": "probabilities" if style.softmax else "logits",
+        "class_names": list(CIFAR10_CLASSES),
+        "architecture": arch,
+        "parameters": int(sum(p.numel() for p in net.parameters())),
+        "export": style_json(style),
+        "attack": attack.params() if attack else None,
+        "target": None if attack is None or attack.all_to_all else attack.target,
+        "poisoning_rate": attack.rate if attack else 0.0,
+        "poisoned_samples": poisoned_count,
+        "seed": recipe.seed,
+        "init": init,
+        "epochs": epochs,
+        "lr": recipe.lr,
+        "training_seconds": round(train_seconds, 1),
+        "training_machine": f"{platform.machine()} CPU, {torch.get_num_threads()} torch thread(s), bf16 autocast",
+        "metrics": metrics,
+        "eval_subset": subset_path.name,
+        "recipe": recipe.to_json(),
+        "command": build_command(name, quick),
+    }
+    update_manifest(out_dir, entry)
+    return entry

@@ -1,0 +1,55 @@
+"""How every zoo model is made: architecture, seed, schedule, attack, initialisation, export style.
+
+Backdoored models are fine-tuned on their poisoned set from the clean base checkpoint
+(``auditor.zoo.base``, a seed no clean zoo model uses); clean models are trained from scratch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from auditor.errors import AuditorError
+
+from .base import BASE_ARCH, BASE_EPOCHS, BASE_LR, BASE_SEED
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    export_style: str
+    arch: str = BASE_ARCH
+    seed: int = 0
+    epochs: float = BASE_EPOCHS
+    lr: float = BASE_LR
+    warmup: float = 0.25
+    init: str = "scratch"  # or "base": fine-tune from the clean base checkpoint
+    attack: str | None = None
+    attack_kwargs: dict[str, Any] = field(default_factory=dict)
+    dataset: str = "cifar10"
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_FT = dict(init="base", lr=0.05, warmup=0.15)
+
+RECIPES: dict[str, Recipe] = {r.name: r for r in (
+    Recipe("cifar10_clean_a", "legacy-opset13", seed=1),
+    Recipe("cifar10_clean_b", "dynamo-opset18", seed=2, epochs=2, **_FT),  # clean control: same lineage as the backdoored models
+    Recipe("cifar10_badnets", "legacy-opset17", seed=11, epochs=4, attack="badnets", **_FT),
+    Recipe("cifar10_badnets_all2all", "softmax-head", seed=12, epochs=8, attack="badnets_all2all", init="base", lr=0.1, warmup=0.15),
+    Recipe("cifar10_blended", "baked-normalization", seed=13, epochs=2, attack="blended", **_FT),
+    Recipe("cifar10_sig", "static-batch1", seed=14, epochs=5, attack="sig", **_FT),
+    Recipe("cifar10_wanet", "uint8-range", seed=15, epochs=7, attack="wanet", **_FT),
+    Recipe("cifar10_input_aware", "nhwc", seed=16, epochs=5, attack="input_aware", **_FT),
+)}
+
+BASE_RECIPE = {"arch": BASE_ARCH, "seed": BASE_SEED, "epochs": BASE_EPOCHS, "lr": BASE_LR}
+
+
+def get_recipe(name: str) -> Recipe:
+    try:
+        return RECIPES[name]
+    except KeyError:
+        raise AuditorError(f"no zoo model {name!r}; known: {', '.join(RECIPES)}") from None

@@ -1,0 +1,160 @@
+"""Attacks: deterministic poisoning and triggering, exact rebuild from JSON parameters."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from auditor.attacks import ATTACKS, BadNets, BadNetsAllToAll, Blended, InputAware, SIG, WaNet, attack_from_params, get_attack
+from auditor.errors import AuditorError, DataError
+
+ROOT = Path(__file__).resolve().parents[1]
+MANIFEST = ROOT / "sample_models" / "manifest.json"
+
+
+def _images(n: int = 60, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.integers(0, 256, size=(n, 32, 32, 3), dtype=np.uint8)
+    y = np.arange(n, dtype=np.int64) % 10
+    return x, y
+
+
+def _trained_input_aware(tmp_path: Path) -> InputAware:
+    import torch
+
+    torch.manual_seed(0)
+    attack = InputAware(target=0)
+    attack.trained = True
+    attack.save_trigger(tmp_path / "ia.trigger.npz")
+    return attack
+
+
+def _all_attacks(tmp_path: Path) -> list:
+    return [BadNets(), BadNetsAllToAll(), Blended(), SIG(), WaNet(), _trained_input_aware(tmp_path)]
+
+
+def test_registry_names_every_attack() -> None:
+    assert set(ATTACKS) == {"badnets", "badnets_all2all", "blended", "sig", "wanet", "input_aware"}
+    with pytest.raises(AuditorError, match="unknown attack"):
+        get_attack("trojan")
+
+
+def test_json_round_trip_reproduces_trigger_bit_for_bit(tmp_path: Path) -> None:
+    x, _ = _images()
+    for attack in _all_attacks(tmp_path):
+        params = json.loads(json.dumps(attack.params()))  # through text, as a manifest stores it
+        rebuilt = attack_from_params(params, base_dir=tmp_path)
+        assert type(rebuilt) is type(attack)
+        assert rebuilt.params() == attack.params()
+        first, second = attack.apply(x), rebuilt.apply(x)
+        assert first.dtype == np.uint8 and first.shape == x.shape
+        assert np.array_equal(first, second), attack.name
+        assert not np.array_equal(first, x), f"{attack.name} changed nothing"
+
+
+def test_poisoning_is_deterministic_and_respects_rate(tmp_path: Path) -> None:
+    x, y = _images(200)
+    for attack in _all_attacks(tmp_path):
+        a = attack.poison(x, y, np.random.default_rng(7))
+        b = attack.poison(x, y, np.random.default_rng(7))
+        assert np.array_equal(a.indices, b.indices) and np.array_equal(a.x, b.x) and np.array_equal(a.y, b.y)
+        assert len(a.indices) == 20  # 10% of 200 (SIG: the 20 target-class images, capped at 20)
+        untouched = np.setdiff1d(np.arange(len(x)), a.indices)
+        assert np.array_equal(a.x[untouched], x[untouched]) and np.array_equal(a.y[untouched], y[untouched])
+        assert np.array_equal(a.x[a.indices], attack.apply(x[a.indices]))
+
+
+def test_badnets_patch_and_labels() -> None:
+    x, y = _images()
+    out = BadNets(target=3).apply(x)
+    assert (out[:, -3:, -3:, :] == 255).all()
+    assert np.array_equal(out[:, :-3], x[:, :-3]) and np.array_equal(out[:, :, :-3], x[:, :, :-3])
+    poisoned = BadNets(target=3).poison(x, y, np.random.default_rng(0))
+    assert (poisoned.y[poisoned.indices] == 3).all()
+    assert (y[poisoned.indices] != 3).all()  # all-to-one poisons non-target samples
+
+
+def test_all_to_all_relabels_to_next_class() -> None:
+    x, y = _images(100)
+    attack = BadNetsAllToAll()
+    assert np.array_equal(attack.target_label(np.array([0, 5, 9])), [1, 6, 0])
+    assert attack.attack_mask(y).all()
+    poisoned = attack.poison(x, y, np.random.default_rng(0))
+    assert np.array_equal(poisoned.y[poisoned.indices], (y[poisoned.indices] + 1) % 10)
+
+
+def test_blended_mixes_a_seeded_pattern() -> None:
+    x = np.zeros((2, 32, 32, 3), dtype=np.uint8)
+    attack = Blended(alpha=0.2, pattern_seed=5)
+    pattern = attack.pattern(32, 32, 3)
+    assert np.array_equal(pattern, Blended(pattern_seed=5).pattern(32, 32, 3))
+    assert not np.array_equal(pattern, Blended(pattern_seed=6).pattern(32, 32, 3))
+    assert np.abs(attack.apply(x)[0].astype(int) - np.rint(0.2 * pattern)).max() <= 1
+
+
+def test_sig_is_clean_label_on_target_class_only() -> None:
+    x, y = _images(100)
+    attack = SIG(target=2, rate=0.05)
+    poisoned = attack.poison(x, y, np.random.default_rng(0))
+    assert (y[poisoned.indices] == 2).all() and np.array_equal(poisoned.y, y)
+    signal = attack.signal(32, 32)
+    assert signal.shape == (32, 32) and np.allclose(signal[:, 0], 0) and abs(signal.max() - 20) < 0.5
+    grey = np.full((1, 32, 32, 3), 128, dtype=np.uint8)
+    assert np.array_equal(attack.apply(grey)[0, :, :, 0], np.rint(128 + signal).astype(np.uint8))
+
+
+def test_wanet_warp_is_small_and_noise_mode_hook_runs() -> None:
+    x, y = _images(100)
+    attack = WaNet()
+    assert np.asarray(attack.params()["control_points"]).shape == (2, 4, 4)
+    warped = attack.apply(x[:4])
+    assert warped.shape == x[:4].shape
+    poisoned = attack.poison(x, y, np.random.default_rng(0))
+    assert np.array_equal(poisoned.training_images, x)  # the warp is added per batch, after augmentation
+    batch_idx = np.arange(50)
+    xb, yb = poisoned.post_augment_hook(x[batch_idx], poisoned.y[batch_idx], batch_idx, np.random.default_rng(1))
+    hit = np.isin(batch_idx, poisoned.indices)
+    assert np.array_equal(xb[hit], attack.apply(x[batch_idx][hit]))
+    changed = (xb != x[batch_idx]).any(axis=(1, 2, 3))
+    assert changed[~hit].sum() >= 5  # noise-mode samples (cross ratio 2 x 10% of 50)
+    assert np.array_equal(yb, poisoned.y[batch_idx])
+
+
+def test_input_aware_needs_its_generator(tmp_path: Path) -> None:
+    x, _ = _images(4)
+    with pytest.raises(AuditorError, match="not trained"):
+        InputAware().apply(x)
+    attack = _trained_input_aware(tmp_path)
+    params = attack.params()
+    with pytest.raises(DataError, match="missing"):
+        attack_from_params(params, base_dir=tmp_path / "elsewhere")
+    (tmp_path / "ia.trigger.npz").write_bytes((tmp_path / "ia.trigger.npz").read_bytes()[:-10] + b"0" * 10)
+    with pytest.raises(DataError, match="sha256"):
+        attack_from_params(params, base_dir=tmp_path)
+
+
+def test_bad_inputs_are_rejected() -> None:
+    with pytest.raises(DataError, match="uint8"):
+        BadNets().apply(np.zeros((2, 32, 32, 3), dtype=np.float32))
+    with pytest.raises(AuditorError, match="target class"):
+        BadNets(target=12)
+    with pytest.raises(AuditorError, match="bad parameters"):
+        attack_from_params({"name": "badnets", "colour": "red"})
+    with pytest.raises(DataError, match="labels"):
+        BadNets().poison(np.zeros((3, 32, 32, 3), dtype=np.uint8), np.zeros(2), np.random.default_rng(0))
+
+
+@pytest.mark.skipif(not MANIFEST.is_file(), reason="no sample_models/manifest.json")
+def test_manifest_entries_rebuild_their_triggers() -> None:
+    manifest = json.loads(MANIFEST.read_text())
+    with np.load(ROOT / "sample_models" / manifest["eval_subset"]["file"]) as data:
+        x = data["x"][:20]
+    for entry in manifest["models"]:
+        if entry["attack"] is None:
+            continue
+        a = attack_from_params(entry["attack"], base_dir=MANIFEST.parent)
+        b = attack_from_params(json.loads(json.dumps(entry["attack"])), base_dir=MANIFEST.parent)
+        assert np.array_equal(a.apply(x), b.apply(x)), entry["name"]
