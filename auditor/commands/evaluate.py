@@ -24,35 +24,17 @@ from ._options import load_model_from_options, spec_options
 def evaluate_cmd(model: Path, data_path: Path, attack_from: str | None, attack_name: str | None, target: int | None,
                  as_json: bool, **spec_opts: Any) -> None:
     """Clean accuracy, attack success rate and robust accuracy of MODEL on --data."""
-    from auditor.attacks import attack_from_params, get_attack
     from auditor.data.formats import load_eval_data
     from auditor.errors import AuditorError
     from auditor.evaluate import OnnxClassifier, evaluate, format_table
-    from auditor.zoo.manifest import find_entry
 
-    if attack_from and attack_name:
-        raise AuditorError("give either --attack-from or --attack, not both")
+    from ._measure import resolve_attack
+
     loaded = load_model_from_options(str(model), spec_opts)
     spec = loaded.spec
-    attack = None
-    if attack_from:
-        manifest, _, name = attack_from.partition(":")
-        manifest_path = Path(manifest)
-        if manifest_path.is_dir():
-            manifest_path = manifest_path / "manifest.json"
-        if not manifest_path.is_file():
-            raise AuditorError(f"--attack-from: {manifest_path} does not exist")
-        entry = find_entry(manifest_path, name=name or None, model_file=None if name else model)
-        if entry.get("attack") is None:
-            raise AuditorError(f"{entry['name']} is a clean model: its manifest entry names no attack")
-        attack = attack_from_params(entry["attack"], base_dir=manifest_path.parent)
-    elif attack_name:
-        kwargs = {"num_classes": spec.num_classes}
-        if target is not None:
-            kwargs["target"] = target
-        attack = get_attack(attack_name, **kwargs)
-    elif target is not None:
-        raise AuditorError("--target needs --attack")
+    attack = resolve_attack(model, spec, attack_from, attack_name, target)
+    if attack is None and attack_from:
+        raise AuditorError(f"{attack_from}: the manifest entry of {model.name} is a clean model and names no attack")
     x, y, _names = load_eval_data(data_path, expect_shape=(spec.height, spec.width, spec.channels))
     result = evaluate(OnnxClassifier(loaded.path, spec), x, y, attack)
     if as_json:
