@@ -10,7 +10,7 @@ Importing this package never imports torchvision (see ``_compat``).
 """
 
 from ._compat import import_onnx2torch
-from .convert import Binding, ConvertedModel, convert
+from .convert import Binding, ConvertedModel, convert, convert_graph
 from .errors import ModelError, UnsupportedOperatorError
 from .export import ExportResult, WriteBackError, export_full, save_onnx, write_back
 from .load import LoadedModel, load_onnx, sha256_file
@@ -19,7 +19,7 @@ from .spec import ModelSpec
 
 __all__ = [
     "Binding", "ConvertedModel", "ExportResult", "LoadedModel", "ModelError", "ModelSpec", "ParityResult",
-    "UnsupportedOperatorError", "WriteBackError", "compare_with_onnxruntime", "convert", "export_full",
+    "UnsupportedOperatorError", "WriteBackError", "compare_with_onnxruntime", "convert", "convert_graph", "export_full",
     "import_onnx2torch", "load_onnx", "random_inputs", "save_onnx", "sha256_file", "write_back",
 ]
 

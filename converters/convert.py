@@ -85,6 +85,15 @@ def convert(loaded: LoadedModel) -> ConvertedModel:
     return ConvertedModel(module=module, loaded=loaded, prepared=prepared, bindings=bindings, frozen=frozen)
 
 
+def convert_graph(model: onnx.ModelProto) -> nn.Module:
+    """Any ONNX graph (not only a classifier: a user's image generator, say) -> a torch module,
+    through the same preparation, operator converters and error naming; weights stay as
+    onnx2torch leaves them, and nothing is bound for write-back."""
+    prepared = prepare_for_conversion(model)
+    check_conversion_inputs(prepared.model)
+    return _convert_with_fallback(prepared).eval()
+
+
 def _convert_with_fallback(prepared: PreparedModel) -> nn.Module:
     import_onnx2torch()
     from . import ops  # noqa: F401  (registers our converters)

@@ -1,0 +1,121 @@
+"""``auditor generator``: sample, describe and rebuild the generator that model inversion searches."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ._options import spec_options
+
+
+def _range(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[float, float] | None:
+    if value is None:
+        return None
+    try:
+        lo, hi = (float(v) for v in value.split(","))
+    except ValueError as exc:
+        raise click.BadParameter(f"expected LO,HI, got {value!r}") from exc
+    return (lo, hi)
+
+
+def generator_options(func: Any) -> Any:
+    """--generator NAME|FILE, --z-dim, --generator-range: which generator and how to read a user's."""
+    options = [
+        click.option("--generator", "generator", default=None, metavar="NAME|FILE",
+                     help="A bundled generator (default tinyimagenet32-dcgan) or a .onnx / TorchScript file."),
+        click.option("--z-dim", type=int, default=None, help="Latent size of a user generator whose file does not say."),
+        click.option("--generator-range", callback=_range, metavar="LO,HI", default=None,
+                     help="Value range of a user generator's output (default -1,1)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@click.group("generator")
+def generator_group() -> None:
+    """The pretrained image generator (bundled, or your own) used by model inversion."""
+
+
+@generator_group.command("sample")
+@click.option("--n", "count", type=click.IntRange(1, 4096), default=64, show_default=True, help="Number of samples.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default="generator_samples.png", show_default=True,
+              help="PNG grid to write.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--nrow", type=int, default=8, show_default=True, help="Images per row.")
+@click.option("--model", type=click.Path(dir_okay=False), default=None,
+              help="Show the samples as this ONNX classifier sees them (its size, channels) via the adapter.")
+@generator_options
+@spec_options
+def sample_cmd(count: int, output: str, seed: int, nrow: int, model: str | None, generator: str | None,
+               z_dim: int | None, generator_range: tuple[float, float] | None, **spec_opts: Any) -> None:
+    """Write a grid of samples from N(0, I) latents."""
+    import torch
+
+    from auditor.generators import DEFAULT_GENERATOR, adapter_for, load_generator, to_unit_range
+    from auditor.generators.images import save_grid
+
+    G = load_generator(generator or DEFAULT_GENERATOR, z_dim=z_dim, output_range=generator_range)
+    z = torch.randn(count, G.z_dim, generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        images = torch.cat([G(chunk) for chunk in z.split(256)])
+        if model:
+            from ._options import load_model_from_options
+
+            spec = load_model_from_options(model, spec_opts).spec
+            images01 = adapter_for(G, spec).images01(images)
+        else:
+            images01 = to_unit_range(images, getattr(G, "output_range", (-1.0, 1.0)))
+    path = save_grid(images01, output, nrow=nrow)
+    click.echo(f"wrote {count} samples ({tuple(images01.shape[1:])}) to {path}")
+
+
+@generator_group.command("info")
+@click.option("--generator", "generator", default=None, metavar="NAME", help="A bundled generator.")
+@click.option("--json", "as_json", is_flag=True, help="Print the machine-readable card.")
+def info_cmd(generator: str | None, as_json: bool) -> None:
+    """Print the model card: data, architecture, training, quality checks, licence."""
+    from auditor.generators import DEFAULT_GENERATOR, generator_card, generator_card_markdown
+
+    name = generator or DEFAULT_GENERATOR
+    if as_json:
+        click.echo(json.dumps(generator_card(name), indent=2))
+    else:
+        click.echo(generator_card_markdown(name))
+
+
+@generator_group.command("list")
+def list_cmd() -> None:
+    """Bundled generators."""
+    from auditor.generators import generator_entry, list_generators
+
+    for name in list_generators():
+        click.echo(f"{name}: {generator_entry(name).description}")
+
+
+@generator_group.command("train")
+@click.option("--out", type=click.Path(file_okay=False), default="runs/generator", show_default=True,
+              help="Run folder: checkpoint, log, sample grids.")
+@click.option("--minutes", type=float, default=120.0, show_default=True, help="Wall-clock training budget.")
+@click.option("--threads", type=int, default=1, show_default=True, help="torch threads.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--resume", is_flag=True, help="Continue the run in --out (the budget counts the time already used).")
+@click.option("--export", "export_dir", type=click.Path(file_okay=False), default=None,
+              help="After training, write the weight files here (e.g. auditor/generators/weights).")
+@click.option("--docs", "docs_dir", type=click.Path(file_okay=False), default="docs/generator", show_default=True,
+              help="With --export: where the sample grid and training curves go.")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Folder holding tinyimagenet32.zip.")
+def train_cmd(out: str, minutes: float, threads: int, seed: int, resume: bool, export_dir: str | None,
+              docs_dir: str, data_dir: str | None) -> None:
+    """Train the Tiny-ImageNet generator (the model card's rebuild command). Never trains on CIFAR-10."""
+    from auditor.generators.training import release, train_main
+
+    trainer = train_main(Path(out), minutes, resume, threads=threads, seed=seed, data_dir=data_dir)
+    click.echo(f"trained to step {trainer.step} ({trainer.images_seen:,} images, {trainer.elapsed_s / 60:.1f} min)")
+    if export_dir:
+        card = release(Path(out), Path(export_dir), Path(docs_dir))
+        click.echo(f"exported weights and model card to {export_dir}, grid and curves to {docs_dir} "
+                   f"({card['training']['steps']} steps)")
