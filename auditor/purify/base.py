@@ -10,7 +10,7 @@ import dataclasses
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Iterator
+from typing import Any, Callable, ClassVar, Iterator, NamedTuple
 
 import torch
 from torch import Tensor
@@ -84,6 +84,19 @@ class Purifier(ABC):
 
     # -- helpers shared by the data-driven purifiers -------------------------------------------------
 
+    def _begin(self, classifier: Classifier, images01: Tensor, labels: Tensor | None, data_source: str,
+               generator: torch.Generator | None) -> "RunContext":
+        """What every data-driven purifier sets up first: the record, a reproducible generator, the
+        trainable parameters, eval mode, and the original model's logits and the training targets."""
+        result, started = self._start(images01, labels, data_source)
+        params = check_trainable(classifier, self.name)
+        classifier.eval()  # BN statistics stay frozen in every purifier
+        images01 = images01.detach().float().cpu()
+        original_logits = predict_logits(classifier, images01)
+        targets = labels.long().cpu() if labels is not None else original_logits.argmax(1)
+        return RunContext(result, started, make_generator(generator), params, classifier.device, images01,
+                          original_logits, targets)
+
     def _start(self, images01: Tensor, labels: Tensor | None, data_source: str) -> tuple[PurifyResult, float]:
         if self.uses_data:
             if images01.ndim != 4 or len(images01) == 0:
@@ -93,6 +106,17 @@ class Purifier(ABC):
         result = PurifyResult(self.name, dataclasses.asdict(self.config), data_source=data_source,
                               num_samples=int(len(images01)) if images01 is not None else 0)
         return result, time.perf_counter()
+
+
+class RunContext(NamedTuple):
+    result: PurifyResult
+    started: float
+    generator: torch.Generator
+    params: list[torch.nn.Parameter]
+    device: torch.device
+    images01: Tensor  # float, CPU
+    original_logits: Tensor  # the unpurified model's logits on images01
+    targets: Tensor  # the given labels, else the original model's predictions
 
 
 def make_generator(generator: torch.Generator | None) -> torch.Generator:

@@ -18,7 +18,7 @@ from torch import Tensor
 from auditor.errors import AuditorError
 from auditor.model import Classifier
 
-from .base import ProgressFn, PurifyResult, Purifier, agreement, batches, check_trainable, make_generator, predict_logits
+from .base import ProgressFn, PurifyResult, Purifier, agreement, batches
 
 
 @dataclass(frozen=True)
@@ -57,14 +57,9 @@ class Finetune(Purifier):
         data_source: str = "synthetic",
     ) -> PurifyResult:
         c = self.config
-        result, started = self._start(images01, labels, data_source)
-        generator = make_generator(generator)
-        params = check_trainable(classifier, self.name)
-        classifier.eval()  # BN statistics stay frozen, as in every purifier
-        device = classifier.device
-        images01 = images01.detach().float().cpu()
-        original_labels = predict_logits(classifier, images01).argmax(1)
-        targets = labels.long().cpu() if labels is not None else original_labels
+        run = self._begin(classifier, images01, labels, data_source, generator)
+        result, started, generator, params, device, images01 = run[:6]
+        original_labels, targets = run.original_logits.argmax(1), run.targets
         optimizer = torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
         num_batches = math.ceil(len(images01) / c.batch_size)
         step = 0

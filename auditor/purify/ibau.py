@@ -23,8 +23,7 @@ from torch import Tensor
 from auditor.errors import AuditorError
 from auditor.model import Classifier
 
-from .base import (ProgressFn, PurifyResult, Purifier, agreement, batches, check_trainable, make_generator,
-                   predict_logits)
+from .base import ProgressFn, PurifyResult, Purifier, agreement, batches
 
 
 @dataclass(frozen=True)
@@ -81,16 +80,10 @@ class IBAU(Purifier):
         data_source: str = "synthetic",
     ) -> PurifyResult:
         c = self.config
-        result, started = self._start(images01, labels, data_source)
-        generator = make_generator(generator)
-        params = check_trainable(classifier, self.name)
-        classifier.eval()
-        device = classifier.device
-        images01 = images01.detach().float().cpu()
-
-        original_logits = predict_logits(classifier, images01)
+        run = self._begin(classifier, images01, labels, data_source, generator)
+        result, started, generator, params, device, images01 = run[:6]
+        original_logits, targets = run.original_logits, run.targets
         original_labels = original_logits.argmax(1)
-        targets = (labels.long().cpu() if labels is not None else original_labels)
         original_probs = original_logits.softmax(1)
         optimizer = torch.optim.Adam(params, lr=c.lr)
         num_batches = math.ceil(len(images01) / c.batch_size)
