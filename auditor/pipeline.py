@@ -30,6 +30,7 @@ from . import __version__
 from .detect import DetectionConfig, DetectionResult, Verdict, combine, run_detectors
 from .errors import AuditorError
 from .inversion import InversionConfig, StabilityConfig, SynthSet, invert, save_class_grid
+from .inversion.synth import quantize
 from .model import Classifier, pick_device
 from .purify import get_purifier
 from .purify.guard import GuardConfig, guarded_purify
@@ -51,6 +52,7 @@ class AuditOptions:
     purifier_config: dict[str, Any] = field(default_factory=dict)
     guard: GuardConfig = field(default_factory=GuardConfig)
     holdout_fraction: float = 0.1  # synthetic samples kept out of purification, for the guard
+    guard_prior_samples: int = 500  # unconditioned generator samples added to the guard's probe set
     synthetic: Path | None = None  # reuse samples from `auditor invert` instead of inverting
     clean_data: tuple[torch.Tensor, torch.Tensor] | None = None  # real images, for comparison runs only
     spec_overrides: dict[str, Any] = field(default_factory=dict)
@@ -65,6 +67,7 @@ class AuditOptions:
             "detection": self.detection.to_json(), "rescan": self.rescan,
             "generator": self.generator, "purifier_config": self.purifier_config,
             "guard": self.guard.__dict__, "holdout_fraction": self.holdout_fraction,
+            "guard_prior_samples": self.guard_prior_samples,
             "synthetic": str(self.synthetic) if self.synthetic else None,
             "data_source": "clean" if self.clean_data is not None else "synthetic",
             "inversion": self.inversion.to_json(),
@@ -126,8 +129,9 @@ def audit(
             train_images, train_labels, source = options.clean_data[0], options.clean_data[1], "clean"
         else:
             train_images, train_labels, source = train.images01, train.labels, "synthetic"
+        guard_images, guard_labels = _guard_holdout(classifier, holdout, options)
         guard = guarded_purify(
-            classifier, purifier, train_images, train_labels, holdout.images01, holdout.labels, options.guard,
+            classifier, purifier, train_images, train_labels, guard_images, guard_labels, options.guard,
             progress=progress, seed=options.seed, data_source=source,
         )
 
@@ -187,6 +191,28 @@ def audit(
             output.unlink()
         raise
     return AuditResult(report=report, output=output, report_dir=report_dir)
+
+
+def _guard_holdout(classifier: Classifier, holdout: SynthSet, options: AuditOptions) -> tuple[torch.Tensor, torch.Tensor]:
+    """The guard's probe set: the held-out SMI samples plus unconditioned generator samples.
+
+    SMI samples are confidently classified by construction, so a purification that wrecks the
+    model can still agree with the original on all of them (seen on the zoo: holdout agreement 1.0
+    while clean accuracy fell from 87% to 25%). Prior samples of the generator, labelled by the
+    original model, probe its function far from the class modes as well.
+    """
+    if options.guard_prior_samples <= 0 or options.pixels:
+        return holdout.images01, holdout.labels
+    from .generators import adapter_for, load_generator
+
+    generator = load_generator(options.generator) if options.generator else load_generator()
+    adapter = adapter_for(generator, classifier.spec)
+    seed = torch.Generator().manual_seed(options.seed + 7)
+    with torch.no_grad():
+        z = torch.randn(options.guard_prior_samples, int(generator.z_dim), generator=seed)
+        prior = quantize(adapter.images01(generator(z))).cpu()
+    labels = classifier.predict(prior)
+    return torch.cat([holdout.images01, prior]), torch.cat([holdout.labels, labels])
 
 
 def _convert_checked(model_path: Path, options: "AuditOptions | ScanOptions", device: torch.device, purpose: str):

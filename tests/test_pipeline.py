@@ -101,3 +101,24 @@ def test_purify_cli_with_saved_synthetic_samples(model: Path, tmp_path: Path) ->
         assert result.exit_code == 0, result.output
         meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
         assert meta["auditor.method"] == method
+
+
+def test_guard_probe_adds_generator_prior_samples_labelled_by_the_original(model: Path) -> None:
+    """SMI holdouts are classified confidently by construction; the guard also probes the model with
+    unconditioned generator samples, labelled by the original model."""
+    from dataclasses import replace
+
+    import torch
+
+    from auditor.inversion import SynthSet
+    from auditor.model import Classifier
+    from auditor.pipeline import _guard_holdout
+    from converters import convert, load_onnx
+
+    converted = convert(load_onnx(model))
+    classifier = Classifier(converted.module, converted.loaded.spec)
+    holdout = SynthSet(torch.rand(5, 3, 16, 16), torch.arange(5))
+    images, labels = _guard_holdout(classifier, holdout, replace(FAST, guard_prior_samples=12))
+    assert images.shape == (17, 3, 16, 16) and torch.equal(labels[:5], torch.arange(5))
+    assert torch.equal(labels[5:], classifier.predict(images[5:]))
+    assert _guard_holdout(classifier, holdout, replace(FAST, guard_prior_samples=0))[0].shape[0] == 5
