@@ -53,6 +53,7 @@ class AuditOptions:
     guard: GuardConfig = field(default_factory=GuardConfig)
     holdout_fraction: float = 0.1  # synthetic samples kept out of purification, for the guard
     guard_prior_samples: int = 500  # unconditioned generator samples added to the guard's probe set
+    anchor_samples: int = 2500  # unconditioned generator samples on which purification keeps the original's predictions
     synthetic: Path | None = None  # reuse samples from `auditor invert` instead of inverting
     clean_data: tuple[torch.Tensor, torch.Tensor] | None = None  # real images, for comparison runs only
     spec_overrides: dict[str, Any] = field(default_factory=dict)
@@ -67,7 +68,7 @@ class AuditOptions:
             "detection": self.detection.to_json(), "rescan": self.rescan,
             "generator": self.generator, "purifier_config": self.purifier_config,
             "guard": self.guard.__dict__, "holdout_fraction": self.holdout_fraction,
-            "guard_prior_samples": self.guard_prior_samples,
+            "guard_prior_samples": self.guard_prior_samples, "anchor_samples": self.anchor_samples,
             "synthetic": str(self.synthetic) if self.synthetic else None,
             "data_source": "clean" if self.clean_data is not None else "synthetic",
             "inversion": self.inversion.to_json(),
@@ -130,9 +131,10 @@ def audit(
         else:
             train_images, train_labels, source = train.images01, train.labels, "synthetic"
         guard_images, guard_labels = _guard_holdout(classifier, holdout, options)
+        anchors = _prior_samples(classifier, options, options.anchor_samples, options.seed + 11)
         guard = guarded_purify(
             classifier, purifier, train_images, train_labels, guard_images, guard_labels, options.guard,
-            progress=progress, seed=options.seed, data_source=source,
+            progress=progress, seed=options.seed, data_source=source, anchors=anchors,
         )
 
     rescanned: tuple[dict[str, DetectionResult], Verdict] | None = None
@@ -201,18 +203,28 @@ def _guard_holdout(classifier: Classifier, holdout: SynthSet, options: AuditOpti
     while clean accuracy fell from 87% to 25%). Prior samples of the generator, labelled by the
     original model, probe its function far from the class modes as well.
     """
-    if options.guard_prior_samples <= 0 or options.pixels:
+    prior = _prior_samples(classifier, options, options.guard_prior_samples, options.seed + 7)
+    if prior is None:
         return holdout.images01, holdout.labels
+    return torch.cat([holdout.images01, prior]), torch.cat([holdout.labels, classifier.predict(prior)])
+
+
+def _prior_samples(classifier: Classifier, options: AuditOptions, count: int, seed: int) -> torch.Tensor | None:
+    """``count`` unconditioned samples of the generator in the model's input space (None if none are
+    wanted or the run has no generator): public-looking images that carry no trigger."""
+    if count <= 0 or options.pixels:
+        return None
     from .generators import adapter_for, load_generator
 
     generator = load_generator(options.generator) if options.generator else load_generator()
     adapter = adapter_for(generator, classifier.spec)
-    seed = torch.Generator().manual_seed(options.seed + 7)
+    draw = torch.Generator().manual_seed(seed)
+    images = []
     with torch.no_grad():
-        z = torch.randn(options.guard_prior_samples, int(generator.z_dim), generator=seed)
-        prior = quantize(adapter.images01(generator(z))).cpu()
-    labels = classifier.predict(prior)
-    return torch.cat([holdout.images01, prior]), torch.cat([holdout.labels, labels])
+        for start in range(0, count, 500):
+            z = torch.randn(min(500, count - start), int(generator.z_dim), generator=draw)
+            images.append(quantize(adapter.images01(generator(z))).cpu())
+    return torch.cat(images)
 
 
 def _convert_checked(model_path: Path, options: "AuditOptions | ScanOptions", device: torch.device, purpose: str):

@@ -223,16 +223,16 @@ def test_ibau_reduces_backdoor(backdoored) -> None:
                              generator=torch.Generator().manual_seed(0))
     acc_after, asr_after = accuracy_and_asr(target.classifier, x_test, y_test)
     print(f"I-BAU tiny BadNets: ACC {acc_before:.3f} -> {acc_after:.3f}, ASR {asr_before:.3f} -> {asr_after:.3f}")
-    assert asr_after < asr_before - 0.1  # measured 1.00 -> 0.82 on this toy (see the report)
+    assert asr_after < asr_before - 0.1  # measured 1.00 -> 0.81 at ACC 1.00 on this toy (targeted inner mode)
     assert acc_after > acc_before - 0.1
-    assert all(r["delta_l2"] > 0 for r in result.rounds)
+    assert all(min(r["delta_l2"]) > 0 for r in result.rounds)
 
 
 # Not the reference defaults: on this 16x16 toy, which is ~100% confident on its samples, plain SGD on
 # delta barely moves it (reference settings: ASR 1.00 -> 0.99); normalized steps in a bounded ball and
 # smaller batches (more outer steps) do find and partly unlearn the trigger.
 IBAU_TEST_CONFIG = dict(batch_size=32, lr=3e-3, clamp_inputs=True, inner_normalized=True, inner_lr=0.5,
-                        delta_max_norm=4.0, kl_weight=1.0, clean_weight=0.0, rounds=5)
+                        delta_max_norm=4.0, kl_weight=1.0, clean_weight=0.0, rounds=4)
 
 
 def test_determinism(tiny) -> None:

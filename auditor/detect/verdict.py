@@ -1,11 +1,12 @@
 """One verdict from the detectors' anomaly indices: ``clean``, ``suspicious`` or ``backdoored``.
 
-The primary signal is Neural Cleanse's index (the issue's rule: a class whose reversed trigger is
-an outlier on the small side, index above 2, is a backdoor target). The weight-perturbation
+Two detectors vote: Neural Cleanse (the issue's rule: a class whose reversed trigger is an outlier
+on the small side, index above 2, is a backdoor target) and reach (a class that one small
+universal perturbation reaches far more easily than the others); either one above the threshold
+makes a model ``backdoored``, above the suspicious threshold ``suspicious``. The weight-perturbation
 signal is reported but does not vote by default (``aux_threshold=None``): on clean CIFAR-10
 models worst-case weights send most flips to one "sink" class, so on its own it flags clean
-models (see docs/detection.md). When enabled, it alone makes a model ``suspicious``, and
-together with a borderline Neural Cleanse index on the same class, ``backdoored``. All
+models (see docs/detection.md). When enabled, it alone makes a model ``suspicious``. All
 thresholds are configurable (``auditor scan --threshold/--suspicious-threshold``).
 """
 
@@ -21,11 +22,10 @@ VERDICTS = ("clean", "suspicious", "backdoored")  # in order of severity
 
 @dataclass(frozen=True)
 class VerdictConfig:
-    threshold: float = 2.0  # Neural Cleanse index above which a class is a backdoor target
-    suspicious_threshold: float = 1.5  # Neural Cleanse index above which a class is suspicious
+    threshold: float = 2.0  # a voter's anomaly index above which a class is a backdoor target
+    suspicious_threshold: float = 1.5  # a voter's anomaly index above which a class is suspicious
     aux_threshold: float | None = None  # weight-perturbation index above which a class is suspicious (None: off)
-    corroborate: bool = True  # NC above suspicious_threshold + aux above aux_threshold on one class = backdoored
-    primary: str = "neural_cleanse"
+    voters: tuple[str, ...] = ("neural_cleanse", "reach")  # detectors whose index decides the verdict
     auxiliary: str = "weight_perturbation"
 
     def to_json(self) -> dict[str, Any]:
@@ -35,7 +35,7 @@ class VerdictConfig:
 @dataclass
 class Verdict:
     verdict: str
-    score: float  # the primary detector's largest anomaly index (0 when none is positive)
+    score: float  # the voters' largest anomaly index (0 when none is positive)
     suspected_targets: list[int]  # most anomalous first
     reasons: list[str]
     config: VerdictConfig
@@ -54,44 +54,37 @@ def combine(results: dict[str, DetectionResult], config: VerdictConfig = Verdict
             class_names: list[str] | None = None) -> Verdict:
     """The verdict from every detector's per-class index (see the module docstring for the rule)."""
     name = (lambda t: f"{t} ({class_names[t]})") if class_names else str
-    primary = results.get(config.primary)
+    voters = {v: results[v].index for v in config.voters if v in results}
     aux = results.get(config.auxiliary)
-    nc = primary.index if primary is not None else []
     ax = aux.index if aux is not None else []
-    score = max([0.0, *nc])
+    k = max([len(ix) for ix in voters.values()] + [len(ax), 0])
+    best = [max([ix[t] for ix in voters.values() if t < len(ix)] + [0.0]) for t in range(k)]  # per class
+    score = max([0.0, *best])
     reasons: list[str] = []
     targets: dict[int, float] = {}
     severity = 0
-    for t, value in enumerate(nc):
-        if value > config.threshold:
-            targets[t] = value
-            severity = 2
-            reasons.append(f"class {name(t)}: reversed trigger is an outlier (anomaly index {value:.2f} > "
-                           f"{config.threshold:g})")
+    for level, limit, verb in ((2, config.threshold, "is an outlier"), (1, config.suspicious_threshold, "stands out")):
+        for voter, index in voters.items():
+            for t, value in enumerate(index):
+                if value > limit and t not in targets:
+                    targets[t] = best[t]
+                    severity = max(severity, level)
+                    reasons.append(f"class {name(t)}: {_SIGNAL.get(voter, voter)} {verb} (anomaly index {value:.2f} > "
+                                   f"{limit:g})")
     for t, value in enumerate(ax if config.aux_threshold is not None else []):
         if value <= config.aux_threshold or t in targets:
             continue
-        nc_t = nc[t] if t < len(nc) else 0.0
-        if config.corroborate and nc_t > config.suspicious_threshold:
-            targets[t] = nc_t
-            severity = 2
-            reasons.append(f"class {name(t)}: small trigger (index {nc_t:.2f}) and worst-case weights flip "
-                           f"predictions into it (index {value:.2f})")
-        else:
-            targets.setdefault(t, nc_t)
-            severity = max(severity, 1)
-            reasons.append(f"class {name(t)}: worst-case weights flip predictions into it (index {value:.2f} > "
-                           f"{config.aux_threshold:g})")
-    for t, value in enumerate(nc):
-        if config.suspicious_threshold < value <= config.threshold and t not in targets:
-            targets[t] = value
-            severity = max(severity, 1)
-            reasons.append(f"class {name(t)}: reversed trigger is small (anomaly index {value:.2f} > "
-                           f"{config.suspicious_threshold:g})")
+        targets[t] = best[t]
+        severity = max(severity, 1)
+        reasons.append(f"class {name(t)}: worst-case weights flip predictions into it (index {value:.2f} > "
+                       f"{config.aux_threshold:g})")
     if not reasons:
         reasons.append(f"no class stands out (largest anomaly index {score:.2f} <= {config.suspicious_threshold:g})")
     ordered = sorted(targets, key=lambda t: (-targets[t], t))
     return Verdict(VERDICTS[severity], score, ordered, reasons, config)
+
+
+_SIGNAL = {"neural_cleanse": "its reversed trigger", "reach": "its reach by one small universal perturbation"}
 
 
 def worst(verdicts: list[str]) -> str:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Iterator, NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from auditor.errors import AuditorError
@@ -36,6 +37,7 @@ class PurifyResult:
     rounds: list[dict[str, float]] = field(default_factory=list)  # per-round/epoch figures
     wall_time_s: float = 0.0
     pruned_channels: dict[str, list[int]] = field(default_factory=dict)  # CLP only: layer -> channels zeroed
+    num_anchors: int = 0  # unlabelled anchor images whose original predictions were kept
     backoffs: list[dict[str, Any]] = field(default_factory=list)  # filled in by the guard
     notes: list[str] = field(default_factory=list)
 
@@ -72,8 +74,13 @@ class Purifier(ABC):
         progress: ProgressFn | None = None,
         generator: torch.Generator | None = None,
         data_source: str = "synthetic",
+        anchors: Tensor | None = None,
     ) -> PurifyResult:
-        """Edit ``classifier``'s trainable parameters in place; ``labels`` None means its own predictions."""
+        """Edit ``classifier``'s trainable parameters in place; ``labels`` None means its own predictions.
+
+        ``anchors`` are unlabelled images (for example unconditioned generator samples) on which a
+        purifier may keep the original model's predictions, to hold its function in place away from
+        the purification samples; purifiers that do not use them ignore them."""
 
     @abstractmethod
     def milder(self) -> "Purifier":
@@ -85,7 +92,7 @@ class Purifier(ABC):
     # -- helpers shared by the data-driven purifiers -------------------------------------------------
 
     def _begin(self, classifier: Classifier, images01: Tensor, labels: Tensor | None, data_source: str,
-               generator: torch.Generator | None) -> "RunContext":
+               generator: torch.Generator | None, anchors: Tensor | None = None) -> "RunContext":
         """What every data-driven purifier sets up first: the record, a reproducible generator, the
         trainable parameters, eval mode, and the original model's logits and the training targets."""
         result, started = self._start(images01, labels, data_source)
@@ -94,8 +101,15 @@ class Purifier(ABC):
         images01 = images01.detach().float().cpu()
         original_logits = predict_logits(classifier, images01)
         targets = labels.long().cpu() if labels is not None else original_logits.argmax(1)
+        anchor_probs = None
+        if anchors is not None and len(anchors):
+            anchors = anchors.detach().float().cpu()
+            anchor_probs = predict_logits(classifier, anchors).softmax(1)
+            result.num_anchors = int(len(anchors))
+        else:
+            anchors = None
         return RunContext(result, started, make_generator(generator), params, classifier.device, images01,
-                          original_logits, targets)
+                          original_logits, targets, anchors, anchor_probs)
 
     def _start(self, images01: Tensor, labels: Tensor | None, data_source: str) -> tuple[PurifyResult, float]:
         if self.uses_data:
@@ -117,6 +131,16 @@ class RunContext(NamedTuple):
     images01: Tensor  # float, CPU
     original_logits: Tensor  # the unpurified model's logits on images01
     targets: Tensor  # the given labels, else the original model's predictions
+    anchors: Tensor | None = None  # unlabelled images whose original predictions are kept (float, CPU)
+    anchor_probs: Tensor | None = None  # the unpurified model's softmax on them
+
+    def anchor_kl(self, classifier: Classifier, batch_size: int) -> Tensor | None:
+        """KL(original || current) on a random batch of anchors; None without anchors."""
+        if self.anchors is None or self.anchor_probs is None:
+            return None
+        index = torch.randint(len(self.anchors), (min(batch_size, len(self.anchors)),), generator=self.generator)
+        logits = classifier(self.anchors[index].to(self.device))
+        return F.kl_div(logits.log_softmax(1), self.anchor_probs[index].to(self.device), reduction="batchmean")
 
 
 def make_generator(generator: torch.Generator | None) -> torch.Generator:

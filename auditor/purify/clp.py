@@ -81,8 +81,9 @@ class CLP(Purifier):
         progress: ProgressFn | None = None,
         generator: torch.Generator | None = None,
         data_source: str = "none",
+        anchors: Tensor | None = None,
     ) -> PurifyResult:
-        """Images, labels and generator are accepted for a common call but unused: CLP is data-free."""
+        """Images, labels, generator and anchors are accepted for a common call but unused: CLP is data-free."""
         started = time.perf_counter()
         classifier.eval()  # as every purifier: the model is handed back in eval mode
         result = PurifyResult(self.name, dataclasses.asdict(self.config), data_source="none (data-free)",

@@ -55,6 +55,7 @@ class Finetune(Purifier):
         progress: ProgressFn | None = None,
         generator: torch.Generator | None = None,
         data_source: str = "synthetic",
+        anchors: Tensor | None = None,
     ) -> PurifyResult:
         c = self.config
         run = self._begin(classifier, images01, labels, data_source, generator)

@@ -99,6 +99,7 @@ def guarded_purify(
     progress: ProgressFn | None = None,
     seed: int = 0,
     data_source: str = "synthetic",
+    anchors: Tensor | None = None,
 ) -> GuardReport:
     """Purify, check agreement on the holdout, back off with milder configs; never keep a silent loss."""
     guard = guard or GuardConfig()
@@ -120,7 +121,8 @@ def guarded_purify(
             current = current.milder()
         try:
             result = current.purify(classifier, train_images, train_labels, progress=progress,
-                                    generator=torch.Generator().manual_seed(seed), data_source=data_source)
+                                    generator=torch.Generator().manual_seed(seed), data_source=data_source,
+                                    anchors=anchors)
         except BaseException:
             restore(classifier, original_state)  # never leave a half-purified model behind
             raise

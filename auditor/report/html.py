@@ -92,7 +92,8 @@ def _detection_section(report: dict[str, Any], key: str = "detection", title: st
     rows = det["per_class"]
     top = max([r.get("neural_cleanse.mask_l1") or 0 for r in rows] + [1e-9])
     head = ("<tr><th class='l'>class</th><th>NC anomaly index</th><th>trigger L1 norm</th><th class='l'></th>"
-            "<th>trigger success</th><th>weight-perturbation index</th><th>flip-in share</th></tr>")
+            "<th>trigger success</th><th>reach index</th><th>reach</th><th>weight-perturbation index</th>"
+            "<th>flip-in share</th></tr>")
     body = []
     for r in rows:
         norm = r.get("neural_cleanse.mask_l1")
@@ -102,10 +103,13 @@ def _detection_section(report: dict[str, Any], key: str = "detection", title: st
             f"<td>{_num(r.get('neural_cleanse.index'))}</td><td>{_num(norm, 1)}</td>"
             f"<td class='l'><span class='bar' style='width:{width}px'></span></td>"
             f"<td>{_pct(r.get('neural_cleanse.attack_success'))}</td>"
+            f"<td>{_num(r.get('reach.index'))}</td><td>{_pct(r.get('reach.reach'))}</td>"
             f"<td>{_num(r.get('weight_perturbation.index'))}</td><td>{_pct(r.get('weight_perturbation.flip_in_share'))}</td></tr>")
     note = ("<p class='muted'>Neural Cleanse on synthetic samples: the smallest mask+pattern that flips the other "
             "classes into each class. A backdoor target needs a much smaller trigger than natural classes: anomaly "
-            "index = (median − norm) / (1.4826 × MAD). Weight perturbation: share of other classes' samples that flip "
+            "index = (median − norm) / (1.4826 × MAD). Reach: share of other classes' samples that one small universal "
+            "perturbation (L2-bounded) sends into the class; a backdoor target is reached far more easily (index on "
+            "the high side). Weight perturbation: share of other classes' samples that flip "
             "into the class under worst-case weights.</p>")
     return f"<section><h2>{title}</h2>{note}<table>{head}{''.join(body)}</table></section>"
 

@@ -58,10 +58,11 @@ def render_markdown(report: dict[str, Any]) -> str:
     detection = report.get("detection")
     if detection:
         lines += ["## Detection per class", "", "| class | NC anomaly index | trigger L1 | trigger success | "
-                  "weight-perturbation index |", "|---|---|---|---|---|"]
+                  "reach index | reach | weight-perturbation index |", "|---|---|---|---|---|---|---|"]
         for row in detection["per_class"]:
             lines.append(f"| {row['class']} {row['name']} | {row.get('neural_cleanse.index', 'n/a')} | "
                          f"{row.get('neural_cleanse.mask_l1', 'n/a')} | {_pct(row.get('neural_cleanse.attack_success'))} | "
+                         f"{row.get('reach.index', 'n/a')} | {_pct(row.get('reach.reach'))} | "
                          f"{row.get('weight_perturbation.index', 'n/a')} |")
         lines.append("")
         if (report.get("artifacts") or {}).get("triggers"):

@@ -65,7 +65,8 @@ def sarif_results(report: dict[str, Any], base: Path | None = None) -> list[dict
         for target in verdict["suspected_targets"]:
             row = rows.get(target, {})
             name = row.get("name", str(target))
-            index = row.get("neural_cleanse.index")
+            index = max((row.get(f"{v}.index") for v in ("neural_cleanse", "reach")
+                         if row.get(f"{v}.index") is not None), default=None)
             results.append({
                 "ruleId": "AUD001", "ruleIndex": 0, "level": level, "kind": "fail",
                 "message": {"text": f"{uri}: class {target} ({name}) looks like a backdoor target "
@@ -74,7 +75,7 @@ def sarif_results(report: dict[str, Any], base: Path | None = None) -> list[dict
                 "partialFingerprints": {"modelSha256/class": f"{sha}/{target}"},
                 "properties": {"verdict": verdict["verdict"], "class": target, "className": name,
                                "anomalyIndex": index, "score": verdict["score"],
-                               "maskL1": row.get("neural_cleanse.mask_l1")},
+                               "maskL1": row.get("neural_cleanse.mask_l1"), "reach": row.get("reach.reach")},
             })
     rescan = verdict.get("rescan")
     if rescan is not None and not verdict.get("purified_passes", True):

@@ -1,0 +1,81 @@
+"""Universal adversarial perturbations: one delta for many inputs, the shape a trigger has.
+
+Shared by the targeted inner problem of I-BAU (``auditor.purify.ibau``) and the reach detector
+(``auditor.detect.reach``): a backdoor is a shortcut into its target class, so at a fixed L2
+radius the target's universal perturbation sends far more samples of the other classes into it
+than any other class's does (on the zoo's BadNets model with SMI samples: 97% into the target at
+L2 2, 12-29% into the other classes).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from auditor.model import Classifier
+
+
+def perturb(x: Tensor, delta: Tensor, clamp: bool = True) -> Tensor:
+    """x + delta, kept in the model's [0, 1] input box unless ``clamp`` is off."""
+    x = x + delta
+    return x.clamp(0.0, 1.0) if clamp else x
+
+
+def project_l2(delta: Tensor, radius: float | None) -> None:
+    """Shrink ``delta`` in place onto the L2 ball of ``radius`` (no-op for None)."""
+    if radius is None:
+        return
+    with torch.no_grad():
+        norm = float(delta.norm())
+        if norm > radius:
+            delta.mul_(radius / norm)
+
+
+def normalized_step(loss: Tensor, delta: Tensor, step: float, radius: float | None) -> None:
+    """One descent step of ``delta`` along the unit-norm gradient of ``loss``, then the projection.
+
+    Normalized steps move delta even where the model is so confident that raw gradients vanish."""
+    (grad,) = torch.autograd.grad(loss, delta)  # delta only: no weight gradients accumulate
+    with torch.no_grad():
+        delta.sub_(step * grad / grad.norm().clamp_min(1e-12))
+    project_l2(delta, radius)
+
+
+def targeted_loss(classifier: Classifier, x: Tensor, delta: Tensor, target: int, clamp: bool = True) -> Tensor:
+    """CE(f(x + delta), target): minimised by a delta that sends x into ``target``."""
+    logits = classifier(perturb(x, delta, clamp))
+    return F.cross_entropy(logits, torch.full((len(x),), target, dtype=torch.long, device=logits.device))
+
+
+@torch.no_grad()
+def reach(classifier: Classifier, images01: Tensor, delta: Tensor, target: int, clamp: bool = True,
+          batch_size: int = 256) -> float:
+    """Share of ``images01`` that ``delta`` sends into ``target``."""
+    if len(images01) == 0:
+        return 0.0
+    hits = 0
+    for start in range(0, len(images01), batch_size):
+        x = images01[start : start + batch_size].to(classifier.device)
+        hits += int((classifier(perturb(x, delta, clamp)).argmax(1) == target).sum())
+    return hits / len(images01)
+
+
+def targeted_universal(classifier: Classifier, others: Tensor, target: int, *, radius: float, steps: int,
+                       step_size: float, batch_size: int, generator: torch.Generator, clamp: bool = True,
+                       extra_loss=None, on_step=None) -> tuple[Tensor, float]:
+    """A universal delta (L2 <= ``radius``) sending ``others`` (images of other classes, CPU, [0, 1])
+    into ``target``, and the share it sends. ``extra_loss(delta)`` adds a regularizer."""
+    delta = torch.zeros(1, *others.shape[1:], device=classifier.device, requires_grad=True)
+    if len(others) == 0:
+        return delta.detach(), 0.0
+    for _ in range(steps):
+        index = torch.randint(len(others), (min(batch_size, len(others)),), generator=generator)
+        loss = targeted_loss(classifier, others[index].to(classifier.device), delta, target, clamp)
+        if extra_loss is not None:
+            loss = loss + extra_loss(delta)
+        normalized_step(loss, delta, step_size, radius)
+        if on_step is not None:
+            on_step()
+    delta = delta.detach()
+    return delta, reach(classifier, others, delta, target, clamp)
