@@ -38,10 +38,13 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
     Recipe("cifar10_clean_a", "legacy-opset13", seed=1),
     Recipe("cifar10_clean_b", "dynamo-opset18", seed=2, epochs=2, **_FT),  # clean control: same lineage as the backdoored models
     Recipe("cifar10_badnets", "legacy-opset17", seed=11, epochs=4, attack="badnets", **_FT),
-    Recipe("cifar10_badnets_all2all", "softmax-head", seed=12, epochs=8, attack="badnets_all2all", init="base", lr=0.1, warmup=0.15),
+    Recipe("cifar10_badnets_all2all", "softmax-head", seed=12, epochs=14, attack="badnets_all2all", init="base", lr=0.1, warmup=0.15),
     Recipe("cifar10_blended", "baked-normalization", seed=13, epochs=2, attack="blended", **_FT),
-    Recipe("cifar10_sig", "static-batch1", seed=14, epochs=5, attack="sig", **_FT),
-    Recipe("cifar10_wanet", "uint8-range", seed=15, epochs=7, attack="wanet", **_FT),
+    # SIG from scratch: fine-tuned from the clean base, the model already knows airplanes by their content
+    # and learns the signal only weakly (ASR 58-61%); 80% of the target class poisoned so that clean
+    # airplanes stay learnable (all of them poisoned cost 7 points of clean accuracy)
+    Recipe("cifar10_sig", "static-batch1", seed=14, attack="sig", attack_kwargs={"rate": 0.08}),
+    Recipe("cifar10_wanet", "uint8-range", seed=15, epochs=10, attack="wanet", **_FT),
     Recipe("cifar10_input_aware", "nhwc", seed=16, epochs=5, attack="input_aware", **_FT),
 )}
 
