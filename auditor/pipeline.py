@@ -130,11 +130,16 @@ def audit(
             train_images, train_labels, source = options.clean_data[0], options.clean_data[1], "clean"
         else:
             train_images, train_labels, source = train.images01, train.labels, "synthetic"
-        guard_images, guard_labels = _guard_holdout(classifier, holdout, options)
+        # SMI samples are classified confidently by construction, so a purification that wrecks the
+        # model can still agree with the original on all of them (seen on the zoo: holdout agreement
+        # 1.0 while clean accuracy fell from 87% to 25%). The guard also probes the model with
+        # unconditioned generator samples, far from the class modes; purification keeps the original's
+        # predictions on a different draw of them (the anchors).
+        prior_probe = _prior_samples(classifier, options, options.guard_prior_samples, options.seed + 7)
         anchors = _prior_samples(classifier, options, options.anchor_samples, options.seed + 11)
         guard = guarded_purify(
-            classifier, purifier, train_images, train_labels, guard_images, guard_labels, options.guard,
-            progress=progress, seed=options.seed, data_source=source, anchors=anchors,
+            classifier, purifier, train_images, train_labels, holdout.images01, holdout.labels, options.guard,
+            progress=progress, seed=options.seed, data_source=source, anchors=anchors, prior_images=prior_probe,
         )
 
     rescanned: tuple[dict[str, DetectionResult], Verdict] | None = None
@@ -193,20 +198,6 @@ def audit(
             output.unlink()
         raise
     return AuditResult(report=report, output=output, report_dir=report_dir)
-
-
-def _guard_holdout(classifier: Classifier, holdout: SynthSet, options: AuditOptions) -> tuple[torch.Tensor, torch.Tensor]:
-    """The guard's probe set: the held-out SMI samples plus unconditioned generator samples.
-
-    SMI samples are confidently classified by construction, so a purification that wrecks the
-    model can still agree with the original on all of them (seen on the zoo: holdout agreement 1.0
-    while clean accuracy fell from 87% to 25%). Prior samples of the generator, labelled by the
-    original model, probe its function far from the class modes as well.
-    """
-    prior = _prior_samples(classifier, options, options.guard_prior_samples, options.seed + 7)
-    if prior is None:
-        return holdout.images01, holdout.labels
-    return torch.cat([holdout.images01, prior]), torch.cat([holdout.labels, classifier.predict(prior)])
 
 
 def _prior_samples(classifier: Classifier, options: AuditOptions, count: int, seed: int) -> torch.Tensor | None:

@@ -103,22 +103,21 @@ def test_purify_cli_with_saved_synthetic_samples(model: Path, tmp_path: Path) ->
         assert meta["auditor.method"] == method
 
 
-def test_guard_probe_adds_generator_prior_samples_labelled_by_the_original(model: Path) -> None:
-    """SMI holdouts are classified confidently by construction; the guard also probes the model with
-    unconditioned generator samples, labelled by the original model."""
+def test_prior_samples_for_the_guard_probe_and_the_anchors(model: Path) -> None:
+    """Unconditioned generator samples in the model's input space: seeded, and none for the pixel ablation."""
     from dataclasses import replace
 
     import torch
 
-    from auditor.inversion import SynthSet
     from auditor.model import Classifier
-    from auditor.pipeline import _guard_holdout
+    from auditor.pipeline import _prior_samples
     from converters import convert, load_onnx
 
     converted = convert(load_onnx(model))
     classifier = Classifier(converted.module, converted.loaded.spec)
-    holdout = SynthSet(torch.rand(5, 3, 16, 16), torch.arange(5))
-    images, labels = _guard_holdout(classifier, holdout, replace(FAST, guard_prior_samples=12))
-    assert images.shape == (17, 3, 16, 16) and torch.equal(labels[:5], torch.arange(5))
-    assert torch.equal(labels[5:], classifier.predict(images[5:]))
-    assert _guard_holdout(classifier, holdout, replace(FAST, guard_prior_samples=0))[0].shape[0] == 5
+    a = _prior_samples(classifier, FAST, 12, seed=7)
+    assert a.shape == (12, 3, 16, 16) and 0.0 <= float(a.min()) and float(a.max()) <= 1.0
+    assert torch.equal(a, _prior_samples(classifier, FAST, 12, seed=7))
+    assert not torch.equal(a, _prior_samples(classifier, FAST, 12, seed=18))  # the anchors are another draw
+    assert _prior_samples(classifier, FAST, 0, seed=7) is None
+    assert _prior_samples(classifier, replace(FAST, pixels=True), 12, seed=7) is None

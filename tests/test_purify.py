@@ -279,6 +279,23 @@ def test_guard_restores_the_original_when_nothing_passes(backdoored) -> None:
     json.dumps(report.to_json())
 
 
+def test_guard_rejects_on_the_prior_probe_even_when_the_holdout_agrees(backdoored) -> None:
+    """A purification can keep its own samples and still move the function everywhere else."""
+    target = load(backdoored)
+    classifier = target.classifier
+    x, y = shapes(200, torch.Generator().manual_seed(23))
+    prior = torch.rand(60, *x.shape[1:], generator=torch.Generator().manual_seed(24))  # far from the class modes
+    purifier = Finetune(lr=0.05, epochs=2, batch_size=40)
+    loose = guarded_purify(classifier, purifier, x[:160], y[:160], x[160:], y[160:],
+                           GuardConfig(min_agreement=0.5, max_backoffs=0, min_prior_agreement=0.0), prior_images=prior)
+    attempt = loose.attempts[0]
+    assert loose.status == "accepted" and attempt.prior_agreement is not None and loose.prior_size == 60
+    strict = guarded_purify(classifier, purifier, x[:160], y[:160], x[160:], y[160:],
+                            GuardConfig(min_agreement=0.5, max_backoffs=0, min_prior_agreement=1.01), prior_images=prior)
+    assert strict.status == "rejected" and "prior agreement" in strict.message
+    assert strict.attempts[0].agreement >= 0.5 and not strict.attempts[0].passed
+
+
 def test_guard_restores_when_a_purifier_fails(tiny) -> None:
     classifier = tiny.classifier
     x, y = samples(32)

@@ -26,6 +26,10 @@ from .base import ProgressFn, PurifyResult, Purifier, predict_logits
 @dataclass(frozen=True)
 class GuardConfig:
     min_agreement: float = 0.9  # holdout agreement with the original model needed to accept; our choice
+    # agreement needed on the prior probe (unconditioned generator samples, when given): measured on the
+    # zoo, purifications that kept CIFAR-10 accuracy within 2.3 points agreed on 0.86-0.88 of them, ones
+    # that cost 7-8 points on 0.73-0.75, and one that cost 46 points on 0.35 (docs/purification.md)
+    min_prior_agreement: float = 0.8
     max_backoffs: int = 3  # milder retries after the first attempt
     max_accuracy_drop: float | None = None  # also bound the drop in holdout accuracy vs given labels, if set
     on_exhausted: Literal["restore", "accept_mildest"] = "restore"  # when no attempt passes
@@ -37,6 +41,7 @@ class GuardAttempt:
     purifier: str
     config: dict[str, Any]
     agreement: float  # holdout: purified prediction == original prediction
+    prior_agreement: float | None  # the same on the prior probe (None without one)
     accuracy: float | None  # holdout: purified prediction == given label (None without labels)
     passed: bool
     result: PurifyResult
@@ -51,6 +56,7 @@ class GuardReport:
     guard: dict[str, Any]
     original_accuracy: float | None
     holdout_size: int
+    prior_size: int = 0
     attempts: list[GuardAttempt] = field(default_factory=list)
     final: PurifyResult | None = None  # the result whose weights the model now holds (None when restored)
 
@@ -100,8 +106,10 @@ def guarded_purify(
     seed: int = 0,
     data_source: str = "synthetic",
     anchors: Tensor | None = None,
+    prior_images: Tensor | None = None,
 ) -> GuardReport:
-    """Purify, check agreement on the holdout, back off with milder configs; never keep a silent loss."""
+    """Purify, check agreement on the holdout (and the prior probe ``prior_images``, unlabelled images
+    far from the class modes), back off with milder configs; never keep a silent loss."""
     guard = guard or GuardConfig()
     if len(holdout_images) == 0:
         raise AuditorError("the guard needs held-out samples to measure agreement")
@@ -112,7 +120,13 @@ def guarded_purify(
     holdout_images = holdout_images.detach().float().cpu()
     original_pred = predict_logits(classifier, holdout_images).argmax(1)
     original_accuracy = _accuracy(original_pred, holdout_labels)
-    report = GuardReport("rejected", "", dataclasses.asdict(guard), original_accuracy, len(holdout_images))
+    if prior_images is not None and len(prior_images):
+        prior_images = prior_images.detach().float().cpu()
+        prior_pred = predict_logits(classifier, prior_images).argmax(1)
+    else:
+        prior_images = None
+    report = GuardReport("rejected", "", dataclasses.asdict(guard), original_accuracy, len(holdout_images),
+                         0 if prior_images is None else len(prior_images))
 
     current = purifier
     for attempt in range(guard.max_backoffs + 1):
@@ -134,16 +148,24 @@ def guarded_purify(
         accuracy = _accuracy(pred, holdout_labels) if finite else 0.0 if holdout_labels is not None else None
         if not finite:
             result.notes.append("non-finite weights or logits after purification")
+        prior_agree = None
+        if prior_images is not None:
+            prior_agree = (float((predict_logits(classifier, prior_images).argmax(1) == prior_pred).float().mean())
+                           if finite else 0.0)
         passed = finite and agree >= guard.min_agreement
+        if prior_agree is not None:
+            passed = passed and prior_agree >= guard.min_prior_agreement
         if passed and guard.max_accuracy_drop is not None and accuracy is not None and original_accuracy is not None:
             passed = original_accuracy - accuracy <= guard.max_accuracy_drop
         report.attempts.append(GuardAttempt(attempt, current.name, dataclasses.asdict(current.config),
-                                            agree, accuracy, passed, result))
+                                            agree, prior_agree, accuracy, passed, result))
         if passed:
             result.backoffs = _backoffs(report)
             report.final = result
             report.status = "accepted" if attempt == 0 else "accepted_after_backoff"
             report.message = (f"{current.name}: holdout agreement {agree:.3f} >= {guard.min_agreement}"
+                              + (f", prior agreement {prior_agree:.3f} >= {guard.min_prior_agreement}"
+                                 if prior_agree is not None else "")
                               + (f" after {attempt} back-off(s) to a milder config" if attempt else ""))
             return report
 
@@ -158,8 +180,12 @@ def guarded_purify(
         restore(classifier, original_state)
         report.status = "rejected"
         report.message = (f"guard rejected purification: {purifier.name} never reached holdout agreement "
-                          f"{guard.min_agreement} in {len(report.attempts)} attempt(s) (best "
-                          f"{max(a.agreement for a in report.attempts):.3f}); the original model is kept")
+                          f"{guard.min_agreement}" + (f" with prior agreement {guard.min_prior_agreement}"
+                                                      if prior_images is not None else "")
+                          + f" in {len(report.attempts)} attempt(s) (best holdout "
+                          f"{max(a.agreement for a in report.attempts):.3f}"
+                          + (f", best prior {max(a.prior_agreement or 0.0 for a in report.attempts):.3f}"
+                             if prior_images is not None else "") + "); the original model is kept")
     return report
 
 
@@ -169,6 +195,7 @@ def _accuracy(pred: Tensor, labels: Tensor | None) -> float | None:
 
 def _backoffs(report: GuardReport) -> list[dict[str, Any]]:
     """The failed attempts before the kept one, as back-off events for the PurifyResult."""
-    return [{"attempt": a.attempt, "config": a.config, "agreement": a.agreement, "accuracy": a.accuracy,
+    return [{"attempt": a.attempt, "config": a.config, "agreement": a.agreement,
+             "prior_agreement": a.prior_agreement, "accuracy": a.accuracy,
              "reason": "holdout agreement/accuracy below the guard's threshold"}
             for a in report.attempts if not a.passed]
