@@ -7,6 +7,7 @@ zip's size and mtime) as an uncompressed ``.npz`` outside the repo.
 from __future__ import annotations
 
 import io
+import os
 import zipfile
 from pathlib import Path
 
@@ -52,7 +53,7 @@ def load_zip_split(zip_path: Path, split: str, classes: list[str] | None = None)
             labels.append(index[label])
     x = np.stack(images)
     y = np.asarray(labels, dtype=np.int64)
-    tmp = cache.with_suffix(".tmp.npz")
+    tmp = cache.with_suffix(f".{os.getpid()}.tmp.npz")  # per process: two runs may decode at once
     np.savez(tmp, x=x, y=y, classes=np.asarray(names))
     tmp.replace(cache)
     return x, y, names
