@@ -1,0 +1,46 @@
+"""The benchmark's bookkeeping: DER, the table, and what each defense row runs (no training here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from auditor.bench import CONFIGS, BenchSetup, _options, der, render_table
+
+
+def test_der_follows_the_issue_formula() -> None:
+    before = {"acc": 0.90, "asr": 0.95}
+    assert der(before, {"acc": 0.88, "asr": 0.05}) == pytest.approx((0.90 - 0.02 + 1) / 2)
+    assert der(before, {"acc": 0.92, "asr": 0.99}) == pytest.approx(0.5)  # no gain counts as zero, not negative
+    assert der({"acc": 0.9, "asr": None}, {"acc": 0.9, "asr": None}) is None
+
+
+def test_table_lists_every_row() -> None:
+    document = {"date": "d", "command": "auditor bench", "machine": "m", "test_set": "t", "rows": [
+        {"model": "a", "config": "none", "acc": 0.9, "asr": 0.95, "ra": 0.05, "der": 0.5, "seconds": 0.0},
+        {"model": "a", "config": "smi_ibau", "acc": 0.88, "asr": 0.05, "ra": 0.8, "der": 0.94, "seconds": 12.0,
+         "guard": "accepted"},
+    ]}
+    table = render_table(document)
+    assert "| a | SMI + I-BAU (ours) | 88.0 | 5.0 | 80.0 | 94.0 | 12.0 | accepted |" in table
+    assert "| a | no defense | 90.0 | 95.0 | 5.0 | 50.0 | 0.0 | - |" in table
+
+
+@pytest.mark.parametrize("config", [c for c in CONFIGS if c not in ("none", "public_ibau")])
+def test_each_defense_row_runs_what_its_name_says(config: str, tmp_path: Path) -> None:
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "smi.npz").write_bytes(b"")  # cached samples: only their existence is checked here
+    setup = BenchSetup(zoo=tmp_path, out=tmp_path)
+    x = np.zeros((4, 32, 32, 3), np.uint8)
+    options = _options(config, setup, folder, tmp_path / "m.onnx", None, x, np.zeros(4, np.int64), x)
+    assert options.rescan is False
+    assert options.method == {"smi_finetune": "finetune", "clp": "clp"}.get(config, "ibau")
+    assert options.pixels == (config == "pixels_ibau")
+    assert options.inversion.stability == (config != "nostab_ibau")
+    assert (options.clean_data is not None) == (config == "clean_ibau")
+    # SMI-based rows reuse the one cached inversion; ablations invert their own samples
+    assert (options.synthetic is not None) == (config not in ("nostab_ibau", "pixels_ibau"))
+    assert (options.guard.max_backoffs == 0) == (config == "clean_ibau")
