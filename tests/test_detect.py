@@ -90,7 +90,8 @@ def test_neural_cleanse_finds_the_planted_target() -> None:
     assert figures["attack_success"] >= 0.9 and figures["reached_target"]
     assert figures["mask_l1"] < min(f["mask_l1"] for f in result.per_class if f["class"] != TARGET)
     assert result.images["mask"].shape == (K, 1, SIDE, SIDE) and result.images["pattern"].shape == (K, 3, SIDE, SIDE)
-    verdict = combine({"neural_cleanse": result})
+    assert combine({"neural_cleanse": result}).verdict == "clean"  # reported, not voting by default
+    verdict = combine({"neural_cleanse": result}, VerdictConfig(voters=("neural_cleanse", "reach")))
     assert verdict.verdict == "backdoored" and verdict.suspected_targets[0] == TARGET
     # the model is untouched: parameters keep requires_grad and values
     assert all(p.requires_grad for p in classifier.parameters())
@@ -133,30 +134,31 @@ def _result(name: str, index: list[float]) -> DetectionResult:
     ([0.1, -0.5, 1.7, 0.0, 1.0], "suspicious", [2]),
     ([0.1, 3.5, 1.7, 0.0, 2.4], "backdoored", [1, 4, 2]),
 ])
-def test_verdict_from_the_primary_index(index: list[float], expected: str, targets: list[int]) -> None:
-    verdict = combine({"neural_cleanse": _result("neural_cleanse", index)})
+def test_verdict_from_a_voting_index(index: list[float], expected: str, targets: list[int]) -> None:
+    verdict = combine({"reach": _result("reach", index)})
     assert verdict.verdict == expected and verdict.suspected_targets == targets
     assert verdict.score == pytest.approx(max(0.0, *index))
     assert verdict.reasons
 
 
 def test_verdict_thresholds_are_configurable_and_the_auxiliary_signal_optional() -> None:
-    nc = _result("neural_cleanse", [0.1, 1.7, 0.0, 0.2])
+    reach = _result("reach", [0.1, 1.7, 0.0, 0.2])
     aux = _result("weight_perturbation", [0.0, 5.0, 0.0, 4.0])
-    assert combine({"neural_cleanse": nc, "weight_perturbation": aux}).verdict == "suspicious"  # aux does not vote
-    assert combine({"neural_cleanse": nc}, VerdictConfig(threshold=1.6)).verdict == "backdoored"
+    assert combine({"reach": reach, "weight_perturbation": aux}).verdict == "suspicious"  # aux does not vote
+    assert combine({"reach": reach}, VerdictConfig(threshold=1.6)).verdict == "backdoored"
     voting = VerdictConfig(aux_threshold=3.0)
-    alone = combine({"neural_cleanse": _result("neural_cleanse", [0.0] * 4), "weight_perturbation": aux}, voting)
+    alone = combine({"reach": _result("reach", [0.0] * 4), "weight_perturbation": aux}, voting)
     assert alone.verdict == "suspicious" and set(alone.suspected_targets) == {1, 3}
 
 
 def test_either_voter_decides_and_the_score_is_the_largest_index() -> None:
     nc = _result("neural_cleanse", [0.1, 1.7, 0.0, 0.2])
     reach = _result("reach", [0.0, 0.3, -0.5, 6.0])
-    verdict = combine({"neural_cleanse": nc, "reach": reach})
+    verdict = combine({"neural_cleanse": nc, "reach": reach}, VerdictConfig(voters=("neural_cleanse", "reach")))
     assert verdict.verdict == "backdoored" and verdict.suspected_targets == [3, 1]
     assert verdict.score == pytest.approx(6.0)
     assert any("universal perturbation" in r for r in verdict.reasons)
+    assert combine({"neural_cleanse": nc, "reach": reach}).suspected_targets == [3]  # reach alone votes by default
     only_nc = combine({"neural_cleanse": nc, "reach": reach}, VerdictConfig(voters=("neural_cleanse",)))
     assert only_nc.verdict == "suspicious" and only_nc.suspected_targets == [1]
 

@@ -22,7 +22,8 @@ from auditor.pipeline import ScanOptions, scan
 from auditor.report import render_sarif, report_schema, validate_report
 from model_matrix import CLASSES, IMAGE, build, export
 
-NC_FAST = DetectionConfig(settings={"neural_cleanse": {"steps": 4}, "weight_perturbation": {"radii": (0.05,)}})
+NC_FAST = DetectionConfig(settings={"neural_cleanse": {"steps": 4}, "weight_perturbation": {"radii": (0.05,)},
+                                    "reach": {"steps": 3}})
 
 
 def _forced_backdoor(*_args, **_kwargs) -> dict[str, DetectionResult]:
@@ -33,7 +34,9 @@ def _forced_backdoor(*_args, **_kwargs) -> dict[str, DetectionResult]:
     mask = torch.zeros(CLASSES, 1, *IMAGE[1:])
     mask[3, :, -3:, -3:] = 1
     images = {"mask": mask, "pattern": torch.ones(CLASSES, *IMAGE)}
-    return {"neural_cleanse": DetectionResult("neural_cleanse", {}, per_class, index, images=images)}
+    reach = [{"class": k, "reach": 0.3 + 0.15 * index[k], "delta_l2": 2.0} for k in range(CLASSES)]
+    return {"neural_cleanse": DetectionResult("neural_cleanse", {}, per_class, index, images=images),
+            "reach": DetectionResult("reach", {}, reach, index)}
 
 
 @pytest.fixture(scope="module")

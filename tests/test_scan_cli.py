@@ -48,7 +48,9 @@ def forced(verdict: str, target: int = 3) -> dict[str, DetectionResult]:
     per_class = [{"class": k, "mask_l1": 20.0 - index[k], "attack_success": 0.97, "reached_target": True}
                  for k in range(CLASSES)]
     images = {"mask": torch.zeros(CLASSES, 1, *IMAGE[1:]), "pattern": torch.ones(CLASSES, *IMAGE)}
-    return {"neural_cleanse": DetectionResult("neural_cleanse", {}, per_class, index, images=images)}
+    reach = [{"class": k, "reach": 0.2 + 0.1 * index[k], "delta_l2": 2.0} for k in range(CLASSES)]
+    return {"neural_cleanse": DetectionResult("neural_cleanse", {}, per_class, index, images=images),
+            "reach": DetectionResult("reach", {}, reach, index)}
 
 
 def force(monkeypatch: pytest.MonkeyPatch, *verdicts: str, synth: Path | None = None) -> None:

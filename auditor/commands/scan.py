@@ -92,9 +92,10 @@ def scan_cmd(ctx: click.Context, models: tuple[str, ...], report_dir: str | None
              synthetic: str | None, threads: int | None, as_json: bool, overwrite: bool, **opts: Any) -> None:
     """Look for a backdoor in each MODEL (ONNX) from the model alone; exit 1 if one is found.
 
-    Reverse-engineers, for every class, the smallest trigger that flips synthetic samples of the
-    other classes into it (Neural Cleanse on stabilized model-inversion samples) and flags classes
-    whose trigger is an outlier. Several files: the exit code follows the worst verdict.
+    On stabilized model-inversion samples, measures for every class how many samples of the other
+    classes one small universal perturbation sends into it (reach) and flags classes whose reach is
+    an outlier; Neural Cleanse's reversed triggers are reported beside it. Several files: the exit
+    code follows the worst verdict.
     """
     from dataclasses import replace
 

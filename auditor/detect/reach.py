@@ -71,7 +71,11 @@ class Reach(Detector):
             for p, flag in zip(classifier.parameters(), requires):
                 p.requires_grad_(flag)
         share_t = torch.tensor(shares)
-        index = anomaly_index(share_t, side="high", floor=0.05)  # reach varies by a few points between natural classes
+        # Natural classes differ in reach by tens of points on scan-sized sample sets (0.17-0.77 on the
+        # zoo's clean and backdoored models); the floor on the MAD keeps that spread from looking
+        # anomalous: with it no clean zoo model is flagged (floor 0.05 flagged both), while the
+        # BadNets and Blended targets (reach 0.98) stay above 2.9 (docs/detection.md).
+        index = anomaly_index(share_t, side="high", floor=0.15)
         per_class = [{"class": t, "reach": float(shares[t]), "delta_l2": norms[t]} for t in range(k)]
         return DetectionResult(
             detector=self.name, config=cfg.to_json(), per_class=per_class, index=index.tolist(),

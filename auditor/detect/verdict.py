@@ -1,9 +1,12 @@
 """One verdict from the detectors' anomaly indices: ``clean``, ``suspicious`` or ``backdoored``.
 
-Two detectors vote: Neural Cleanse (the issue's rule: a class whose reversed trigger is an outlier
-on the small side, index above 2, is a backdoor target) and reach (a class that one small
-universal perturbation reaches far more easily than the others); either one above the threshold
-makes a model ``backdoored``, above the suspicious threshold ``suspicious``. The weight-perturbation
+The voting detectors (``voters``) decide: a class whose anomaly index is above the threshold makes
+the model ``backdoored``, above the suspicious threshold ``suspicious``. By default only reach
+votes (a class that one small universal perturbation reaches far more easily than the others).
+Neural Cleanse (a class whose reversed trigger is an outlier on the small side) is computed and
+reported, and votes when listed in ``voters``; on the zoo's scan-sized sample sets it gave a
+clean model an index of 3.26 and the BadNets target only 1.73, so it does not vote by default
+(docs/detection.md). The weight-perturbation
 signal is reported but does not vote by default (``aux_threshold=None``): on clean CIFAR-10
 models worst-case weights send most flips to one "sink" class, so on its own it flags clean
 models (see docs/detection.md). When enabled, it alone makes a model ``suspicious``. All
@@ -25,7 +28,7 @@ class VerdictConfig:
     threshold: float = 2.0  # a voter's anomaly index above which a class is a backdoor target
     suspicious_threshold: float = 1.5  # a voter's anomaly index above which a class is suspicious
     aux_threshold: float | None = None  # weight-perturbation index above which a class is suspicious (None: off)
-    voters: tuple[str, ...] = ("neural_cleanse", "reach")  # detectors whose index decides the verdict
+    voters: tuple[str, ...] = ("reach",)  # detectors whose index decides the verdict (add "neural_cleanse" to let it vote)
     auxiliary: str = "weight_perturbation"
 
     def to_json(self) -> dict[str, Any]:
