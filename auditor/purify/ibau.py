@@ -1,8 +1,11 @@
 """I-BAU: Implicit Backdoor Adversarial Unlearning (Zeng et al., ICLR 2022), our own implementation.
 
 Each round solves a minimax problem on the (synthetic or clean) samples:
-  inner: a universal perturbation delta maximising the loss against the model's own predictions
-         (what a trigger does: one pattern that flips many inputs);
+  inner: a universal perturbation delta (what a trigger is: one pattern that flips many inputs).
+         Default ("targeted"): one delta per class sending the other classes into it; the most
+         reachable class's delta is unlearned (on SMI samples the reference's single delta against
+         the model's own predictions found class boundaries, never the trigger; docs/purification.md).
+         "untargeted": the reference's delta maximising the loss against the model's own predictions;
   outer: weights that classify x + delta correctly again. The weight gradient includes the
          implicit hypergradient through the inner solution, from K fixed-point iterations of the map
          delta -> delta - alpha * d(inner loss)/d(delta).
@@ -23,7 +26,7 @@ from torch import Tensor
 
 from auditor.errors import AuditorError
 from auditor.model import Classifier
-from auditor.universal import targeted_universal
+from auditor.universal import perturb, project_l2, targeted_universal
 
 from .base import ProgressFn, PurifyResult, Purifier, agreement, batches
 
@@ -202,8 +205,7 @@ class IBAU(Purifier):
     # -- pieces ---------------------------------------------------------------------------------------
 
     def _perturbed(self, x: Tensor, delta: Tensor) -> Tensor:
-        x = x + delta
-        return x.clamp(0.0, 1.0) if self.config.clamp_inputs else x
+        return perturb(x, delta, self.config.clamp_inputs)
 
     def _inner_loss(self, classifier: Classifier, x: Tensor, own: Tensor | None, delta: Tensor,
                     target: int | None = None) -> Tensor:
@@ -271,13 +273,8 @@ class IBAU(Purifier):
         indirect_norm = sum(float(i.pow(2).sum()) for i in indirect if i is not None) ** 0.5
         return grads, float(outer.detach()), indirect_norm / max(direct_norm, 1e-12)
 
-    @torch.no_grad()
     def _project(self, delta: Tensor) -> None:
-        radius = self.config.delta_max_norm
-        if radius is not None:
-            norm = float(delta.norm())
-            if norm > radius:
-                delta.mul_(radius / norm)
+        project_l2(delta, self.config.delta_max_norm)
 
     @torch.no_grad()
     def _fooling_rate(self, classifier: Classifier, images01: Tensor, delta: Tensor) -> float:
