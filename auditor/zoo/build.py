@@ -29,8 +29,8 @@ from auditor.evaluate import OnnxClassifier, evaluate
 from .arch import CIFAR10_MEAN, CIFAR10_STD, build_arch
 from .base import base_path, ensure_base
 from .export import EXPORT_STYLES, export_onnx, metadata_for, style_json
-from .manifest import EVAL_SUBSET_NAME, DATA_LICENCE, update_manifest, write_eval_subset
-from .recipes import BASE_RECIPE, Recipe, get_recipe
+from .manifest import DATA_LICENCE, update_manifest, write_eval_subset
+from .recipes import BASE_RECIPE, get_recipe
 from .train import train_classifier
 
 _LOG = logging.getLogger(__name__)

@@ -12,7 +12,6 @@ import logging
 import os
 import tempfile
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
