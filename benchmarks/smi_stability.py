@@ -28,7 +28,7 @@ import torch
 
 from auditor.data.cifar10 import load_cifar10
 from auditor.data.tinyimagenet import load_tinyimagenet
-from auditor.inversion import InversionConfig, invert, save_class_grid, stability_scores, summarize
+from auditor.inversion import InversionConfig, SynthSet, invert, save_class_grid, stability_scores, summarize
 from auditor.inversion.smi import diversity
 from auditor.model import Classifier
 from auditor.zoo.manifest import read_manifest
@@ -60,6 +60,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--configs", default="real,smi,nostab,pixels,public")
     parser.add_argument("--out", default="runs/smi")
+    parser.add_argument("--reuse-smi", type=Path, default=None,
+                        help="folder with MODEL/smi.npz from `auditor bench` (same default inversion): skip re-inverting")
     args = parser.parse_args()
     zoo, out = Path(args.zoo), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -88,8 +90,13 @@ def main() -> None:
                 labels = clf.predict(images)
                 scores = stability_scores(clf, images, labels)
             else:
-                cfg = replace(base, stability=config != "nostab")
-                synth = invert(clf, cfg, pixels=config == "pixels")
+                cached = args.reuse_smi / entry["name"] / "smi.npz" if args.reuse_smi and config == "smi" else None
+                if cached is not None and cached.exists() and not args.steps and args.per_class == 250:
+                    synth = SynthSet.load(cached)
+                    started -= float(synth.summary.get("seconds", {}).get("total", 0.0))  # its inversion time
+                else:
+                    cfg = replace(base, stability=config != "nostab")
+                    synth = invert(clf, cfg, pixels=config == "pixels")
                 images, labels, scores = synth.images01, synth.labels, synth.scores
                 save_class_grid(images, labels, 10, out / f"{entry['name']}-{config}.png")
                 if config == "smi" and entry.get("attack") and entry["attack"].get("target") is not None:

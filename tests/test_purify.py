@@ -145,6 +145,7 @@ def test_registry() -> None:
 
 @pytest.mark.parametrize("name,config", [
     ("ibau", {"rounds": 1, "batch_size": 16}),
+    ("ibau", {"rounds": 1, "batch_size": 16, "shared_adv_weight": 1.0, "shared_adv_steps": 2}),
     ("finetune", {"epochs": 1, "batch_size": 32, "lr": 0.05}),
     ("clp", {"u": 1.0}),
 ])
@@ -233,6 +234,21 @@ def test_ibau_reduces_backdoor(backdoored) -> None:
 # smaller batches (more outer steps) do find and partly unlearn the trigger.
 IBAU_TEST_CONFIG = dict(batch_size=32, lr=3e-3, clamp_inputs=True, inner_normalized=True, inner_lr=0.5,
                         delta_max_norm=4.0, kl_weight=1.0, clean_weight=0.0, rounds=4)
+
+
+def test_shared_adversarial_term_is_measured_and_leaves_the_reference_alone(backdoored) -> None:
+    """The SAU term finds shared adversarial examples on the backdoored toy and reports their share;
+    without it, no share is recorded."""
+    target = load(backdoored)
+    x, y = shapes(64, torch.Generator().manual_seed(5))
+    with_term = IBAU(rounds=1, batch_size=32, shared_adv_weight=1.0, shared_adv_eps=0.2)
+    result = with_term.purify(target.classifier, x, y, data_source="clean", generator=torch.Generator().manual_seed(0))
+    share = result.rounds[0]["shared_adversarial_share"]
+    assert 0.0 < share <= 1.0  # at eps 0.2 the original and the current model share wrong labels
+    plain = IBAU(rounds=1, batch_size=32).purify(target.classifier, x, y, data_source="clean")
+    assert "shared_adversarial_share" not in plain.rounds[0]
+    with pytest.raises(AuditorError, match="shared_adv"):
+        IBAU(shared_adv_eps=0.0)
 
 
 def test_determinism(tiny) -> None:

@@ -14,6 +14,7 @@ The model stays in eval mode throughout so that BN statistics (buffers) are neve
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import time
@@ -65,6 +66,11 @@ class IBAUConfig:
     inner_normalized: bool = True  # untargeted mode: step delta along the unit-norm gradient (inner_lr is then
     # the step length; targeted mode always does); reference: plain SGD, which barely moves delta on a
     # model that is very confident on its samples
+    shared_adv_weight: float = 0.0  # weight of the shared-adversarial term (after SAU, Wei et al., NeurIPS 2023):
+    # per-sample perturbations that fool the original and the current model into the same wrong class are
+    # unlearned. Universal deltas cannot express sample-specific triggers (WaNet, Input-Aware); these can.
+    shared_adv_eps: float = 0.2  # L-inf radius of the per-sample perturbation in [0, 1] image space (SAU: 0.2)
+    shared_adv_steps: int = 5  # PGD steps (SAU: 5)
 
 
 class IBAU(Purifier):
@@ -83,6 +89,8 @@ class IBAU(Purifier):
             raise AuditorError(f"ibau: inner_mode must be 'targeted' or 'untargeted', not {c.inner_mode!r}")
         if c.inner_mode == "targeted" and min(c.targeted_steps, c.top_k) < 1:
             raise AuditorError("ibau: targeted_steps and top_k must be >= 1")
+        if c.shared_adv_weight < 0 or c.shared_adv_eps <= 0 or c.shared_adv_steps < 1:
+            raise AuditorError("ibau: shared_adv_weight must be >= 0, shared_adv_eps > 0, shared_adv_steps >= 1")
 
     def milder(self) -> "IBAU":
         """Half the rounds (at least one) and a third of the outer learning rate."""
@@ -112,6 +120,7 @@ class IBAU(Purifier):
         inner_steps = num_classes * c.targeted_steps if c.inner_mode == "targeted" else c.inner_epochs * num_batches
         total_steps = c.rounds * (inner_steps + num_batches * c.top_k)
         counter = _Counter(total_steps, progress)
+        frozen = _frozen_copy(classifier) if c.shared_adv_weight else None  # the original, for shared examples
 
         for round_index in range(c.rounds):
             label = f"ibau round {round_index + 1}/{c.rounds}"
@@ -132,7 +141,7 @@ class IBAU(Purifier):
             record["delta_fooling_rate"] = [self._fooling_rate(classifier, images01, d) for _, d in jobs]
 
             # Outer problem: weights updated with the implicit hypergradient, once per perturbation.
-            outer_losses, ratios = [], []
+            outer_losses, ratios, shared_shares = [], [], []
             for target, delta in jobs:
                 usable = torch.arange(len(images01)) if target is None else torch.nonzero(targets != target).flatten()
                 for index in batches(len(usable), c.batch_size, generator):
@@ -143,6 +152,11 @@ class IBAU(Purifier):
                         own = classifier(x).argmax(1)
                     anchor_kl = run.anchor_kl(classifier, c.batch_size) if c.anchor_weight else None
                     anchor_loss = c.anchor_weight * anchor_kl if anchor_kl is not None else None
+                    if frozen is not None:
+                        shared, shared_share = self._shared_adversarial_loss(classifier, frozen, x, y)
+                        shared_shares.append(shared_share)
+                        shared = c.shared_adv_weight * shared
+                        anchor_loss = shared if anchor_loss is None else anchor_loss + shared
                     grads, outer, ratio = self._hypergradient(classifier, params, x, y, own, delta,
                                                               original_probs[index].to(device), anchor_loss, target)
                     optimizer.zero_grad(set_to_none=True)
@@ -155,6 +169,7 @@ class IBAU(Purifier):
             record.update({
                 "outer_loss": sum(outer_losses) / len(outer_losses),
                 "implicit_to_direct_grad": sum(ratios) / len(ratios),  # size of the hypergradient's implicit term
+                **({"shared_adversarial_share": round(sum(shared_shares) / len(shared_shares), 4)} if shared_shares else {}),
                 "train_agreement": agreement(classifier, images01, original_labels),
             })
             result.rounds.append(record)
@@ -273,6 +288,30 @@ class IBAU(Purifier):
         indirect_norm = sum(float(i.pow(2).sum()) for i in indirect if i is not None) ** 0.5
         return grads, float(outer.detach()), indirect_norm / max(direct_norm, 1e-12)
 
+    def _shared_adversarial_loss(self, classifier: Classifier, frozen: Classifier, x: Tensor,
+                                 y: Tensor) -> tuple[Tensor, float]:
+        """SAU's unlearning term: PGD (L-inf) finds per-sample perturbations that push both the original
+        and the current model off ``y``; where both then agree on the same wrong class (a shared
+        adversarial example, which every poisoned input of a working backdoor is), the current model's
+        probability of that class is driven down. Returns the loss and the share of shared examples."""
+        c = self.config
+        eps, step = c.shared_adv_eps, 2.5 * c.shared_adv_eps / c.shared_adv_steps
+        delta = torch.zeros_like(x, requires_grad=True)
+        for _ in range(c.shared_adv_steps):
+            x_adv = (x + delta).clamp(0.0, 1.0)
+            loss = F.cross_entropy(classifier(x_adv), y) + F.cross_entropy(frozen(x_adv), y)
+            (grad,) = torch.autograd.grad(loss, delta)  # delta only: no weight gradients accumulate
+            with torch.no_grad():
+                delta.add_(step * grad.sign()).clamp_(-eps, eps)
+        x_adv = (x + delta.detach()).clamp(0.0, 1.0)
+        with torch.no_grad():
+            original_wrong = frozen(x_adv).argmax(1)
+        probs = classifier(x_adv).softmax(1)
+        shared = (probs.argmax(1) == original_wrong) & (original_wrong != y)
+        p_wrong = probs.gather(1, original_wrong[:, None]).squeeze(1)
+        loss = -(torch.log1p(-p_wrong.clamp(max=1 - 1e-6)) * shared.float()).mean()
+        return loss, float(shared.float().mean())
+
     def _project(self, delta: Tensor) -> None:
         project_l2(delta, self.config.delta_max_norm)
 
@@ -284,6 +323,15 @@ class IBAU(Purifier):
             x = images01[start : start + 256].to(device)
             flipped += int((classifier(x).argmax(1) != classifier(self._perturbed(x, delta)).argmax(1)).sum())
         return flipped / len(images01)
+
+
+def _frozen_copy(classifier: Classifier) -> Classifier:
+    """An untouched copy of the model as it was before purification (no gradients)."""
+    frozen = copy.deepcopy(classifier)
+    frozen.eval()
+    for param in frozen.parameters():
+        param.requires_grad_(False)
+    return frozen
 
 
 class _Counter:
