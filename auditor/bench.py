@@ -186,6 +186,28 @@ def _document(setup: BenchSetup, rows: list[dict]) -> dict:
     }
 
 
+def merge_documents(documents: list[dict]) -> dict:
+    """Rows of several bench runs in one table (model order of first appearance, then CONFIGS order);
+    a later run's row replaces an earlier one for the same model and defense."""
+    rows: dict[tuple[str, str], dict] = {}
+    models: list[str] = []
+    for document in documents:
+        for row in document["rows"]:
+            if row["model"] not in models:
+                models.append(row["model"])
+            rows[(row["model"], row["config"])] = row
+    order = {config: i for i, config in enumerate(CONFIGS)}
+    merged = sorted(rows.values(), key=lambda r: (models.index(r["model"]), order.get(r["config"], len(order))))
+    return {
+        "command": "; ".join(dict.fromkeys(d["command"] for d in documents)),
+        "date": ", ".join(dict.fromkeys(d["date"] for d in documents)),
+        "machine": "; ".join(dict.fromkeys(d["machine"] for d in documents)),
+        "test_set": "; ".join(dict.fromkeys(d["test_set"] for d in documents)),
+        "reference_data": documents[0]["reference_data"] if documents else "",
+        "rows": merged,
+    }
+
+
 def render_table(document: dict) -> str:
     lines = [f"# Benchmark ({document['date']})", "",
              f"Command: `{document['command']}`; machine: {document['machine']}; metrics on {document['test_set']}.", "",

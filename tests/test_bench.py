@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from auditor.bench import CONFIGS, BenchSetup, _options, der, render_table
+from auditor.bench import CONFIGS, BenchSetup, _options, der, merge_documents, render_table
 
 
 def test_der_follows_the_issue_formula() -> None:
@@ -26,6 +26,35 @@ def test_table_lists_every_row() -> None:
     table = render_table(document)
     assert "| a | SMI + I-BAU (ours) | 88.0 | 5.0 | 80.0 | 94.0 | 12.0 | accepted |" in table
     assert "| a | no defense | 90.0 | 95.0 | 5.0 | 50.0 | 0.0 | - |" in table
+
+
+def test_merge_orders_rows_and_later_runs_win(tmp_path: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from auditor.cli import main
+
+    def doc(date: str, rows: list[tuple[str, str, float]]) -> dict:
+        return {"date": date, "command": "auditor bench", "machine": "m", "test_set": "t", "reference_data": "r",
+                "rows": [{"model": m, "config": c, "acc": a, "asr": None, "ra": None, "der": None, "seconds": 1.0}
+                         for m, c, a in rows]}
+
+    first = doc("d1", [("b", "smi_ibau", 0.8), ("b", "none", 0.9), ("a", "none", 0.7)])
+    second = doc("d2", [("b", "clp", 0.85), ("b", "smi_ibau", 0.81)])
+    merged = merge_documents([first, second])
+    assert [(r["model"], r["config"]) for r in merged["rows"]] == [
+        ("b", "none"), ("b", "smi_ibau"), ("b", "clp"), ("a", "none")]
+    assert merged["rows"][1]["acc"] == 0.81 and merged["date"] == "d1, d2"
+    paths = []
+    for i, document in enumerate((first, second)):
+        paths += ["--merge", str(tmp_path / f"{i}.json")]
+        (tmp_path / f"{i}.json").write_text(json.dumps(document))
+    result = CliRunner().invoke(main, ["bench", *paths])
+    assert result.exit_code == 0, result.output
+    assert "| b | CLP (data-free) | 85.0 |" in result.output
+    (tmp_path / "bad.json").write_text("{}")
+    assert CliRunner().invoke(main, ["bench", "--merge", str(tmp_path / "bad.json")]).exit_code == 2
 
 
 @pytest.mark.parametrize("config", [c for c in CONFIGS if c not in ("none", "public_ibau")])

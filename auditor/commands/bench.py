@@ -17,10 +17,22 @@ import click
 @click.option("--steps", type=int, default=None, help="SMI optimization steps (default 200).")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Folder with cifar10.zip etc.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--merge", "merge", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="Run nothing: print one table from these bench.json files (repeatable; later rows win).")
 def bench_cmd(zoo: str, out: str, models: tuple[str, ...], configs: tuple[str, ...], eval_limit: int | None,
-              per_class: int | None, steps: int | None, data_dir: str | None, seed: int) -> None:
+              per_class: int | None, steps: int | None, data_dir: str | None, seed: int, merge: tuple[str, ...]) -> None:
     """Tabulate ACC / ASR / RA / DER and wall time of every defense on every zoo model."""
-    from auditor.bench import CONFIGS, BenchSetup, run_bench
+    import json
+
+    from auditor.bench import CONFIGS, BenchSetup, merge_documents, render_table, run_bench
+
+    if merge:
+        try:
+            documents = [json.loads(Path(path).read_text()) for path in merge]
+            click.echo(render_table(merge_documents(documents)))
+        except (ValueError, KeyError) as exc:
+            raise click.BadParameter(f"not a bench.json from `auditor bench` ({exc})", param_hint="--merge") from None
+        return
     from auditor.inversion.smi import InversionConfig, with_overrides
 
     unknown = set(configs) - set(CONFIGS)
@@ -30,6 +42,4 @@ def bench_cmd(zoo: str, out: str, models: tuple[str, ...], configs: tuple[str, .
                        eval_limit=eval_limit, seed=seed, data_dir=data_dir,
                        inversion=with_overrides(InversionConfig(), per_class=per_class, steps=steps, seed=seed))
     document = run_bench(setup, log=lambda line: click.echo(line, err=True))
-    from auditor.bench import render_table
-
     click.echo(render_table(document))
