@@ -205,6 +205,22 @@ def test_clp_prunes_the_planted_channel(keep_bn, tmp_path) -> None:
     converters.save_onnx(target.converted, tmp_path / "pruned.onnx", tolerance=1e-4)
 
 
+def test_ibau_can_prune_with_clp_first(tmp_path) -> None:
+    """clp_u prunes the planted channel before unlearning and records it; None leaves CLP out."""
+    torch.manual_seed(2)
+    net = TinyNet()
+    with torch.no_grad():
+        net.features[4].weight[5] *= 12.0
+    target = export_and_convert(net, tmp_path / "planted.onnx")
+    x, _ = samples(32)
+    result = IBAU(rounds=1, batch_size=16, clp_u=3.0).purify(target.classifier, x)
+    (layer, channels), = result.pruned_channels.items()
+    assert channels == [5] and any("clp" in note for note in result.notes)
+    assert IBAU(rounds=1, batch_size=16).purify(target.classifier, x).pruned_channels == {}
+    with pytest.raises(AuditorError, match="clp_u"):
+        IBAU(clp_u=0.0)
+
+
 def test_channel_lipschitz_is_the_largest_singular_value() -> None:
     conv = nn.Conv2d(2, 3, 3)
     expected = torch.stack([torch.linalg.svdvals(conv.weight[k].reshape(2, 9))[0] for k in range(3)])

@@ -30,6 +30,7 @@ from auditor.model import Classifier
 from auditor.universal import perturb, project_l2, targeted_universal
 
 from .base import ProgressFn, PurifyResult, Purifier, agreement, batches
+from .clp import CLP, CLPConfig
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,9 @@ class IBAUConfig:
     # unlearned. Universal deltas cannot express sample-specific triggers (WaNet, Input-Aware); these can.
     shared_adv_eps: float = 0.2  # L-inf radius of the per-sample perturbation in [0, 1] image space (SAU: 0.2)
     shared_adv_steps: int = 5  # PGD steps (SAU: 5)
+    clp_u: float | None = None  # prune with data-free CLP at this threshold before unlearning (None: off).
+    # CLP removes what a universal perturbation does not find on SMI samples (SIG's global sinusoid:
+    # test ASR 88.7% -> 17.2% alone); I-BAU then unlearns patch and blend triggers. docs/purification.md
 
 
 class IBAU(Purifier):
@@ -89,6 +93,8 @@ class IBAU(Purifier):
             raise AuditorError(f"ibau: inner_mode must be 'targeted' or 'untargeted', not {c.inner_mode!r}")
         if c.inner_mode == "targeted" and min(c.targeted_steps, c.top_k) < 1:
             raise AuditorError("ibau: targeted_steps and top_k must be >= 1")
+        if c.clp_u is not None and c.clp_u <= 0:
+            raise AuditorError("ibau: clp_u must be > 0 (or None to skip pruning)")
         if c.shared_adv_weight < 0 or c.shared_adv_eps <= 0 or c.shared_adv_steps < 1:
             raise AuditorError("ibau: shared_adv_weight must be >= 0, shared_adv_eps > 0, shared_adv_steps >= 1")
 
@@ -109,8 +115,14 @@ class IBAU(Purifier):
         anchors: Tensor | None = None,
     ) -> PurifyResult:
         c = self.config
+        pruning = CLP(CLPConfig(u=c.clp_u)).purify(classifier) if c.clp_u is not None else None
+        # the pruned model is the starting point: its predictions are what the clean terms keep
         run = self._begin(classifier, images01, labels, data_source, generator, anchors)
         result, started, generator, params, device, images01 = run[:6]
+        if pruning is not None:
+            result.pruned_channels = pruning.pruned_channels
+            result.notes.append(f"clp (u={c.clp_u}) pruned {sum(map(len, pruning.pruned_channels.values()))} "
+                                f"channel(s) in {len(pruning.pruned_channels)} layer(s) before unlearning")
         original_logits, targets = run.original_logits, run.targets
         original_labels = original_logits.argmax(1)
         original_probs = original_logits.softmax(1)
