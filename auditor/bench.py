@@ -4,7 +4,7 @@ Measurement code (it reads CIFAR-10 and Tiny-ImageNet), never imported by the au
 Rows per model: no defense; SMI + I-BAU (ours); no-stability inversion + I-BAU; pixel inversion +
 I-BAU; fine-tuning on SMI samples; CLP; I-BAU on 2,500 public Tiny-ImageNet images labelled by the
 suspect model itself (no inversion); I-BAU on 2,500 real clean CIFAR-10 *training* images (the
-reference); and CLP followed by I-BAU on SMI samples (a candidate default).
+reference); and CLP followed by I-BAU on SMI samples (measured, not the default: docs/purification.md).
 Metrics on the CIFAR-10 *test* set: ACC, ASR, RA, DER, wall time.
 """
 

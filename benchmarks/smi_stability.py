@@ -103,7 +103,7 @@ def main() -> None:
                     cfg = replace(base, stability=config != "nostab")
                     synth = invert(clf, cfg, pixels=config == "pixels")
                 images, labels, scores = synth.images01, synth.labels, synth.scores
-                save_class_grid(images, labels, 10, out / f"{entry['name']}-{config}.png")
+                save_class_grid(images, labels, 10, out / f"{entry['name']}-{config}.png", per_row=8, scale=1)
                 synth.save(out / f"{entry['name']}-{config}.npz")
                 if config == "smi" and entry.get("attack") and entry["attack"].get("target") is not None:
                     row["trigger_check"] = trigger_check(images, labels, int(entry["attack"]["target"]), clean_refs, zoo)

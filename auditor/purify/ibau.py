@@ -73,8 +73,8 @@ class IBAUConfig:
     shared_adv_eps: float = 0.2  # L-inf radius of the per-sample perturbation in [0, 1] image space (SAU: 0.2)
     shared_adv_steps: int = 5  # PGD steps (SAU: 5)
     clp_u: float | None = None  # prune with data-free CLP at this threshold before unlearning (None: off).
-    # CLP removes what a universal perturbation does not find on SMI samples (SIG's global sinusoid:
-    # test ASR 88.7% -> 17.2% alone); I-BAU then unlearns patch and blend triggers. docs/purification.md
+    # Off: CLP removes SIG (test ASR 88.7% -> 17.2% alone), but on BadNets its pruning hid the trigger
+    # from the targeted inner problem without removing it (ASR 91.0% -> 88.0%). docs/purification.md
 
 
 class IBAU(Purifier):
