@@ -4,7 +4,7 @@ Measurement code (it reads CIFAR-10 and Tiny-ImageNet), never imported by the au
 Rows per model: no defense; SMI + I-BAU (ours); no-stability inversion + I-BAU; pixel inversion +
 I-BAU; fine-tuning on SMI samples; CLP; I-BAU on 2,500 public Tiny-ImageNet images labelled by the
 suspect model itself (no inversion); I-BAU on 2,500 real clean CIFAR-10 *training* images (the
-reference); and CLP followed by I-BAU on SMI samples (measured, not the default: docs/purification.md).
+reference); and CLP *before* I-BAU on SMI samples (an ablation; the default prunes after unlearning).
 Metrics on the CIFAR-10 *test* set: ACC, ASR, RA, DER, wall time.
 """
 
@@ -30,7 +30,7 @@ LABELS = {
     "none": "no defense", "smi_ibau": "SMI + I-BAU (ours)", "nostab_ibau": "no-stability inversion + I-BAU",
     "pixels_ibau": "pixel inversion + I-BAU", "smi_finetune": "SMI + fine-tuning", "clp": "CLP (data-free)",
     "public_ibau": "Tiny-ImageNet (self-labelled) + I-BAU", "clean_ibau": "2,500 clean CIFAR-10 + I-BAU",
-    "smi_clp_ibau": "SMI + CLP, then I-BAU",
+    "smi_clp_ibau": "SMI + CLP first, then I-BAU",
 }
 
 
@@ -130,7 +130,7 @@ def _options(config: str, setup: BenchSetup, folder: Path, model: Path, spec, x_
     if config == "pixels_ibau":
         return replace(base, pixels=True)
     if config == "smi_clp_ibau":
-        return replace(base, synthetic=_cached_smi(model, smi_cache, setup), purifier_config={"clp_u": 3.0})
+        return replace(base, synthetic=_cached_smi(model, smi_cache, setup), purifier_config={"clp_first": True})
     if config in ("smi_finetune", "clp"):
         synthetic = _cached_smi(model, smi_cache, setup)
         return replace(base, method="finetune" if config == "smi_finetune" else "clp", synthetic=synthetic)

@@ -73,4 +73,4 @@ def test_each_defense_row_runs_what_its_name_says(config: str, tmp_path: Path) -
     # SMI-based rows reuse the one cached inversion; ablations invert their own samples
     assert (options.synthetic is not None) == (config not in ("nostab_ibau", "pixels_ibau"))
     assert (options.guard.max_backoffs == 0) == (config == "clean_ibau")
-    assert (options.purifier_config.get("clp_u") is not None) == (config == "smi_clp_ibau")
+    assert options.purifier_config.get("clp_first", False) == (config == "smi_clp_ibau")

@@ -205,18 +205,23 @@ def test_clp_prunes_the_planted_channel(keep_bn, tmp_path) -> None:
     converters.save_onnx(target.converted, tmp_path / "pruned.onnx", tolerance=1e-4)
 
 
-def test_ibau_can_prune_with_clp_first(tmp_path) -> None:
-    """clp_u prunes the planted channel before unlearning and records it; None leaves CLP out."""
+@pytest.mark.parametrize("clp_first", [False, True])
+def test_ibau_prunes_with_clp(clp_first, tmp_path) -> None:
+    """By default CLP prunes the planted channel after unlearning (clp_first: before) and the record
+    says so; clp_u=None leaves CLP out."""
     torch.manual_seed(2)
     net = TinyNet()
     with torch.no_grad():
         net.features[4].weight[5] *= 12.0
     target = export_and_convert(net, tmp_path / "planted.onnx")
     x, _ = samples(32)
-    result = IBAU(rounds=1, batch_size=16, clp_u=3.0).purify(target.classifier, x)
+    result = IBAU(rounds=1, batch_size=16, clp_first=clp_first).purify(target.classifier, x)
     (layer, channels), = result.pruned_channels.items()
-    assert channels == [5] and any("clp" in note for note in result.notes)
-    assert IBAU(rounds=1, batch_size=16).purify(target.classifier, x).pruned_channels == {}
+    assert channels == [5] and any(("before" if clp_first else "after") in note for note in result.notes)
+    conv = dict(target.classifier.network.named_modules())[layer]
+    assert (conv.weight[5] == 0).all()  # a zeroed channel behind a ReLU gets no gradient: it stays pruned
+    assert IBAU(rounds=1, batch_size=16, clp_u=None).purify(target.classifier, x).pruned_channels == {}
+    assert IBAU().milder().config.clp_u == IBAU().config.clp_u + 1  # the guard's back-off prunes less
     with pytest.raises(AuditorError, match="clp_u"):
         IBAU(clp_u=0.0)
 
