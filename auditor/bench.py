@@ -4,7 +4,7 @@ Measurement code (it reads CIFAR-10 and Tiny-ImageNet), never imported by the au
 Rows per model: no defense; SMI + I-BAU (ours); no-stability inversion + I-BAU; pixel inversion +
 I-BAU; fine-tuning on SMI samples; CLP; I-BAU on 2,500 public Tiny-ImageNet images labelled by the
 suspect model itself (no inversion); I-BAU on 2,500 real clean CIFAR-10 *training* images (the
-reference); and CLP *before* I-BAU on SMI samples (an ablation; the default prunes after unlearning).
+reference); and two ablations of ours: I-BAU without the CLP step, and CLP *before* I-BAU.
 Metrics on the CIFAR-10 *test* set: ACC, ASR, RA, DER, wall time.
 """
 
@@ -25,12 +25,12 @@ from .purify.guard import GuardConfig
 from .pipeline import AuditOptions, audit
 
 CONFIGS = ("none", "smi_ibau", "nostab_ibau", "pixels_ibau", "smi_finetune", "clp", "public_ibau", "clean_ibau",
-           "smi_clp_ibau")
+           "smi_ibau_noclp", "smi_clp_ibau")
 LABELS = {
     "none": "no defense", "smi_ibau": "SMI + I-BAU (ours)", "nostab_ibau": "no-stability inversion + I-BAU",
     "pixels_ibau": "pixel inversion + I-BAU", "smi_finetune": "SMI + fine-tuning", "clp": "CLP (data-free)",
     "public_ibau": "Tiny-ImageNet (self-labelled) + I-BAU", "clean_ibau": "2,500 clean CIFAR-10 + I-BAU",
-    "smi_clp_ibau": "SMI + CLP first, then I-BAU",
+    "smi_ibau_noclp": "SMI + I-BAU without CLP", "smi_clp_ibau": "SMI + CLP first, then I-BAU",
 }
 
 
@@ -96,7 +96,7 @@ def run_bench(setup: BenchSetup, log: Callable[[str], None] = print) -> dict[str
             result = audit(model, target, folder / config, options)
             after = measure(target)
             seconds = time.perf_counter() - started
-            if config in ("smi_ibau", "smi_finetune", "smi_clp_ibau"):
+            if config.startswith("smi_"):
                 seconds += _inversion_seconds(folder / "smi.npz")  # SMI is made once per model, its time counted here
             row = {"model": entry["name"], "config": config, **_metrics(before, after), "seconds": round(seconds, 1),
                    "guard": result.report["purification"]["status"]}
@@ -129,8 +129,9 @@ def _options(config: str, setup: BenchSetup, folder: Path, model: Path, spec, x_
         return replace(base, inversion=replace(setup.inversion, stability=False))
     if config == "pixels_ibau":
         return replace(base, pixels=True)
-    if config == "smi_clp_ibau":
-        return replace(base, synthetic=_cached_smi(model, smi_cache, setup), purifier_config={"clp_first": True})
+    if config in ("smi_clp_ibau", "smi_ibau_noclp"):
+        purifier_config = {"clp_first": True} if config == "smi_clp_ibau" else {"clp_u": None}
+        return replace(base, synthetic=_cached_smi(model, smi_cache, setup), purifier_config=purifier_config)
     if config in ("smi_finetune", "clp"):
         synthetic = _cached_smi(model, smi_cache, setup)
         return replace(base, method="finetune" if config == "smi_finetune" else "clp", synthetic=synthetic)

@@ -74,3 +74,4 @@ def test_each_defense_row_runs_what_its_name_says(config: str, tmp_path: Path) -
     assert (options.synthetic is not None) == (config not in ("nostab_ibau", "pixels_ibau"))
     assert (options.guard.max_backoffs == 0) == (config == "clean_ibau")
     assert options.purifier_config.get("clp_first", False) == (config == "smi_clp_ibau")
+    assert ("clp_u" in options.purifier_config and options.purifier_config["clp_u"] is None) == (config == "smi_ibau_noclp")
