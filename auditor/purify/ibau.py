@@ -323,12 +323,12 @@ class IBAU(Purifier):
         eps, step = c.shared_adv_eps, 2.5 * c.shared_adv_eps / c.shared_adv_steps
         delta = torch.zeros_like(x, requires_grad=True)
         for _ in range(c.shared_adv_steps):
-            x_adv = (x + delta).clamp(0.0, 1.0)
+            x_adv = perturb(x, delta)  # always kept in [0, 1], whatever clamp_inputs says for the universal delta
             loss = F.cross_entropy(classifier(x_adv), y) + F.cross_entropy(frozen(x_adv), y)
             (grad,) = torch.autograd.grad(loss, delta)  # delta only: no weight gradients accumulate
             with torch.no_grad():
                 delta.add_(step * grad.sign()).clamp_(-eps, eps)
-        x_adv = (x + delta.detach()).clamp(0.0, 1.0)
+        x_adv = perturb(x, delta.detach())
         with torch.no_grad():
             original_wrong = frozen(x_adv).argmax(1)
         probs = classifier(x_adv).softmax(1)
