@@ -4,7 +4,8 @@ Measurement code (it reads CIFAR-10 and Tiny-ImageNet), never imported by the au
 Rows per model: no defense; SMI + I-BAU (ours); no-stability inversion + I-BAU; pixel inversion +
 I-BAU; fine-tuning on SMI samples; CLP; I-BAU on 2,500 public Tiny-ImageNet images labelled by the
 suspect model itself (no inversion); I-BAU on 2,500 real clean CIFAR-10 *training* images (the
-reference); and two ablations of ours: I-BAU without the CLP step, and CLP *before* I-BAU.
+reference); ablations of ours: I-BAU without the CLP step, CLP *before* I-BAU, I-BAU + CLP without the
+ANP step, and ANP alone.
 Metrics on the CIFAR-10 *test* set: ACC, ASR, RA, DER, wall time.
 """
 
@@ -25,12 +26,13 @@ from .purify.guard import GuardConfig
 from .pipeline import AuditOptions, audit
 
 CONFIGS = ("none", "smi_ibau", "nostab_ibau", "pixels_ibau", "smi_finetune", "clp", "public_ibau", "clean_ibau",
-           "smi_ibau_noclp", "smi_clp_ibau")
+           "smi_ibau_noclp", "smi_clp_ibau", "smi_ibau_noanp", "smi_anp")
 LABELS = {
     "none": "no defense", "smi_ibau": "SMI + I-BAU (ours)", "nostab_ibau": "no-stability inversion + I-BAU",
     "pixels_ibau": "pixel inversion + I-BAU", "smi_finetune": "SMI + fine-tuning", "clp": "CLP (data-free)",
     "public_ibau": "Tiny-ImageNet (self-labelled) + I-BAU", "clean_ibau": "2,500 clean CIFAR-10 + I-BAU",
     "smi_ibau_noclp": "SMI + I-BAU without CLP", "smi_clp_ibau": "SMI + CLP first, then I-BAU",
+    "smi_ibau_noanp": "SMI + I-BAU + CLP, without ANP", "smi_anp": "SMI + ANP alone",
 }
 
 
@@ -129,12 +131,14 @@ def _options(config: str, setup: BenchSetup, folder: Path, model: Path, spec, x_
         return replace(base, inversion=replace(setup.inversion, stability=False))
     if config == "pixels_ibau":
         return replace(base, pixels=True)
-    if config in ("smi_clp_ibau", "smi_ibau_noclp"):
-        purifier_config = {"clp_first": True} if config == "smi_clp_ibau" else {"clp_u": None}
-        return replace(base, synthetic=_cached_smi(model, smi_cache, setup), purifier_config=purifier_config)
-    if config in ("smi_finetune", "clp"):
+    ablations = {"smi_clp_ibau": {"clp_first": True, "anp_fraction": None}, "smi_ibau_noclp": {"clp_u": None, "anp_fraction": None},
+                 "smi_ibau_noanp": {"anp_fraction": None}}
+    if config in ablations:
+        return replace(base, synthetic=_cached_smi(model, smi_cache, setup), purifier_config=ablations[config])
+    if config in ("smi_finetune", "clp", "smi_anp"):
         synthetic = _cached_smi(model, smi_cache, setup)
-        return replace(base, method="finetune" if config == "smi_finetune" else "clp", synthetic=synthetic)
+        method = {"smi_finetune": "finetune", "clp": "clp", "smi_anp": "anp"}[config]
+        return replace(base, method=method, synthetic=synthetic)
     # The references run I-BAU as published, without our guard: its prior probe is calibrated for SMI
     # samples and rejected every real-data run on cifar10_badnets (prior agreement 0.73-0.78) down to a
     # learning rate that changed nothing (ASR 91% -> 85%), which says nothing about what clean data can do.

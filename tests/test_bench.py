@@ -66,7 +66,7 @@ def test_each_defense_row_runs_what_its_name_says(config: str, tmp_path: Path) -
     x = np.zeros((4, 32, 32, 3), np.uint8)
     options = _options(config, setup, folder, tmp_path / "m.onnx", None, x, np.zeros(4, np.int64), x)
     assert options.rescan is False
-    assert options.method == {"smi_finetune": "finetune", "clp": "clp"}.get(config, "ibau")
+    assert options.method == {"smi_finetune": "finetune", "clp": "clp", "smi_anp": "anp"}.get(config, "ibau")
     assert options.pixels == (config == "pixels_ibau")
     assert options.inversion.stability == (config != "nostab_ibau")
     assert (options.clean_data is not None) == (config == "clean_ibau")
@@ -75,3 +75,5 @@ def test_each_defense_row_runs_what_its_name_says(config: str, tmp_path: Path) -
     assert (options.guard.max_backoffs == 0) == (config == "clean_ibau")
     assert options.purifier_config.get("clp_first", False) == (config == "smi_clp_ibau")
     assert ("clp_u" in options.purifier_config and options.purifier_config["clp_u"] is None) == (config == "smi_ibau_noclp")
+    # the ANP step is on in ours and off in the ablations that predate it or leave it out
+    assert ("anp_fraction" in options.purifier_config) == (config in ("smi_ibau_noclp", "smi_clp_ibau", "smi_ibau_noanp"))

@@ -17,8 +17,9 @@ from torch import nn
 import converters
 from auditor.errors import AuditorError
 from auditor.model import AuditTarget
-from auditor.purify import (CLP, IBAU, PURIFIERS, Finetune, GuardConfig, channel_lipschitz, get_purifier,
+from auditor.purify import (ANP, CLP, IBAU, PURIFIERS, Finetune, GuardConfig, channel_lipschitz, get_purifier,
                             guarded_purify, list_purifiers, restore, snapshot)
+from auditor.purify.neurons import masked_conv_layers, masked_forward, prune_lowest
 
 SIZE = 16
 TARGET = 0
@@ -132,7 +133,7 @@ def frozen_state(target: AuditTarget) -> dict[str, torch.Tensor]:
 # -- registry and interface ------------------------------------------------------------------------------
 
 def test_registry() -> None:
-    assert list_purifiers() == ["clp", "finetune", "ibau"]
+    assert list_purifiers() == ["anp", "clp", "finetune", "ibau"]
     assert isinstance(get_purifier(), IBAU)
     assert get_purifier("finetune", lr=0.5).config.lr == 0.5
     with pytest.raises(AuditorError, match="unknown purifier"):
@@ -148,6 +149,7 @@ def test_registry() -> None:
     ("ibau", {"rounds": 1, "batch_size": 16, "shared_adv_weight": 1.0, "shared_adv_steps": 2}),
     ("finetune", {"epochs": 1, "batch_size": 32, "lr": 0.05}),
     ("clp", {"u": 1.0}),
+    ("anp", {"iterations": 20, "batch_size": 16, "max_prune_fraction": 0.2}),
 ])
 def test_purifier_changes_trainable_only_and_stays_writable(name, config, tiny, tmp_path) -> None:
     x, _ = samples(32)
@@ -221,7 +223,7 @@ def test_ibau_prunes_with_clp(clp_first, tmp_path) -> None:
     conv = dict(target.classifier.network.named_modules())[layer]
     assert (conv.weight[5] == 0).all()  # a zeroed channel behind a ReLU gets no gradient: it stays pruned
     assert IBAU(rounds=1, batch_size=16, clp_u=None).purify(target.classifier, x).pruned_channels == {}
-    assert IBAU().milder().config.clp_u == IBAU().config.clp_u + 1  # the guard's back-off prunes less
+    assert IBAU().milder().config.clp_u == IBAU().config.clp_u  # the back-off weakens unlearning, keeps pruning
     with pytest.raises(AuditorError, match="clp_u"):
         IBAU(clp_u=0.0)
 
@@ -232,7 +234,75 @@ def test_channel_lipschitz_is_the_largest_singular_value() -> None:
     torch.testing.assert_close(channel_lipschitz(conv), expected.detach())
 
 
+# -- ANP ------------------------------------------------------------------------------------------------
+
+def test_masked_forward_with_unit_masks_is_the_model(tiny) -> None:
+    x, _ = samples(8)
+    neurons = masked_conv_layers(tiny.classifier, min_channels=4)
+    assert len(neurons.names) == 2 and neurons.sizes == [8, 16]
+    ones = [torch.ones(n) for n in neurons.sizes]
+    with torch.no_grad():
+        torch.testing.assert_close(masked_forward(tiny.classifier, neurons, x, ones), tiny.classifier(x))
+        masks = [torch.ones(8), torch.zeros(16)]  # every neuron of the last conv off: the logits lose x
+        out = masked_forward(tiny.classifier, neurons, x, masks)
+    assert torch.allclose(out, out[:1].expand_as(out))
+
+
+def test_prune_lowest_ranks_ties_by_score_and_respects_the_budget(tiny) -> None:
+    neurons = masked_conv_layers(tiny.classifier, min_channels=4)
+    masks = [torch.ones(8), torch.ones(16)]
+    masks[0][[1, 2]] = 0.0
+    masks[1][[3, 4, 5]] = 0.0
+    scores = [m.clone() for m in masks]
+    scores[1][5], scores[0][2] = -2.0, -1.0  # fell first, then second: these two go within a budget of 2
+    pruned = prune_lowest(neurons, masks, threshold=0.2, max_fraction=2 / 24, scores=scores)
+    assert pruned == {neurons.names[0]: [2], neurons.names[1]: [5]}
+    assert torch.all(neurons.weights[1][5] == 0) and neurons.biases[1][5] == 0
+    assert neurons.weights[1][3].abs().sum() > 0 and neurons.weights[0][1].abs().sum() > 0
+
+
+def test_anp_prunes_only_under_perturbation(backdoored) -> None:
+    """Without the adversarial neuron perturbation (eps 0) a fitted model keeps every mask; with it,
+    ANP prunes whole neurons, within its budget, and records per-layer mask figures."""
+    x, y = shapes(256, torch.Generator().manual_seed(12))
+    target = load(backdoored)
+    calm = ANP(eps=0.0, iterations=50, batch_size=64).purify(target.classifier, x, y, data_source="clean")
+    assert calm.pruned_channels == {} and all(r["below_threshold"] == 0 for r in calm.rounds)
+    result = ANP(iterations=200, batch_size=64, max_prune_fraction=0.1).purify(target.classifier, x, y,
+                                                                               generator=torch.Generator().manual_seed(0))
+    count = sum(map(len, result.pruned_channels.values()))
+    assert 1 <= count <= int(0.1 * 24)
+    modules = dict(target.classifier.network.named_modules())
+    for layer, channels in result.pruned_channels.items():
+        assert torch.all(modules[layer].weight[channels] == 0)
+    assert ANP().milder().config.max_prune_fraction == ANP().config.max_prune_fraction / 2
+
+
 # -- I-BAU ----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("min_agreement", [0.0, 1.0])
+def test_ibau_anp_step_keeps_only_what_the_anchors_accept(backdoored, min_agreement) -> None:
+    """The ANP step tries anp_fraction, then half of it, and keeps the first whose anchor predictions agree
+    enough with the original's; when none does, no neuron is left pruned."""
+    target = load(backdoored)
+    x, y = shapes(160, torch.Generator().manual_seed(12))
+    anchors, _ = shapes(64, torch.Generator().manual_seed(13))
+    config = dict(IBAU_TEST_CONFIG, rounds=1, clp_u=None, anp_fraction=0.2, anp_iterations=60,
+                  anp_min_anchor_agreement=min_agreement)
+    result = IBAU(**config).purify(target.classifier, x, y, anchors=anchors, generator=torch.Generator().manual_seed(0))
+    tried = result.neuron_pruning
+    assert tried[0]["anp_fraction"] == 0.2 and len(tried) <= 2
+    for attempt in tried:
+        assert attempt["kept"] == (attempt["anchor_agreement"] >= min_agreement)
+    convs = [m for m in target.classifier.network.modules() if isinstance(m, nn.Conv2d)]
+    dead = {(i, k) for i, m in enumerate(convs) for k in range(m.out_channels) if torch.all(m.weight[k] == 0)}
+    if any(attempt["kept"] for attempt in tried):
+        assert result.pruned_neurons and len(dead) == sum(map(len, result.pruned_neurons.values()))
+    else:
+        assert result.pruned_neurons == {} and not dead and "anp pruned nothing" in result.notes[-1]
+    if min_agreement == 0.0:
+        assert len(tried) == 1 and tried[0]["kept"]
+
 
 def test_ibau_reduces_backdoor(backdoored) -> None:
     target = load(backdoored)

@@ -13,6 +13,7 @@ from typing import Any
 
 from auditor.errors import AuditorError
 
+from .anp import ANP, ANPConfig
 from .base import ProgressFn, PurifyResult, Purifier
 from .clp import CLP, CLPConfig, channel_lipschitz, conv_bn_pairs
 from .finetune import Finetune, FinetuneConfig
@@ -21,7 +22,7 @@ from .ibau import IBAU, IBAUConfig
 
 DEFAULT_PURIFIER = "ibau"
 
-PURIFIERS: dict[str, type[Purifier]] = {cls.name: cls for cls in (IBAU, Finetune, CLP)}
+PURIFIERS: dict[str, type[Purifier]] = {cls.name: cls for cls in (IBAU, Finetune, CLP, ANP)}
 
 
 def get_purifier(name: str = DEFAULT_PURIFIER, **config: Any) -> Purifier:
@@ -37,7 +38,7 @@ def list_purifiers() -> list[str]:
     return sorted(PURIFIERS)
 
 
-__all__ = ["CLP", "CLPConfig", "DEFAULT_PURIFIER", "Finetune", "FinetuneConfig", "GuardAttempt", "GuardConfig",
+__all__ = ["ANP", "ANPConfig", "CLP", "CLPConfig", "DEFAULT_PURIFIER", "Finetune", "FinetuneConfig", "GuardAttempt", "GuardConfig",
            "GuardReport", "IBAU", "IBAUConfig", "PURIFIERS", "ProgressFn", "PurifyResult", "Purifier",
            "channel_lipschitz", "conv_bn_pairs", "get_purifier", "guarded_purify", "list_purifiers", "restore",
            "snapshot"]

@@ -36,7 +36,9 @@ class PurifyResult:
     num_samples: int = 0
     rounds: list[dict[str, float]] = field(default_factory=list)  # per-round/epoch figures
     wall_time_s: float = 0.0
-    pruned_channels: dict[str, list[int]] = field(default_factory=dict)  # CLP only: layer -> channels zeroed
+    pruned_channels: dict[str, list[int]] = field(default_factory=dict)  # pruning: layer -> channels zeroed
+    pruned_neurons: dict[str, list[int]] = field(default_factory=dict)  # I-BAU's ANP step: layer -> channels zeroed
+    neuron_pruning: list[dict[str, Any]] = field(default_factory=list)  # I-BAU's ANP step: each share tried
     num_anchors: int = 0  # unlabelled anchor images whose original predictions were kept
     backoffs: list[dict[str, Any]] = field(default_factory=list)  # filled in by the guard
     notes: list[str] = field(default_factory=list)

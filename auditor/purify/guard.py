@@ -28,8 +28,10 @@ class GuardConfig:
     min_agreement: float = 0.9  # holdout agreement with the original model needed to accept; our choice
     # agreement needed on the prior probe (unconditioned generator samples, when given): measured on the
     # zoo, purifications that kept CIFAR-10 accuracy within 2.3 points agreed on 0.86-0.88 of them, ones
-    # that cost 7-8 points on 0.73-0.75, and one that cost 46 points on 0.35 (docs/purification.md)
-    min_prior_agreement: float = 0.8
+    # that cost 7-8 points on 0.72-0.75, and one that cost 46 points on 0.35. Pruning moves these samples
+    # more per point of accuracy (and removing a backdoor moves the ones it claimed): I-BAU then CLP cost
+    # SIG 1.8 points at 0.79, with ANP WaNet 2.8 points at 0.776, hence 0.75, not 0.8 (docs/purification.md)
+    min_prior_agreement: float = 0.75
     max_backoffs: int = 3  # milder retries after the first attempt
     max_accuracy_drop: float | None = None  # also bound the drop in holdout accuracy vs given labels, if set
     on_exhausted: Literal["restore", "accept_mildest"] = "restore"  # when no attempt passes

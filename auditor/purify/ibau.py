@@ -29,8 +29,11 @@ from auditor.errors import AuditorError
 from auditor.model import Classifier
 from auditor.universal import perturb, project_l2, targeted_universal
 
-from .base import ProgressFn, PurifyResult, Purifier, agreement, batches
+from .anp import ANPConfig, learn_masks
+from .base import ProgressFn, PurifyResult, Purifier, RunContext, agreement, batches, predict_logits
 from .clp import CLP, CLPConfig
+from .guard import restore, snapshot
+from .neurons import masked_conv_layers, prune_lowest
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,16 @@ class IBAUConfig:
     # CLP removes what no universal delta on SMI samples reached: on the training-split tuning set, after
     # unlearning, SIG ASR 82.3% -> 9.9%, WaNet 86.5% -> 67.1%, all-to-all 68.3% -> 49.1%, Blended 12.6% -> 2.5%,
     # at 0-3.1 points of accuracy. docs/purification.md
+    anp_fraction: float | None = 0.03  # last, prune up to this share of neurons with ANP on the samples
+    # (adversarial neuron pruning, auditor.purify.anp), for triggers no universal delta expresses. Training-split
+    # tuning: ANP alone on WaNet, 2% -> ASR 72.7%, 3% -> 8.1% at 2.8 points; after I-BAU and CLP, 3% -> ASR 5.0%.
+    # ANP *before* unlearning brought WaNet's backdoor back (8.1% -> 36.2%): the unlearning's KL to the
+    # original re-taught it. None: off
+    anp_iterations: int = 300  # ANP mask updates (reference: 2,000 on real data)
+    anp_min_anchor_agreement: float = 0.75  # keep the largest of anp_fraction, anp_fraction / 2 whose anchor
+    # predictions agree this much with the original's (the guard's prior-probe rule, on the anchors' draw);
+    # neither: no neuron is pruned. Where a backdoor is already gone, ANP prunes natural neurons (BadNets after
+    # I-BAU: 8.2 points at 3%) and the anchors say so
     clp_first: bool = False  # prune before unlearning instead (ablation): on BadNets the pruning hid the trigger
     # from the targeted inner problem without removing it (test ASR 91.0% -> 88.0%)
 
@@ -97,17 +110,21 @@ class IBAU(Purifier):
             raise AuditorError(f"ibau: inner_mode must be 'targeted' or 'untargeted', not {c.inner_mode!r}")
         if c.inner_mode == "targeted" and min(c.targeted_steps, c.top_k) < 1:
             raise AuditorError("ibau: targeted_steps and top_k must be >= 1")
+        if c.anp_fraction is not None and not 0 < c.anp_fraction <= 1:
+            raise AuditorError("ibau: anp_fraction must be in (0, 1] (or None to skip neuron pruning)")
+        if c.anp_iterations < 1 or not 0 <= c.anp_min_anchor_agreement <= 1:
+            raise AuditorError("ibau: anp_iterations must be >= 1 and anp_min_anchor_agreement in [0, 1]")
         if c.clp_u is not None and c.clp_u <= 0:
             raise AuditorError("ibau: clp_u must be > 0 (or None to skip pruning)")
         if c.shared_adv_weight < 0 or c.shared_adv_eps <= 0 or c.shared_adv_steps < 1:
             raise AuditorError("ibau: shared_adv_weight must be >= 0, shared_adv_eps > 0, shared_adv_steps >= 1")
 
     def milder(self) -> "IBAU":
-        """Half the rounds (at least one), a third of the outer learning rate, and CLP one standard
-        deviation less eager."""
+        """Half the rounds (at least one) and a third of the outer learning rate. The pruning step keeps
+        its threshold: raising it with every back-off is what undid the pruning that removed SIG and
+        Blended (test ASR 9.2% / 2.4% post hoc, 85.1% / 24.1% after the back-off; docs/purification.md)."""
         c = self.config
-        return IBAU(dataclasses.replace(c, rounds=max(1, math.ceil(c.rounds / 2)), lr=c.lr / 3,
-                                        clp_u=None if c.clp_u is None else c.clp_u + 1.0))
+        return IBAU(dataclasses.replace(c, rounds=max(1, math.ceil(c.rounds / 2)), lr=c.lr / 3))
 
     def purify(
         self,
@@ -132,7 +149,7 @@ class IBAU(Purifier):
         num_batches = math.ceil(len(images01) / c.batch_size)
         num_classes = original_logits.shape[1]
         inner_steps = num_classes * c.targeted_steps if c.inner_mode == "targeted" else c.inner_epochs * num_batches
-        total_steps = c.rounds * (inner_steps + num_batches * c.top_k)
+        total_steps = c.rounds * (inner_steps + num_batches * c.top_k) + (c.anp_iterations // 10 if c.anp_fraction else 0)
         counter = _Counter(total_steps, progress)
         frozen = _frozen_copy(classifier) if c.shared_adv_weight else None  # the original, for shared examples
 
@@ -187,17 +204,45 @@ class IBAU(Purifier):
                 "train_agreement": agreement(classifier, images01, original_labels),
             })
             result.rounds.append(record)
-        counter.finish("ibau done")  # targeted rounds skip the target's own samples: fewer steps than planned
         classifier.zero_grad(set_to_none=True)
         if not c.clp_first:
             pruning = self._prune(classifier)
+        if c.anp_fraction:
+            result.pruned_neurons = self._prune_neurons(classifier, run, result, counter)
         if pruning is not None:
             result.pruned_channels = pruning.pruned_channels
             result.notes.append(f"clp (u={c.clp_u}) pruned {sum(map(len, pruning.pruned_channels.values()))} "
                                 f"channel(s) in {len(pruning.pruned_channels)} layer(s) "
                                 + ("before" if c.clp_first else "after") + " unlearning")
+        counter.finish("ibau done")  # targeted rounds skip the target's own samples: fewer steps than planned
         result.wall_time_s = time.perf_counter() - started
         return result
+
+    def _prune_neurons(self, classifier: Classifier, run: RunContext, result: PurifyResult,
+                       counter: "_Counter") -> dict[str, list[int]]:
+        """ANP masks on the samples, then the largest pruning share the anchors accept (layer -> channels)."""
+        c = self.config
+        neurons = masked_conv_layers(classifier, ANPConfig.min_channels)
+        if not neurons.names:
+            return {}
+        anp = ANPConfig(iterations=c.anp_iterations)
+        masks, average = learn_masks(classifier, neurons, run.images01, run.targets, anp, run.generator,
+                                     lambda step, total, message: counter.tick(message) if step % 10 == 0 else None)
+        before = snapshot(classifier)
+        for fraction in (c.anp_fraction, c.anp_fraction / 2):
+            pruned = prune_lowest(neurons, masks, anp.threshold, fraction, scores=average)
+            agreement_ = (None if run.anchors is None else float(
+                (predict_logits(classifier, run.anchors).argmax(1) == run.anchor_probs.argmax(1)).float().mean()))
+            kept = agreement_ is None or agreement_ >= c.anp_min_anchor_agreement
+            result.neuron_pruning.append({"anp_fraction": fraction, "anp_pruned": sum(map(len, pruned.values())),
+                                  "anchor_agreement": agreement_, "kept": kept})
+            if kept:
+                result.notes.append(f"anp pruned {sum(map(len, pruned.values()))} of {sum(neurons.sizes)} neurons"
+                                    + ("" if agreement_ is None else f" (anchor agreement {agreement_:.3f})"))
+                return {name.removeprefix("network."): channels for name, channels in pruned.items()}
+            restore(classifier, before)
+        result.notes.append(f"anp pruned nothing: no share kept anchor agreement >= {c.anp_min_anchor_agreement}")
+        return {}
 
     def _prune(self, classifier: Classifier) -> PurifyResult | None:
         """Data-free CLP at ``clp_u`` (None when pruning is off)."""

@@ -1,0 +1,141 @@
+"""ANP: Adversarial Neuron Pruning (Wu & Wang, NeurIPS 2021), on the converted graph, our own implementation.
+
+A backdoor lives in a few neurons that, when slightly perturbed, take over the prediction: the
+model becomes unstable in parameter space exactly there. ANP learns a mask m in [0, 1] per neuron
+that keeps the samples classified while every neuron is adversarially perturbed (multiplier
+m + delta, bias 1 + xi, |delta|, |xi| <= eps); neurons whose mask falls below a threshold are pruned.
+This is the parameter-stability view of SMI turned into a purifier: SMI samples are stable under
+parameter perturbations by construction, so the neurons that still flip them are the suspicious ones.
+A neuron is a convolution output channel (``auditor.purify.neurons``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from auditor.errors import AuditorError
+from auditor.model import Classifier
+
+from .base import ProgressFn, PurifyResult, Purifier, make_generator, predict_logits
+from .neurons import Neurons, masked_conv_layers, masked_forward, prune_lowest
+
+
+@dataclass(frozen=True)
+class ANPConfig:
+    # Reference settings (ANP's code): eps 0.4, alpha 0.2, 2,000 iterations of batch 128, mask SGD lr 0.2
+    # with momentum 0.9, one perturbation step, prune masks below 0.2.
+    eps: float = 0.4  # neuron perturbation bound (relative multiplier); reference 0.4
+    alpha: float = 0.2  # weight of the unperturbed loss (1 - alpha: the perturbed loss); reference 0.2
+    iterations: int = 500  # mask updates; reference 2,000
+    batch_size: int = 128  # reference 128
+    mask_lr: float = 0.2  # reference 0.2 (SGD, momentum 0.9)
+    perturb_steps: int = 1  # ascent steps on the perturbation per iteration; reference 1
+    threshold: float = 0.2  # prune neurons whose mask is below this; reference 0.2
+    max_prune_fraction: float = 0.05  # never prune more than this share of the masked neurons (lowest masks first); our choice
+    min_channels: int = 4  # layers with fewer output channels are left alone (as CLP)
+
+
+class ANP(Purifier):
+    """Learn per-neuron masks under adversarial neuron perturbation; prune the low ones."""
+
+    name = "anp"
+    Config = ANPConfig
+
+    def validate(self) -> None:
+        c = self.config
+        if c.eps < 0 or not 0 <= c.alpha <= 1 or c.mask_lr <= 0:
+            raise AuditorError("anp: eps must be >= 0, alpha in [0, 1], mask_lr > 0")
+        if min(c.iterations, c.batch_size, c.perturb_steps) < 1:
+            raise AuditorError("anp: iterations, batch_size and perturb_steps must be >= 1")
+        if not 0 < c.threshold < 1 or not 0 < c.max_prune_fraction <= 1:
+            raise AuditorError("anp: threshold must be in (0, 1) and max_prune_fraction in (0, 1]")
+
+    def milder(self) -> "ANP":
+        """Prune less: a lower threshold and half the share of neurons."""
+        c = self.config
+        return ANP(dataclasses.replace(c, threshold=c.threshold / 2, max_prune_fraction=c.max_prune_fraction / 2))
+
+    def purify(
+        self,
+        classifier: Classifier,
+        images01: Tensor,
+        labels: Tensor | None = None,
+        *,
+        progress: ProgressFn | None = None,
+        generator: torch.Generator | None = None,
+        data_source: str = "synthetic",
+        anchors: Tensor | None = None,
+    ) -> PurifyResult:
+        """Anchors are not used: the masks only ever remove neurons, they are not trained to fit data."""
+        c = self.config
+        result, started = self._start(images01, labels, data_source)
+        classifier.eval()
+        generator = make_generator(generator)
+        neurons = masked_conv_layers(classifier, c.min_channels)
+        if not neurons.names:
+            result.notes.append("no convolution with enough channels to mask: nothing pruned")
+            return result
+        images01 = images01.detach().float().cpu()
+        targets = labels.long().cpu() if labels is not None else predict_logits(classifier, images01).argmax(1)
+        masks, average = learn_masks(classifier, neurons, images01, targets, c, generator, progress)
+        pruned = prune_lowest(neurons, masks, c.threshold, c.max_prune_fraction, scores=average)
+        for name, channels in pruned.items():
+            result.pruned_channels[name.removeprefix("network.")] = channels
+        result.rounds = [{"layer": name.removeprefix("network."), "channels": len(m), "mask_min": float(m.min()),
+                          "mask_mean": float(m.mean()), "below_threshold": int((m < c.threshold).sum()),
+                          "pruned": len(pruned.get(name, []))} for name, m in zip(neurons.names, masks)]
+        total = sum(neurons.sizes)
+        result.notes.append(f"anp pruned {sum(map(len, pruned.values()))} of {total} neurons "
+                            f"in {len(pruned)} layer(s)")
+        result.wall_time_s = time.perf_counter() - started
+        return result
+
+
+def learn_masks(classifier: Classifier, neurons: Neurons, images01: Tensor, targets: Tensor, c: ANPConfig,
+                generator: torch.Generator, progress: ProgressFn | None = None) -> tuple[list[Tensor], list[Tensor]]:
+    """ANP's min-max: masks minimise alpha * CE(masked) + (1 - alpha) * CE(masked, worst-case perturbed).
+    Returns the final masks and their average over the iterations (which ranks the neurons at 0)."""
+    device = classifier.device
+    masks = [torch.ones(n, device=device, requires_grad=True) for n in neurons.sizes]
+    noise_w = [torch.zeros(n, device=device, requires_grad=True) for n in neurons.sizes]
+    noise_b = [torch.zeros(n, device=device, requires_grad=True) for n in neurons.sizes]
+    optimizer = torch.optim.SGD(masks, lr=c.mask_lr, momentum=0.9)
+    step = c.eps / c.perturb_steps
+    totals = [torch.zeros(n, device=device) for n in neurons.sizes]
+    for iteration in range(c.iterations):
+        index = torch.randint(len(images01), (min(c.batch_size, len(images01)),), generator=generator)
+        x, y = images01[index].to(device), targets[index].to(device)
+        if c.eps > 0:
+            with torch.no_grad():  # a random start in the box, then signed ascent steps (as ANP's reset + steps)
+                for tensor in (*noise_w, *noise_b):
+                    tensor.copy_((torch.rand(tensor.shape, generator=generator) * 2 - 1).mul_(c.eps).to(device))
+            for _ in range(c.perturb_steps):
+                loss = F.cross_entropy(masked_forward(classifier, neurons, x, [m.detach() for m in masks], noise_w, noise_b), y)
+                grads = torch.autograd.grad(loss, [*noise_w, *noise_b])
+                with torch.no_grad():
+                    for tensor, grad in zip((*noise_w, *noise_b), grads):
+                        tensor.add_(step * grad.sign()).clamp_(-c.eps, c.eps)
+            perturbed = F.cross_entropy(masked_forward(classifier, neurons, x, masks,
+                                                 [n.detach() for n in noise_w], [n.detach() for n in noise_b]), y)
+        else:
+            perturbed = torch.zeros((), device=device)
+        natural = F.cross_entropy(masked_forward(classifier, neurons, x, masks), y)
+        loss = c.alpha * natural + (1 - c.alpha) * perturbed
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            for mask, total in zip(masks, totals):
+                mask.clamp_(0, 1)
+                total.add_(mask)
+        if progress:
+            progress(iteration + 1, c.iterations, "anp: learning neuron masks")
+    return [m.detach().cpu() for m in masks], [(t / c.iterations).cpu() for t in totals]
+
+

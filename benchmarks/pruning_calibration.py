@@ -1,0 +1,102 @@
+"""How much does pruning cost, and does the guard's prior probe see it? (calibration for issue 6)
+
+For each zoo model: CLP at several thresholds u and ANP (masks learned once on the model's SMI
+samples) at several pruning shares, each applied to the *original* model and undone before the
+next. Per setting: accuracy drop and ASR on 2,000 CIFAR-10 *training* images (seed 123, the
+tuning split; never the test set) and the guard's data-free signal, agreement with the original
+on 500 unconditioned generator samples (the guard's probe, seed 7). One JSON line per setting.
+
+    python benchmarks/pruning_calibration.py --smi-dir runs/bench [--model NAME ...] [--out docs/pruning_calibration.jsonl]
+
+``--smi-dir`` holds ``MODEL/smi.npz`` from ``auditor bench`` (or ``auditor invert -o DIR/MODEL/smi.npz``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from auditor.attacks import attack_from_params
+from auditor.data.cifar10 import load_cifar10
+from auditor.inversion import SynthSet
+from auditor.model import Classifier
+from auditor.pipeline import AuditOptions, _prior_samples
+from auditor.purify import CLP, restore, snapshot
+from auditor.purify.anp import ANPConfig, learn_masks
+from auditor.purify.neurons import masked_conv_layers, prune_lowest
+from auditor.zoo.manifest import read_manifest
+from converters import convert, load_onnx
+
+CLP_THRESHOLDS = (1.5, 2.0, 2.5, 3.0)
+ANP_SHARES = (0.01, 0.02, 0.03, 0.05, 0.08)
+
+
+def _to01(x: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255
+
+
+def calibrate(zoo: Path, entry: dict, smi: Path, x: np.ndarray, y: np.ndarray) -> list[dict]:
+    attack = attack_from_params(entry["attack"], base_dir=zoo) if entry.get("attack") else None
+    converted = convert(load_onnx(zoo / entry["file"]))
+    classifier = Classifier(converted.module, converted.loaded.spec)
+    train, _ = SynthSet.load(smi).split(0.1, seed=0)  # the audit's split: the guard's holdout stays out
+    probe = _prior_samples(classifier, AuditOptions(), 500, 7)
+    probe_pred = classifier.predict(probe)
+
+    def measure() -> tuple[float, float | None]:
+        acc = float((classifier.predict(_to01(x)).numpy() == y).mean())
+        if attack is None:
+            return acc, None
+        keep = attack.attack_mask(y)
+        pred = classifier.predict(_to01(attack.apply(x[keep]))).numpy()
+        return acc, float((pred == attack.target_label(y[keep])).mean())
+
+    acc_before, _ = measure()
+    state = snapshot(classifier)
+    rows = []
+
+    def record(kind: str, strength: float, pruned: int) -> None:
+        acc, asr = measure()
+        rows.append({"model": entry["name"], "kind": kind, "strength": strength, "pruned": pruned,
+                     "acc_drop": round(100 * (acc_before - acc), 2), "asr": None if asr is None else round(100 * asr, 1),
+                     "prior_agreement": round(float((classifier.predict(probe) == probe_pred).float().mean()), 3)})
+        print(json.dumps(rows[-1]), flush=True)
+        restore(classifier, state)
+
+    for u in CLP_THRESHOLDS:
+        result = CLP(u=u).purify(classifier)
+        record("clp", u, sum(map(len, result.pruned_channels.values())))
+    config = ANPConfig(iterations=300)
+    masks, average = learn_masks(classifier, masked_conv_layers(classifier, config.min_channels), train.images01,
+                                 train.labels, config, torch.Generator().manual_seed(0))
+    for share in ANP_SHARES:
+        pruned = prune_lowest(masked_conv_layers(classifier, config.min_channels), masks, config.threshold, share,
+                              scores=average)
+        record("anp", share, sum(map(len, pruned.values())))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--zoo", type=Path, default=Path("sample_models"))
+    parser.add_argument("--smi-dir", type=Path, required=True)
+    parser.add_argument("--model", action="append")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--out", type=Path, default=Path("runs/pruning_calibration.jsonl"))
+    args = parser.parse_args()
+    x, y = load_cifar10("train", args.data_dir)
+    index = np.random.default_rng(123).choice(len(x), 2000, replace=False)
+    entries = [m for m in read_manifest(args.zoo)["models"] if not args.model or m["name"] in args.model]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with args.out.open("a") as out:
+        for entry in entries:
+            for row in calibrate(args.zoo, entry, args.smi_dir / entry["name"] / "smi.npz", x[index], y[index]):
+                out.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()
