@@ -207,13 +207,13 @@ class IBAU(Purifier):
         classifier.zero_grad(set_to_none=True)
         if not c.clp_first:
             pruning = self._prune(classifier)
-        if c.anp_fraction:
-            result.pruned_neurons = self._prune_neurons(classifier, run, result, counter)
         if pruning is not None:
             result.pruned_channels = pruning.pruned_channels
             result.notes.append(f"clp (u={c.clp_u}) pruned {sum(map(len, pruning.pruned_channels.values()))} "
                                 f"channel(s) in {len(pruning.pruned_channels)} layer(s) "
                                 + ("before" if c.clp_first else "after") + " unlearning")
+        if c.anp_fraction:  # last: after unlearning, whose KL to the original re-taught what ANP pruned first
+            result.pruned_neurons = self._prune_neurons(classifier, run, result, counter)
         counter.finish("ibau done")  # targeted rounds skip the target's own samples: fewer steps than planned
         result.wall_time_s = time.perf_counter() - started
         return result
@@ -235,7 +235,7 @@ class IBAU(Purifier):
                 (predict_logits(classifier, run.anchors).argmax(1) == run.anchor_probs.argmax(1)).float().mean()))
             kept = agreement_ is None or agreement_ >= c.anp_min_anchor_agreement
             result.neuron_pruning.append({"anp_fraction": fraction, "anp_pruned": sum(map(len, pruned.values())),
-                                  "anchor_agreement": agreement_, "kept": kept})
+                                          "anchor_agreement": agreement_, "kept": kept})
             if kept:
                 result.notes.append(f"anp pruned {sum(map(len, pruned.values()))} of {sum(neurons.sizes)} neurons"
                                     + ("" if agreement_ is None else f" (anchor agreement {agreement_:.3f})"))
