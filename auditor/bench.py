@@ -131,7 +131,8 @@ def _options(config: str, setup: BenchSetup, folder: Path, model: Path, spec, x_
         return replace(base, inversion=replace(setup.inversion, stability=False))
     if config == "pixels_ibau":
         return replace(base, pixels=True)
-    ablations = {"smi_clp_ibau": {"clp_first": True, "anp_fraction": None}, "smi_ibau_noclp": {"clp_u": None, "anp_fraction": None},
+    ablations = {"smi_clp_ibau": {"clp_first": True, "anp_fraction": None},
+                 "smi_ibau_noclp": {"clp_u": None, "anp_fraction": None},
                  "smi_ibau_noanp": {"anp_fraction": None}}
     if config in ablations:
         return replace(base, synthetic=_cached_smi(model, smi_cache, setup), purifier_config=ablations[config])

@@ -22,7 +22,7 @@ from torch import Tensor
 from auditor.errors import AuditorError
 from auditor.model import Classifier
 
-from .base import ProgressFn, PurifyResult, Purifier, make_generator, predict_logits
+from .base import ProgressFn, PurifyResult, Purifier
 from .neurons import Neurons, masked_conv_layers, masked_forward, prune_lowest
 
 
@@ -74,16 +74,13 @@ class ANP(Purifier):
     ) -> PurifyResult:
         """Anchors are not used: the masks only ever remove neurons, they are not trained to fit data."""
         c = self.config
-        result, started = self._start(images01, labels, data_source)
-        classifier.eval()
-        generator = make_generator(generator)
+        run = self._begin(classifier, images01, labels, data_source, generator)  # no anchors: none are used
+        result, started = run.result, run.started
         neurons = masked_conv_layers(classifier, c.min_channels)
         if not neurons.names:
             result.notes.append("no convolution with enough channels to mask: nothing pruned")
             return result
-        images01 = images01.detach().float().cpu()
-        targets = labels.long().cpu() if labels is not None else predict_logits(classifier, images01).argmax(1)
-        masks, average = learn_masks(classifier, neurons, images01, targets, c, generator, progress)
+        masks, average = learn_masks(classifier, neurons, run.images01, run.targets, c, run.generator, progress)
         pruned = prune_lowest(neurons, masks, c.threshold, c.max_prune_fraction, scores=average)
         for name, channels in pruned.items():
             result.pruned_channels[name.removeprefix("network.")] = channels

@@ -30,7 +30,7 @@ from auditor.model import Classifier
 from auditor.universal import perturb, project_l2, targeted_universal
 
 from .anp import ANPConfig, learn_masks
-from .base import ProgressFn, PurifyResult, Purifier, RunContext, agreement, batches, predict_logits
+from .base import ProgressFn, PurifyResult, Purifier, RunContext, agreement, batches
 from .clp import CLP, CLPConfig
 from .guard import restore, snapshot
 from .neurons import masked_conv_layers, prune_lowest
@@ -229,16 +229,17 @@ class IBAU(Purifier):
         masks, average = learn_masks(classifier, neurons, run.images01, run.targets, anp, run.generator,
                                      lambda step, total, message: counter.tick(message) if step % 10 == 0 else None)
         before = snapshot(classifier)
+        original_anchor_labels = None if run.anchor_probs is None else run.anchor_probs.argmax(1)
         for fraction in (c.anp_fraction, c.anp_fraction / 2):
             pruned = prune_lowest(neurons, masks, anp.threshold, fraction, scores=average)
-            agreement_ = (None if run.anchors is None else float(
-                (predict_logits(classifier, run.anchors).argmax(1) == run.anchor_probs.argmax(1)).float().mean()))
-            kept = agreement_ is None or agreement_ >= c.anp_min_anchor_agreement
+            anchor_agreement = None if original_anchor_labels is None else agreement(classifier, run.anchors,
+                                                                                      original_anchor_labels)
+            kept = anchor_agreement is None or anchor_agreement >= c.anp_min_anchor_agreement
             result.neuron_pruning.append({"anp_fraction": fraction, "anp_pruned": sum(map(len, pruned.values())),
-                                          "anchor_agreement": agreement_, "kept": kept})
+                                          "anchor_agreement": anchor_agreement, "kept": kept})
             if kept:
                 result.notes.append(f"anp pruned {sum(map(len, pruned.values()))} of {sum(neurons.sizes)} neurons"
-                                    + ("" if agreement_ is None else f" (anchor agreement {agreement_:.3f})"))
+                                    + ("" if anchor_agreement is None else f" (anchor agreement {anchor_agreement:.3f})"))
                 return {name.removeprefix("network."): channels for name, channels in pruned.items()}
             restore(classifier, before)
         result.notes.append(f"anp pruned nothing: no share kept anchor agreement >= {c.anp_min_anchor_agreement}")

@@ -65,15 +65,14 @@ def prune_lowest(neurons: Neurons, masks: list[Tensor], threshold: float, max_fr
     scores = masks if scores is None else scores
     flat = [(float(scores[i][k]), i, k) for i, m in enumerate(masks) for k in range(len(m)) if m[k] < threshold]
     budget = int(max_fraction * sum(neurons.sizes))
-    pruned: dict[str, list[int]] = {}
+    chosen: dict[int, list[int]] = {}
     for _, i, k in sorted(flat)[:budget]:
-        pruned.setdefault(neurons.names[i], []).append(k)
-    for i, name in enumerate(neurons.names):
-        if name not in pruned:
-            continue
-        index = torch.tensor(sorted(pruned[name]), device=neurons.weights[i].device)
+        chosen.setdefault(i, []).append(k)
+    pruned: dict[str, list[int]] = {}
+    for i, channels in sorted(chosen.items()):
+        index = torch.tensor(sorted(channels), device=neurons.weights[i].device)
         neurons.weights[i].index_fill_(0, index, 0.0)
         if neurons.biases[i] is not None:
             neurons.biases[i].index_fill_(0, index, 0.0)
-        pruned[name] = sorted(pruned[name])
+        pruned[neurons.names[i]] = index.tolist()
     return pruned
