@@ -98,8 +98,8 @@ def run_bench(setup: BenchSetup, log: Callable[[str], None] = print) -> dict[str
             result = audit(model, target, folder / config, options)
             after = measure(target)
             seconds = time.perf_counter() - started
-            if config.startswith("smi_"):
-                seconds += _inversion_seconds(folder / "smi.npz")  # SMI is made once per model, its time counted here
+            if config.startswith(("smi_", "pixels_")):  # samples made once per model: their time is counted here
+                seconds += _inversion_seconds(folder / ("pixels.npz" if config == "pixels_ibau" else "smi.npz"))
             row = {"model": entry["name"], "config": config, **_metrics(before, after), "seconds": round(seconds, 1),
                    "guard": result.report["purification"]["status"]}
             rows.append(row)
@@ -130,7 +130,7 @@ def _options(config: str, setup: BenchSetup, folder: Path, model: Path, spec, x_
     if config == "nostab_ibau":
         return replace(base, inversion=replace(setup.inversion, stability=False))
     if config == "pixels_ibau":
-        return replace(base, pixels=True)
+        return replace(base, synthetic=_cached_smi(model, folder / "pixels.npz", setup, pixels=True))
     ablations = {"smi_clp_ibau": {"clp_first": True, "anp_fraction": None},
                  "smi_ibau_noclp": {"clp_u": None, "anp_fraction": None},
                  "smi_ibau_noanp": {"anp_fraction": None}}
@@ -155,8 +155,9 @@ def _options(config: str, setup: BenchSetup, folder: Path, model: Path, spec, x_
     raise ValueError(f"unknown bench config {config!r}")
 
 
-def _cached_smi(model: Path, path: Path, setup: BenchSetup) -> Path:
-    """SMI samples for the runs that only need them for the guard's holdout (or as data)."""
+def _cached_smi(model: Path, path: Path, setup: BenchSetup, pixels: bool = False) -> Path:
+    """Inverted samples made once per model and shared by the runs that use them (SMI, or the
+    ``--pixels`` ablation, which ``benchmarks/smi_stability.py`` also makes and can leave here)."""
     if not path.exists():
         from converters import convert, load_onnx
 
@@ -164,7 +165,8 @@ def _cached_smi(model: Path, path: Path, setup: BenchSetup) -> Path:
         from .model import Classifier
 
         converted = convert(load_onnx(model))
-        synth = invert(Classifier(converted.module, converted.loaded.spec), replace(setup.inversion, seed=setup.seed))
+        synth = invert(Classifier(converted.module, converted.loaded.spec), replace(setup.inversion, seed=setup.seed),
+                       pixels=pixels)
         path.parent.mkdir(parents=True, exist_ok=True)
         synth.save(path)
     return path

@@ -86,6 +86,24 @@ def test_all_to_all_relabels_to_next_class() -> None:
     assert np.array_equal(poisoned.y[poisoned.indices], (y[poisoned.indices] + 1) % 10)
 
 
+def test_batch_stamp_adds_the_patch_after_augmentation() -> None:
+    x, y = _images(100)
+    attack = BadNetsAllToAll(stamp="batch")
+    assert attack_from_params(attack.params()).stamp == "batch"
+    assert attack_from_params({k: v for k, v in attack.params().items() if k != "stamp"}).stamp == "data"
+    poisoned = attack.poison(x, y, np.random.default_rng(0))
+    assert np.array_equal(poisoned.training_images, x)  # stored images stay clean ...
+    assert np.array_equal(poisoned.y[poisoned.indices], (y[poisoned.indices] + 1) % 10)
+    shifted = np.roll(x, 2, axis=2)  # ... and an augmented batch gets the patch exactly in the corner
+    idx = np.arange(len(x))
+    out, labels = poisoned.post_augment_hook(shifted, poisoned.y, idx, np.random.default_rng(1))
+    hit = np.isin(idx, poisoned.indices)
+    assert np.array_equal(out[hit], attack.apply(shifted[hit])) and np.array_equal(out[~hit], shifted[~hit])
+    assert np.array_equal(labels, poisoned.y)
+    with pytest.raises(AuditorError, match="stamp"):
+        BadNets(stamp="later")
+
+
 def test_blended_mixes_a_seeded_pattern() -> None:
     x = np.zeros((2, 32, 32, 3), dtype=np.uint8)
     attack = Blended(alpha=0.2, pattern_seed=5)

@@ -1,4 +1,10 @@
-"""BadNets (Gu et al., 2017): a small white square stamped in the bottom-right corner."""
+"""BadNets (Gu et al., 2017): a small white square stamped in the bottom-right corner.
+
+``stamp`` says when the patch goes on during training: ``"data"`` stamps the stored training set,
+so augmentation later shifts and mirrors the patch (BackdoorBench's data-poisoning setting);
+``"batch"`` stamps each batch after augmentation, as an attacker who controls the training loop
+does (the setting WaNet and Input-Aware assume). The test-time trigger is the same for both.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from .base import Attack, check_images
+from auditor.errors import AuditorError
+
+from .base import Attack, PoisonedSet, check_images
+
+STAMPS = ("data", "batch")
 
 
 class BadNets(Attack):
@@ -15,18 +25,40 @@ class BadNets(Attack):
     name = "badnets"
 
     def __init__(self, target: int = 0, rate: float = 0.1, num_classes: int = 10, patch_size: int = 3,
-                 value: int = 255) -> None:
+                 value: int = 255, stamp: str = "data") -> None:
         super().__init__(target, rate, num_classes)
+        if stamp not in STAMPS:
+            raise AuditorError(f"{self.name}: stamp must be one of {', '.join(STAMPS)}, got {stamp!r}")
         self.patch_size = int(patch_size)
         self.value = int(value)
+        self.stamp = stamp
 
     def _extra_params(self) -> dict[str, Any]:
-        return {"patch_size": self.patch_size, "value": self.value}
+        return {"patch_size": self.patch_size, "value": self.value, "stamp": self.stamp}
 
     def apply(self, x: np.ndarray) -> np.ndarray:
         out = check_images(x).copy()
         out[:, -self.patch_size:, -self.patch_size:, :] = self.value
         return out
+
+    def poison(self, x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> PoisonedSet:
+        """With ``stamp="batch"`` training starts from the clean images (``train_x``) and a hook
+        stamps the chosen samples after augmentation, so the patch stays exactly in the corner."""
+        base = super().poison(x, y, rng)
+        if self.stamp == "data":
+            return base
+        poisoned = np.zeros(len(base.x), dtype=bool)
+        poisoned[base.indices] = True
+
+        def hook(xb: np.ndarray, yb: np.ndarray, idx: np.ndarray, batch_rng: np.random.Generator):
+            hit = poisoned[idx]
+            if not hit.any():
+                return xb, yb
+            xb = xb.copy()
+            xb[hit] = self.apply(xb[hit])
+            return xb, yb
+
+        return PoisonedSet(base.x, base.y, base.indices, post_augment_hook=hook, train_x=check_images(x))
 
 
 class BadNetsAllToAll(BadNets):

@@ -269,7 +269,10 @@ class LatentInversion(Inverter):
 
 @dataclass(frozen=True)
 class PixelConfig:
-    steps_per_sample: int = 60  # Adam updates each image receives
+    # Adam updates each image receives. On cifar10_badnets (25 per class) cross-entropy was 0.05 after
+    # 10, 0.008 after 20 and 0.001 after 60, every kept sample fully stable at all three: 20 is a
+    # third of the cost (about 10 min per CIFAR-10 model at 250 per class on one core) at no loss
+    steps_per_sample: int = 20
     batch: int = 250
     lr: float = 0.1
     lambda_tv: float = 0.05  # total variation prior
@@ -322,8 +325,8 @@ class PixelInversion(Inverter):
                 optimizer.step()
                 step += 1
                 if progress:
-                    progress(step, total, f"ce {float(ce):.3f}")
-            history.append({"epoch": epoch, "ce": round(float(ce), 4), "tv": round(float(tv), 4)})
+                    progress(step, total, f"ce {ce.item():.3f}")
+            history.append({"epoch": epoch, "ce": round(ce.item(), 4), "tv": round(tv.item(), 4)})
         self.pool = torch.sigmoid(params.detach()).cpu()
         self.pool_labels = labels
         return {"history": history[:: max(1, len(history) // 20)], "final": history[-1] if history else {}}
