@@ -130,7 +130,8 @@ def _options(config: str, setup: BenchSetup, folder: Path, model: Path, spec, x_
     if config == "nostab_ibau":
         return replace(base, inversion=replace(setup.inversion, stability=False))
     if config == "pixels_ibau":
-        return replace(base, synthetic=_cached_smi(model, folder / "pixels.npz", setup, pixels=True))
+        # pixels=True as well: the ablation has no generator, so no generator anchors or prior probe either
+        return replace(base, pixels=True, synthetic=_cached_smi(model, folder / "pixels.npz", setup, pixels=True))
     ablations = {"smi_clp_ibau": {"clp_first": True, "anp_fraction": None},
                  "smi_ibau_noclp": {"clp_u": None, "anp_fraction": None},
                  "smi_ibau_noanp": {"anp_fraction": None}}
