@@ -1,0 +1,93 @@
+"""Probe for the attacks the scan misses: targeted universal perturbations in a hidden layer's features.
+
+Input-space reach (``auditor.detect.reach``) finds BadNets and Blended but not WaNet, Input-Aware or
+SIG, whose triggers are not one small input delta. Their effect may still be one small *feature*
+delta. For every class t this adds one delta to the output of the convolution at relative depth
+``--depth`` (L2 radius ``--rel`` times the mean per-sample feature norm, normalized steps) and
+measures the share of the other classes' SMI samples it sends into t. Prints, per model and radius,
+the per-class reach and the anomaly index (high side, MAD floor 0.05) of the most reachable class
+and of class 0 (the zoo's all-to-one target). Not a detector yet: the radius has to be calibrated.
+
+    python benchmarks/feature_reach.py --depth 0.75 --rel 0.1,0.15 cifar10_wanet cifar10_clean_a
+
+SMI samples come from ``--smi-dir``/MODEL/smi.npz (made by ``auditor bench`` or ``auditor invert``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from auditor.detect.base import anomaly_index, balanced_pick
+from auditor.inversion import SynthSet
+from auditor.model import Classifier
+from converters import convert, load_onnx
+
+
+def feature_reach(clf: Classifier, images01: torch.Tensor, labels: torch.Tensor, depth: float, rel: float,
+                  steps: int = 20, per_class: int = 20, seed: int = 0) -> torch.Tensor:
+    """Per class: the share of other classes' samples one feature-space delta sends into it."""
+    idx = balanced_pick(labels, clf.num_classes, per_class, torch.Generator().manual_seed(seed))
+    x = images01[idx]
+    convs = [m for m in clf.network.modules() if isinstance(m, nn.Conv2d)]
+    conv = convs[int(depth * (len(convs) - 1))]
+    captured: dict[str, torch.Tensor] = {}
+    handle = conv.register_forward_hook(lambda m, i, o: captured.__setitem__("f", o))
+    with torch.no_grad():
+        reference = clf(x).argmax(1)
+    handle.remove()
+    features = captured["f"]
+    radius = rel * float(features.flatten(1).norm(dim=1).mean())
+    state: dict[str, torch.Tensor] = {}
+    handle = conv.register_forward_hook(lambda m, i, o: o + state["delta"])
+    shares = []
+    try:
+        for t in range(clf.num_classes):
+            others = x[reference != t]
+            target = torch.full((len(others),), t)
+            delta = torch.zeros(1, *features.shape[1:], requires_grad=True)
+            state["delta"] = delta
+            for _ in range(steps):
+                (grad,) = torch.autograd.grad(F.cross_entropy(clf(others), target), delta)
+                with torch.no_grad():
+                    delta.sub_(0.2 * radius * grad / grad.norm().clamp_min(1e-12))
+                    delta.mul_(min(1.0, radius / float(delta.norm().clamp_min(1e-12))))
+            with torch.no_grad():
+                shares.append(float((clf(others).argmax(1) == t).float().mean()))
+    finally:
+        handle.remove()
+    return torch.tensor(shares)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("models", nargs="+")
+    parser.add_argument("--zoo", type=Path, default=Path("sample_models"))
+    parser.add_argument("--smi-dir", type=Path, default=Path("runs/bench"))
+    parser.add_argument("--depth", type=float, default=0.75, help="relative depth of the convolution (0 first, 1 last)")
+    parser.add_argument("--rel", default="0.1,0.15", help="radii relative to the mean feature norm")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    for name in args.models:
+        converted = convert(load_onnx(args.zoo / f"{name}.onnx"))
+        clf = Classifier(converted.module, converted.loaded.spec).eval()
+        for p in clf.parameters():
+            p.requires_grad_(False)
+        synth = SynthSet.load(args.smi_dir / name / "smi.npz")
+        for rel in (float(r) for r in args.rel.split(",")):
+            started = time.time()
+            shares = feature_reach(clf, synth.images01, synth.labels, args.depth, rel)
+            index = anomaly_index(shares, side="high", floor=0.05)
+            top = int(shares.argmax())
+            print(f"| {name} | {args.depth} | {rel} | {top} ({shares[top]:.2f}, index {index[top]:.1f}) | "
+                  f"{shares[0]:.2f} ({index[0]:.1f}) | {float(shares.median()):.2f} | "
+                  + " ".join(f"{v:.2f}" for v in shares) + f" | {time.time() - started:.0f} s |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
