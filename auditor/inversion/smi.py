@@ -271,7 +271,7 @@ class LatentInversion(Inverter):
 class PixelConfig:
     # Adam updates each image receives. On cifar10_badnets (25 per class) cross-entropy was 0.05 after
     # 10, 0.008 after 20 and 0.001 after 60, every kept sample fully stable at all three: 20 is a
-    # third of the cost (about 10 min per CIFAR-10 model at 250 per class on one core) at no loss
+    # third of the cost (757-995 s per CIFAR-10 model at 250 per class on a shared core) at no loss
     steps_per_sample: int = 20
     batch: int = 250
     lr: float = 0.1
