@@ -21,7 +21,6 @@ import numpy as np
 import torch
 
 from auditor.attacks import attack_from_params
-from auditor.data.cifar10 import load_cifar10
 from auditor.inversion import SynthSet
 from auditor.model import Classifier
 from auditor.pipeline import AuditOptions, _prior_samples
@@ -30,13 +29,10 @@ from auditor.purify.anp import ANPConfig, learn_masks
 from auditor.purify.neurons import masked_conv_layers, prune_lowest
 from auditor.zoo.manifest import read_manifest
 from converters import convert, load_onnx
+from tune_purifier import measure, tuning_split  # the sibling script: the same split and measurement
 
 CLP_THRESHOLDS = (1.5, 2.0, 2.5, 3.0)
 ANP_SHARES = (0.01, 0.02, 0.03, 0.05, 0.08)
-
-
-def _to01(x: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255
 
 
 def calibrate(zoo: Path, entry: dict, smi: Path, x: np.ndarray, y: np.ndarray) -> list[dict]:
@@ -47,20 +43,12 @@ def calibrate(zoo: Path, entry: dict, smi: Path, x: np.ndarray, y: np.ndarray) -
     probe = _prior_samples(classifier, AuditOptions(), 500, 7)
     probe_pred = classifier.predict(probe)
 
-    def measure() -> tuple[float, float | None]:
-        acc = float((classifier.predict(_to01(x)).numpy() == y).mean())
-        if attack is None:
-            return acc, None
-        keep = attack.attack_mask(y)
-        pred = classifier.predict(_to01(attack.apply(x[keep]))).numpy()
-        return acc, float((pred == attack.target_label(y[keep])).mean())
-
-    acc_before, _ = measure()
+    acc_before, _ = measure(classifier, x, y, attack)
     state = snapshot(classifier)
     rows = []
 
     def record(kind: str, strength: float, pruned: int) -> None:
-        acc, asr = measure()
+        acc, asr = measure(classifier, x, y, attack)
         rows.append({"model": entry["name"], "kind": kind, "strength": strength, "pruned": pruned,
                      "acc_drop": round(100 * (acc_before - acc), 2), "asr": None if asr is None else round(100 * asr, 1),
                      "prior_agreement": round(float((classifier.predict(probe) == probe_pred).float().mean()), 3)})
@@ -88,13 +76,12 @@ def main() -> None:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--out", type=Path, default=Path("runs/pruning_calibration.jsonl"))
     args = parser.parse_args()
-    x, y = load_cifar10("train", args.data_dir)
-    index = np.random.default_rng(123).choice(len(x), 2000, replace=False)
+    x, y = tuning_split(data_dir=args.data_dir)
     entries = [m for m in read_manifest(args.zoo)["models"] if not args.model or m["name"] in args.model]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("a") as out:
         for entry in entries:
-            for row in calibrate(args.zoo, entry, args.smi_dir / entry["name"] / "smi.npz", x[index], y[index]):
+            for row in calibrate(args.zoo, entry, args.smi_dir / entry["name"] / "smi.npz", x, y):
                 out.write(json.dumps(row) + "\n")
 
 

@@ -29,8 +29,9 @@ from auditor.zoo.manifest import read_manifest
 from converters import convert, load_onnx
 
 
-def tuning_split(count: int = 2000, seed: int = 123) -> tuple[np.ndarray, np.ndarray]:
-    x, y = load_cifar10("train", None)
+def tuning_split(count: int = 2000, seed: int = 123, data_dir: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The tuning split every purification default was chosen on (CIFAR-10 *training* images)."""
+    x, y = load_cifar10("train", data_dir)
     idx = np.random.default_rng(seed).choice(len(x), count, replace=False)
     return x[idx], y[idx]
 
@@ -40,6 +41,7 @@ def to01(x: np.ndarray) -> torch.Tensor:
 
 
 def measure(clf: Classifier, x: np.ndarray, y: np.ndarray, attack) -> tuple[float, float | None]:
+    """ACC on ``x``, and ASR on its triggered images that count for the attack (None without one)."""
     acc = float((clf.predict(to01(x)).numpy() == y).mean())
     if attack is None:
         return acc, None

@@ -256,7 +256,8 @@ def test_prune_lowest_ranks_ties_by_score_and_respects_the_budget(tiny) -> None:
     scores = [m.clone() for m in masks]
     scores[1][5], scores[0][2] = -2.0, -1.0  # fell first, then second: these two go within a budget of 2
     pruned = prune_lowest(neurons, masks, threshold=0.2, max_fraction=2 / 24, scores=scores)
-    assert pruned == {neurons.names[0]: [2], neurons.names[1]: [5]}
+    assert pruned == {neurons.layers[0]: [2], neurons.layers[1]: [5]}
+    assert all(f"network.{layer}" == name for layer, name in zip(neurons.layers, neurons.names))
     assert torch.all(neurons.weights[1][5] == 0) and neurons.biases[1][5] == 0
     assert neurons.weights[1][3].abs().sum() > 0 and neurons.weights[0][1].abs().sum() > 0
 

@@ -82,11 +82,10 @@ class ANP(Purifier):
             return result
         masks, average = learn_masks(classifier, neurons, run.images01, run.targets, c, run.generator, progress)
         pruned = prune_lowest(neurons, masks, c.threshold, c.max_prune_fraction, scores=average)
-        for name, channels in pruned.items():
-            result.pruned_channels[name.removeprefix("network.")] = channels
-        result.rounds = [{"layer": name.removeprefix("network."), "channels": len(m), "mask_min": float(m.min()),
+        result.pruned_channels.update(pruned)
+        result.rounds = [{"layer": layer, "channels": len(m), "mask_min": float(m.min()),
                           "mask_mean": float(m.mean()), "below_threshold": int((m < c.threshold).sum()),
-                          "pruned": len(pruned.get(name, []))} for name, m in zip(neurons.names, masks)]
+                          "pruned": len(pruned.get(layer, []))} for layer, m in zip(neurons.layers, masks)]
         total = sum(neurons.sizes)
         result.notes.append(f"anp pruned {sum(map(len, pruned.values()))} of {total} neurons "
                             f"in {len(pruned)} layer(s)")
@@ -134,5 +133,3 @@ def learn_masks(classifier: Classifier, neurons: Neurons, images01: Tensor, targ
         if progress:
             progress(iteration + 1, c.iterations, "anp: learning neuron masks")
     return [m.detach().cpu() for m in masks], [(t / c.iterations).cpu() for t in totals]
-
-

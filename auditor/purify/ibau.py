@@ -235,12 +235,13 @@ class IBAU(Purifier):
             anchor_agreement = None if original_anchor_labels is None else agreement(classifier, run.anchors,
                                                                                       original_anchor_labels)
             kept = anchor_agreement is None or anchor_agreement >= c.anp_min_anchor_agreement
-            result.neuron_pruning.append({"anp_fraction": fraction, "anp_pruned": sum(map(len, pruned.values())),
+            count = sum(map(len, pruned.values()))
+            result.neuron_pruning.append({"anp_fraction": fraction, "anp_pruned": count,
                                           "anchor_agreement": anchor_agreement, "kept": kept})
             if kept:
-                result.notes.append(f"anp pruned {sum(map(len, pruned.values()))} of {sum(neurons.sizes)} neurons"
+                result.notes.append(f"anp pruned {count} of {sum(neurons.sizes)} neurons"
                                     + ("" if anchor_agreement is None else f" (anchor agreement {anchor_agreement:.3f})"))
-                return {name.removeprefix("network."): channels for name, channels in pruned.items()}
+                return pruned
             restore(classifier, before)
         result.notes.append(f"anp pruned nothing: no share kept anchor agreement >= {c.anp_min_anchor_agreement}")
         return {}

@@ -29,6 +29,11 @@ class Neurons:
     def sizes(self) -> list[int]:
         return [int(w.shape[0]) for w in self.weights]
 
+    @property
+    def layers(self) -> list[str]:
+        """The layers' names in the graph (as reports and CLP name them), without the Classifier's prefix."""
+        return [name.removeprefix("network.") for name in self.names]
+
 
 def masked_conv_layers(classifier: Classifier, min_channels: int) -> Neurons:
     """Every convolution with a trainable weight and at least ``min_channels`` output channels."""
@@ -61,7 +66,7 @@ def prune_lowest(neurons: Neurons, masks: list[Tensor], threshold: float, max_fr
                  scores: list[Tensor] | None = None) -> dict[str, list[int]]:
     """Zero the neurons whose mask is below ``threshold``, at most ``max_fraction`` of all, lowest first
     by ``scores`` (default: the masks; masks clamp at 0, so many tie there and a score such as the mask's
-    average over training tells the neurons that fell first)."""
+    average over training tells the neurons that fell first). Returns graph layer -> channels zeroed."""
     scores = masks if scores is None else scores
     flat = [(float(scores[i][k]), i, k) for i, m in enumerate(masks) for k in range(len(m)) if m[k] < threshold]
     budget = int(max_fraction * sum(neurons.sizes))
@@ -74,5 +79,5 @@ def prune_lowest(neurons: Neurons, masks: list[Tensor], threshold: float, max_fr
         neurons.weights[i].index_fill_(0, index, 0.0)
         if neurons.biases[i] is not None:
             neurons.biases[i].index_fill_(0, index, 0.0)
-        pruned[neurons.names[i]] = index.tolist()
+        pruned[neurons.layers[i]] = index.tolist()
     return pruned
