@@ -13,6 +13,13 @@ for the backdoored model's target class, next to its agreement on the other clas
 that reach the target class through the trigger instead of class features would lower it).
 
     python benchmarks/smi_stability.py [--model NAME ...] [--per-class 250] [--steps 200] [--out docs/smi]
+                                       [--reuse DIR ...]
+
+Every sample set is also scored per class (``per_class`` in the JSON, and
+``smi_stability_per_class.md``): a mean can hide one class whose samples are unstable.
+``--reuse DIR`` (repeatable) scores sample sets saved by an earlier run (DIR/MODEL-CONFIG.npz) or
+by ``auditor bench`` (DIR/MODEL/smi.npz) instead of inverting again; their inversion time is taken
+from the file's own summary.
 """
 
 from __future__ import annotations
@@ -65,8 +72,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--configs", default="real,smi,nostab,pixels,public")
     parser.add_argument("--out", default="runs/smi")
-    parser.add_argument("--reuse-smi", type=Path, default=None,
-                        help="folder with MODEL/smi.npz from `auditor bench` (same default inversion): skip re-inverting")
+    parser.add_argument("--reuse", type=Path, action="append", default=[],
+                        help="folder with MODEL-CONFIG.npz from an earlier run, or MODEL/smi.npz from `auditor bench` "
+                             "(same default inversion): score those samples instead of inverting again")
     args = parser.parse_args()
     zoo, out = Path(args.zoo), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -95,10 +103,11 @@ def main() -> None:
                 labels = clf.predict(images)
                 scores = stability_scores(clf, images, labels)
             else:
-                cached = args.reuse_smi / entry["name"] / "smi.npz" if args.reuse_smi and config == "smi" else None
-                if cached is not None and cached.exists() and not args.steps and args.per_class == 250:
+                cached = find_cached(args.reuse, entry["name"], config)
+                if cached is not None and not args.steps and args.per_class == 250:
                     synth = SynthSet.load(cached)
                     started -= float(synth.summary.get("seconds", {}).get("total", 0.0))  # its inversion time
+                    print(f"{entry['name']} {config}: scoring {cached}", flush=True)
                 else:
                     cfg = replace(base, stability=config != "nostab")
                     synth = invert(clf, cfg, pixels=config == "pixels")
@@ -108,15 +117,29 @@ def main() -> None:
                 if config == "smi" and entry.get("attack") and entry["attack"].get("target") is not None:
                     row["trigger_check"] = trigger_check(images, labels, int(entry["attack"]["target"]), clean_refs, zoo)
             seconds = time.perf_counter() - started
-            hard = summarize(stability_scores(clf, images, labels, HARD), labels, 10)["overall"]
-            row[config] = {**summarize(scores, labels, 10)["overall"], "diversity": diversity(images, labels, 10)["mean"],
+            summary, hard = summarize(scores, labels, 10), summarize(stability_scores(clf, images, labels, HARD), labels, 10)
+            spread = diversity(images, labels, 10)
+            row[config] = {**summary["overall"], "diversity": spread["mean"],
                            "seconds": round(seconds, 1), "n": int(len(labels)),
-                           "hard": {k: hard[k] for k in HARD_KEYS}}
-            print(entry["name"], config, row[config], flush=True)
+                           "hard": {k: hard["overall"][k] for k in HARD_KEYS},
+                           "per_class": {c: {**figures, "hard": {k: hard["per_class"][c][k] for k in HARD_KEYS},
+                                             "diversity": spread["per_class"].get(c)}
+                                         for c, figures in summary["per_class"].items()}}
+            print(entry["name"], config, {k: v for k, v in row[config].items() if k != "per_class"}, flush=True)
             results[entry["name"]] = row
             (out / "smi_stability.json").write_text(json.dumps(results, indent=2))
     (out / "smi_stability.md").write_text(render(results))
+    (out / "smi_stability_per_class.md").write_text(render_per_class(results))
     print(render(results))
+
+
+def find_cached(folders: list[Path], model: str, config: str) -> Path | None:
+    """A saved sample set for ``model``/``config`` in the --reuse folders (real and public never are)."""
+    for folder in folders:
+        for path in (folder / f"{model}-{config}.npz", folder / model / f"{config}.npz"):
+            if path.exists():
+                return path
+    return None
 
 
 def trigger_check(images: torch.Tensor, labels: torch.Tensor, target: int, clean_refs: list[dict], zoo: Path) -> dict:
@@ -145,6 +168,41 @@ def render(results: dict) -> str:
                              + " | ".join(f"{hard[k]:.3f}" if k in hard else "-" for k in HARD_KEYS)
                              + f" | {r['diversity']:.3f} | {r['seconds']} |")
     return "\n".join(lines) + "\n"
+
+
+PER_CLASS_ROWS = (("confidence", "confidence", False), ("input noise", "input_noise", False),
+                  ("param noise", "param_noise", False), ("worst input", "worst_input", False),
+                  ("worst param", "worst_param", False), ("4x worst input", "worst_input", True),
+                  ("4x worst param", "worst_param", True), ("diversity", "diversity", False))
+
+
+def render_per_class(results: dict) -> str:
+    """One table per model: a row per (sample set, figure), a column per class."""
+    out = ["# SMI stability per class", "",
+           "Made by `benchmarks/smi_stability.py` with `smi_stability.md` (the per-model means); the",
+           "columns are the samples' labels (real: true labels; public: the model's own predictions).",
+           "Figures: mean confidence in the label, and the share of labels unchanged under each perturbation",
+           "at the calibrated radii and at 4x radii (`HARD` in the script).", ""]
+    for name, row in results.items():
+        classes = sorted({int(c) for config in row.values() if isinstance(config, dict)
+                          for c in config.get("per_class", {})})
+        if not classes:
+            continue
+        out += [f"## {name}", "", "| samples | figure | " + " | ".join(map(str, classes)) + " | min |",
+                "|---|---|" + "---|" * (len(classes) + 1)]
+        for config in ("real", "smi", "nostab", "pixels", "public"):
+            per_class = row.get(config, {}).get("per_class")
+            if not per_class:
+                continue
+            for label, key, hard in PER_CLASS_ROWS:
+                values = [(per_class[str(c)]["hard"] if hard else per_class[str(c)]).get(key) if str(c) in per_class
+                          else None for c in classes]
+                shown = [v for v in values if v is not None]
+                lowest = f"{min(shown):.2f}" if shown else "-"
+                out.append(f"| {config} | {label} | " + " | ".join("-" if v is None else f"{v:.2f}" for v in values)
+                           + f" | {lowest} |")
+        out.append("")
+    return "\n".join(out)
 
 
 if __name__ == "__main__":
