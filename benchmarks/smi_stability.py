@@ -182,7 +182,8 @@ def render_per_class(results: dict) -> str:
            "Made by `benchmarks/smi_stability.py` with `smi_stability.md` (the per-model means); the",
            "columns are the samples' labels (real: true labels; public: the model's own predictions).",
            "Figures: mean confidence in the label, and the share of labels unchanged under each perturbation",
-           "at the calibrated radii and at 4x radii (`HARD` in the script).", ""]
+           "at the calibrated radii and at 4x radii (`HARD` in the script); diversity is the mean",
+           "within-class RMS pixel distance.", ""]
     for name, row in results.items():
         classes = sorted({int(c) for config in row.values() if isinstance(config, dict)
                           for c in config.get("per_class", {})})

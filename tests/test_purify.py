@@ -147,6 +147,8 @@ def test_registry() -> None:
 @pytest.mark.parametrize("name,config", [
     ("ibau", {"rounds": 1, "batch_size": 16}),
     ("ibau", {"rounds": 1, "batch_size": 16, "shared_adv_weight": 1.0, "shared_adv_steps": 2}),
+    ("ibau", {"rounds": 1, "batch_size": 16, "inner_mode": "untargeted"}),
+    ("ibau", {"rounds": 1, "batch_size": 16, "inner_mode": "both"}),
     ("finetune", {"epochs": 1, "batch_size": 32, "lr": 0.05}),
     ("clp", {"u": 1.0}),
     ("anp", {"iterations": 20, "batch_size": 16, "max_prune_fraction": 0.2}),
@@ -319,6 +321,22 @@ def test_ibau_reduces_backdoor(backdoored) -> None:
     assert asr_after < asr_before - 0.1  # measured 1.00 -> 0.81 at ACC 1.00 on this toy (targeted inner mode)
     assert acc_after > acc_before - 0.1
     assert all(min(r["delta_l2"]) > 0 for r in result.rounds)
+
+
+@pytest.mark.parametrize("mode,deltas", [("targeted", 1), ("untargeted", 1), ("both", 2)])
+def test_ibau_inner_modes_unlearn_what_they_say(tiny, mode, deltas) -> None:
+    x, y = samples(32)
+    result = get_purifier("ibau", rounds=1, batch_size=16, inner_mode=mode, anp_fraction=None, clp_u=None).purify(
+        tiny.classifier, x, y, generator=torch.Generator().manual_seed(0))
+    record = result.rounds[0]
+    assert len(record["delta_l2"]) == deltas
+    assert ("class_reach" in record) == (mode != "untargeted")
+    assert ("inner_loss" in record) == (mode != "targeted")
+
+
+def test_ibau_rejects_an_unknown_inner_mode() -> None:
+    with pytest.raises(AuditorError, match="inner_mode"):
+        get_purifier("ibau", inner_mode="sideways")
 
 
 # Not the reference defaults: on this 16x16 toy, which is ~100% confident on its samples, plain SGD on

@@ -64,7 +64,8 @@ class IBAUConfig:
     anchor_weight: float = 1.0  # KL to the original model on unlabelled anchor images (generator prior
     # samples in an audit), holding the function in place away from the SMI samples; reference: none
     inner_mode: str = "targeted"  # "targeted": one delta per class, unlearn the top_k most reachable classes;
-    # "untargeted": the reference's single delta against the model's own predictions
+    # "untargeted": the reference's single delta against the model's own predictions; "both": each round
+    # unlearns the targeted deltas and then the untargeted one
     targeted_steps: int = 20  # inner steps per class in targeted mode (one batch each)
     top_k: int = 1  # classes unlearned per round in targeted mode
     inner_normalized: bool = True  # untargeted mode: step delta along the unit-norm gradient (inner_lr is then
@@ -94,6 +95,9 @@ class IBAUConfig:
     # from the targeted inner problem without removing it (test ASR 91.0% -> 88.0%)
 
 
+INNER_MODES = ("targeted", "untargeted", "both")
+
+
 class IBAU(Purifier):
     """Adversarial unlearning of universal perturbations with implicit hypergradients."""
 
@@ -106,9 +110,9 @@ class IBAU(Purifier):
             raise AuditorError("ibau: rounds, batch_size, fixed_point_iters and inner_epochs must be >= 1")
         if c.lr <= 0 or c.inner_lr <= 0:
             raise AuditorError("ibau: lr and inner_lr must be > 0")
-        if c.inner_mode not in ("targeted", "untargeted"):
-            raise AuditorError(f"ibau: inner_mode must be 'targeted' or 'untargeted', not {c.inner_mode!r}")
-        if c.inner_mode == "targeted" and min(c.targeted_steps, c.top_k) < 1:
+        if c.inner_mode not in INNER_MODES:
+            raise AuditorError(f"ibau: inner_mode must be one of {', '.join(INNER_MODES)}, not {c.inner_mode!r}")
+        if c.inner_mode != "untargeted" and min(c.targeted_steps, c.top_k) < 1:
             raise AuditorError("ibau: targeted_steps and top_k must be >= 1")
         if c.anp_fraction is not None and not 0 < c.anp_fraction <= 1:
             raise AuditorError("ibau: anp_fraction must be in (0, 1] (or None to skip neuron pruning)")
@@ -148,8 +152,10 @@ class IBAU(Purifier):
         optimizer = torch.optim.Adam(params, lr=c.lr)
         num_batches = math.ceil(len(images01) / c.batch_size)
         num_classes = original_logits.shape[1]
-        inner_steps = num_classes * c.targeted_steps if c.inner_mode == "targeted" else c.inner_epochs * num_batches
-        total_steps = c.rounds * (inner_steps + num_batches * c.top_k) + (c.anp_iterations // 10 if c.anp_fraction else 0)
+        targeted, untargeted = c.inner_mode in ("targeted", "both"), c.inner_mode in ("untargeted", "both")
+        inner_steps = num_classes * c.targeted_steps * targeted + c.inner_epochs * num_batches * untargeted
+        jobs_per_round = c.top_k * targeted + untargeted
+        total_steps = c.rounds * (inner_steps + num_batches * jobs_per_round) + (c.anp_iterations // 10 if c.anp_fraction else 0)
         counter = _Counter(total_steps, progress)
         frozen = _frozen_copy(classifier) if c.shared_adv_weight else None  # the original, for shared examples
 
@@ -157,16 +163,17 @@ class IBAU(Purifier):
             label = f"ibau round {round_index + 1}/{c.rounds}"
             record: dict[str, Any] = {"round": round_index + 1}
             # Inner problem: the perturbation(s) to unlearn this round.
-            if c.inner_mode == "targeted":
+            jobs: list[tuple[int | None, Tensor]] = []
+            if targeted:
                 reach = [self._targeted_perturbation(classifier, images01, targets, t, generator, counter, label)
                          for t in range(num_classes)]
                 chosen = sorted(range(num_classes), key=lambda t: -reach[t][1])[: c.top_k]
-                jobs = [(t, reach[t][0]) for t in chosen]
+                jobs += [(t, reach[t][0]) for t in chosen]
                 record["class_reach"] = [round(r[1], 4) for r in reach]  # share of other-class samples each class's delta flips into it
                 record["unlearned_classes"] = chosen
-            else:
+            if untargeted:
                 delta, inner_loss = self._untargeted_perturbation(classifier, images01, generator, counter, label)
-                jobs = [(None, delta)]
+                jobs.append((None, delta))
                 record["inner_loss"] = inner_loss
             record["delta_l2"] = [round(float(d.norm()), 4) for _, d in jobs]
             record["delta_fooling_rate"] = [self._fooling_rate(classifier, images01, d) for _, d in jobs]
