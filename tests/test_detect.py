@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from auditor.detect import (DetectionResult, NeuralCleanse, Reach, VerdictConfig, WeightPerturbation, anomaly_index,
+from auditor.detect import (DetectionResult, NeuralCleanse, Patch, Reach, VerdictConfig, WeightPerturbation, anomaly_index,
                             combine, fails, get_detector, list_detectors, worst)
 from auditor.errors import AuditorError
 from auditor.model import Classifier
@@ -114,7 +114,7 @@ def test_weight_perturbation_reports_a_share_per_class() -> None:
 
 
 def test_registry_and_bad_options() -> None:
-    assert list_detectors() == ["neural_cleanse", "reach", "weight_perturbation"]
+    assert list_detectors() == ["neural_cleanse", "patch", "reach", "weight_perturbation"]
     assert isinstance(get_detector("neural_cleanse", steps=3), NeuralCleanse)
     with pytest.raises(AuditorError, match="unknown detector"):
         get_detector("nope")
@@ -193,3 +193,36 @@ def test_reach_of_the_target_needs_the_backdoor() -> None:
     x, y = _samples(classifier)
     result = Reach(radius=1.5, steps=20, per_class=12).detect(classifier, x, y, seed=0)
     assert result.per_class[TARGET]["reach"] < 0.6
+
+
+def test_patch_detector_reports_where_its_flips_land_and_leaves_the_model_untouched() -> None:
+    # whether the search finds a trained patch trigger is tested on a trained toy (tests/test_purify.py)
+    # and measured on the zoo (docs/detection.md); this gated toy backdoor has no gradient to follow
+    classifier = _classifier()
+    x, y = _samples(classifier)
+    before = [p.detach().clone() for p in classifier.parameters()]
+    result = Patch(pixels=4, steps=60, per_class=12).detect(classifier, x, y, seed=0)
+    flips = sum(r["flips_in"] for r in result.per_class)
+    assert result.summary["flip_rate"] == pytest.approx(flips / result.summary["samples"], abs=1e-4)
+    assert flips == 0 or sum(r["share_of_flips"] for r in result.per_class) == pytest.approx(1.0)
+    assert result.images["mask"].shape == (1, SIDE, SIDE) and int(result.images["mask"].sum()) >= 4
+    assert all(p.requires_grad and torch.equal(p, b) for p, b in zip(classifier.parameters(), before))
+    assert result.to_json() == Patch(pixels=4, steps=60, per_class=12).detect(classifier, x, y, seed=0).to_json()
+
+
+def _patch_result(flip_rate: float, shares: list[float]) -> DetectionResult:
+    return DetectionResult("patch", {"pixels": 16}, [{"class": k, "share_of_flips": v} for k, v in enumerate(shares)],
+                           [0.0] * len(shares), summary={"flip_rate": flip_rate})
+
+
+@pytest.mark.parametrize("flip_rate, shares, expected, targets", [
+    (0.9, [0.1] * 10, "backdoored", []),  # all-to-all: the flips spread over the classes
+    (0.9, [0.95] + [0.005] * 10, "backdoored", [0]),  # all-to-one: they land in the target
+    (0.2, [0.95] + [0.005] * 10, "clean", []),
+])
+def test_the_patch_rule_is_model_level(flip_rate, shares, expected, targets) -> None:
+    verdict = combine({"reach": _result("reach", [0.0] * len(shares)), "patch": _patch_result(flip_rate, shares)})
+    assert verdict.verdict == expected and verdict.suspected_targets == targets
+    assert (expected == "backdoored") == any("patch trigger" in r for r in verdict.reasons)
+    off = combine({"patch": _patch_result(flip_rate, shares)}, VerdictConfig(patch_threshold=None))
+    assert off.verdict == "clean"

@@ -20,6 +20,7 @@ from auditor.model import AuditTarget
 from auditor.purify import (ANP, CLP, IBAU, PURIFIERS, Finetune, GuardConfig, channel_lipschitz, get_purifier,
                             guarded_purify, list_purifiers, restore, snapshot)
 from auditor.purify.neurons import masked_conv_layers, masked_forward, prune_lowest
+from auditor.universal import stamp, untargeted_patch
 
 SIZE = 16
 TARGET = 0
@@ -321,6 +322,52 @@ def test_ibau_reduces_backdoor(backdoored) -> None:
     assert asr_after < asr_before - 0.1  # measured 1.00 -> 0.81 at ACC 1.00 on this toy (targeted inner mode)
     assert acc_after > acc_before - 0.1
     assert all(min(r["delta_l2"]) > 0 for r in result.rounds)
+
+
+def test_untargeted_patch_flips_and_reports_what_it_flips(backdoored) -> None:
+    classifier = load(backdoored).classifier
+    x, _ = shapes(300, torch.Generator().manual_seed(21))
+    for p in classifier.parameters():
+        p.requires_grad_(False)
+    mask, pattern, flip = untargeted_patch(classifier, x, pixels=16, steps=150, l1=0.05, batch_size=100,
+                                           generator=torch.Generator().manual_seed(0))
+    assert mask.shape == (1, 1, SIZE, SIZE) and int(mask.sum()) >= 16 and set(mask.unique().tolist()) <= {0.0, 1.0}
+    assert pattern.shape == (1, 3, SIZE, SIZE) and 0 <= float(pattern.min()) and float(pattern.max()) <= 1
+    assert flip > 0.5  # 16 pixels of a 16x16 toy: the planted 4x4 patch alone flips the ~75% non-target shapes
+    with torch.no_grad():
+        stamped = classifier.predict(stamp(x, mask, pattern))
+    assert abs(float((stamped != classifier.predict(x)).float().mean()) - flip) < 1e-6
+
+
+@pytest.mark.parametrize("min_flip,pixels", [(0.0, 16), (1.0, 16), (0.5, None)])
+def test_ibau_patch_step_unlearns_only_past_its_gate(backdoored, min_flip, pixels) -> None:
+    target = load(backdoored)
+    x, y = shapes(200, torch.Generator().manual_seed(12))
+    result = get_purifier("ibau", **{**IBAU_TEST_CONFIG, "rounds": 1, "patch_pixels": pixels, "patch_min_flip": min_flip,
+                                     "patch_steps": 100, "anp_fraction": None, "clp_u": None}).purify(
+        target.classifier, x, y, generator=torch.Generator().manual_seed(0))
+    if pixels is None:
+        assert result.patch is None
+        return
+    assert result.patch["unlearned"] == (result.patch["flip_rate"] >= min_flip)
+    if result.patch["unlearned"]:
+        assert result.patch["flip_rate_after"] < result.patch["flip_rate"]
+        assert any("patch step" in note for note in result.notes)
+    else:
+        assert "flip_rate_after" not in result.patch
+
+
+def test_a_shut_patch_gate_leaves_the_purification_bit_for_bit(tmp_path) -> None:
+    x, y = samples(48)
+    weights = []
+    for pixels in (None, 8):
+        torch.manual_seed(1)
+        target = export_and_convert(TinyNet(normalize=True), tmp_path / f"tiny{pixels}.onnx")
+        result = get_purifier("ibau", rounds=1, batch_size=16, patch_pixels=pixels, patch_min_flip=1.0, patch_steps=20,
+                              anp_fraction=None).purify(target.classifier, x, y, generator=torch.Generator().manual_seed(0))
+        assert pixels is None or not result.patch["unlearned"]
+        weights.append([p.detach().clone() for p in target.classifier.trainable_parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*weights))
 
 
 @pytest.mark.parametrize("mode,deltas", [("targeted", 1), ("untargeted", 1), ("both", 2)])

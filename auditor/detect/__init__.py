@@ -18,11 +18,12 @@ from auditor.model import Classifier
 
 from .base import DetectionResult, Detector, ProgressFn, anomaly_index
 from .neural_cleanse import NeuralCleanse, NeuralCleanseConfig, trigger_images
+from .patch import Patch, PatchConfig
 from .perturbation import WeightPerturbation, WeightPerturbationConfig
 from .reach import Reach, ReachConfig
 from .verdict import VERDICTS, Verdict, VerdictConfig, combine, fails, worst
 
-DETECTORS: dict[str, type[Detector]] = {cls.name: cls for cls in (NeuralCleanse, WeightPerturbation, Reach)}
+DETECTORS: dict[str, type[Detector]] = {cls.name: cls for cls in (NeuralCleanse, WeightPerturbation, Reach, Patch)}
 
 
 def get_detector(name: str, **config: Any) -> Detector:
@@ -42,7 +43,7 @@ def list_detectors() -> list[str]:
 class DetectionConfig:
     """Which detectors run, their settings, and the verdict's thresholds."""
 
-    detectors: tuple[str, ...] = ("neural_cleanse", "reach", "weight_perturbation")
+    detectors: tuple[str, ...] = ("neural_cleanse", "reach", "weight_perturbation", "patch")
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)  # detector name -> config overrides
     verdict: VerdictConfig = field(default_factory=VerdictConfig)
     # torch CPU threads while detecting (restored after); None keeps torch's setting. The batches are
@@ -72,6 +73,6 @@ def run_detectors(classifier: Classifier, images01: Tensor, labels: Tensor, conf
         torch.set_num_threads(before)
 
 
-__all__ = ["DETECTORS", "DetectionConfig", "DetectionResult", "Detector", "NeuralCleanse", "NeuralCleanseConfig", "Reach", "ReachConfig",
+__all__ = ["DETECTORS", "DetectionConfig", "DetectionResult", "Detector", "NeuralCleanse", "NeuralCleanseConfig", "Patch", "PatchConfig", "Reach", "ReachConfig",
            "VERDICTS", "Verdict", "VerdictConfig", "WeightPerturbation", "WeightPerturbationConfig", "anomaly_index",
            "combine", "fails", "get_detector", "list_detectors", "run_detectors", "trigger_images", "worst"]

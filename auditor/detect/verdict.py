@@ -10,7 +10,10 @@ clean model an index of 3.26 and the BadNets target only 1.73, so it does not vo
 signal is reported but does not vote by default (``aux_threshold=None``): on clean CIFAR-10
 models worst-case weights send most flips to one "sink" class, so on its own it flags clean
 models (see docs/detection.md). When enabled, it alone makes a model ``suspicious``. All
-thresholds are configurable (``auditor scan --threshold/--suspicious-threshold``).
+thresholds are configurable (``auditor scan --threshold/--suspicious-threshold``). The patch detector
+adds a model-level rule: a small patch that flips at least ``patch_threshold`` of the samples makes the
+model ``backdoored`` (a patch trigger, all-to-all included), its target the class most flips land in
+when one class takes at least half of them.
 """
 
 from __future__ import annotations
@@ -30,6 +33,11 @@ class VerdictConfig:
     aux_threshold: float | None = None  # weight-perturbation index above which a class is suspicious (None: off)
     voters: tuple[str, ...] = ("reach",)  # detectors whose index decides the verdict (add "neural_cleanse" to let it vote)
     auxiliary: str = "weight_perturbation"
+    # share of the samples a small universal patch flips (the patch detector) above which the model has a
+    # patch trigger, whatever its target mapping (None: off). Zoo: BadNets and all-to-all 0.90, the clean
+    # models and the other attacks 0.01-0.25 (docs/detection.md)
+    patch_threshold: float | None = 0.5
+    patch_target_share: float = 0.5  # a class that receives this share of the patch's flips is its target
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -81,6 +89,17 @@ def combine(results: dict[str, DetectionResult], config: VerdictConfig = Verdict
         severity = max(severity, 1)
         reasons.append(f"class {name(t)}: worst-case weights flip predictions into it (index {value:.2f} > "
                        f"{config.aux_threshold:g})")
+    patch = results.get("patch")
+    flip_rate = patch.summary.get("flip_rate") if patch is not None else None
+    if config.patch_threshold is not None and flip_rate is not None and flip_rate >= config.patch_threshold:
+        severity = 2
+        into = [row["class"] for row in patch.per_class if row["share_of_flips"] >= config.patch_target_share]
+        for t in into:
+            targets.setdefault(t, best[t] if t < len(best) else 0.0)
+        where = (f"into class {name(into[0])}" if into else
+                 "into several classes (all-to-all, or several targets)")
+        reasons.append(f"a {patch.config.get('pixels')}-pixel patch flips {flip_rate:.2f} of the samples "
+                       f"(>= {config.patch_threshold:g}), {where}: a patch trigger")
     if not reasons:
         reasons.append(f"no class stands out (largest anomaly index {score:.2f} <= {config.suspicious_threshold:g})")
     ordered = sorted(targets, key=lambda t: (-targets[t], t))

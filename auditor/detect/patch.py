@@ -1,0 +1,87 @@
+"""Does a small patch flip nearly every sample, whatever its class? Then the model has a patch trigger.
+
+Per-class searches (reach, Neural Cleanse) look for one class that everything can be sent into. An
+all-to-all backdoor has no such class: its patch sends y to y+1. The patch itself is still there:
+a 16-pixel patch found on the samples (``auditor.universal.untargeted_patch``, mask and pattern,
+against the model's own predictions) flips 0.90 of the SMI samples of the zoo's all-to-all and
+BadNets models, and 0.01-0.25 on the clean models and the other attacks. The flip rate is a
+model-level figure; the per-class figures say where the flipped samples went, so an all-to-one
+patch also names its target (BadNets: every flip lands in class 0).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import Tensor
+
+from auditor.model import Classifier
+from auditor.universal import stamp, untargeted_patch
+
+from .base import DetectionResult, Detector, ProgressFn, anomaly_index, balanced_pick, check_samples
+
+
+@dataclass(frozen=True)
+class PatchConfig:
+    pixels: int = 16  # patch size in pixels (a 3x3 or 4x4 BadNets patch fits)
+    steps: int = 300  # Adam steps of the mask and pattern search
+    l1: float = 0.05  # L1 weight on the soft mask
+    batch_size: int = 100
+    per_class: int = 30  # synthetic samples used per class
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+class Patch(Detector):
+    """Share of the samples a small universal patch flips (model level), and where the flips land."""
+
+    name = "patch"
+    Config = PatchConfig
+    meaning = "the samples a small universal patch flips land in the class (anomaly index, high side)"
+
+    def detect(self, classifier: Classifier, images01: Tensor, labels: Tensor, *, seed: int = 0,
+               progress: ProgressFn | None = None) -> DetectionResult:
+        check_samples(classifier, images01, labels, self.name)
+        cfg = self.config
+        started = time.perf_counter()
+        k = classifier.num_classes
+        draw = torch.Generator().manual_seed(seed)
+        x = images01[balanced_pick(labels, k, cfg.per_class, draw)].detach().float().cpu()
+        was_training = classifier.training
+        classifier.eval()
+        requires = [p.requires_grad for p in classifier.parameters()]
+        done = [0]
+
+        def step() -> None:
+            done[0] += 1
+            if progress and done[0] % 10 == 0:
+                progress(done[0], cfg.steps, "small-patch search")
+
+        try:
+            for p in classifier.parameters():
+                p.requires_grad_(False)
+            mask, pattern, flip_rate = untargeted_patch(classifier, x, pixels=cfg.pixels, steps=cfg.steps, l1=cfg.l1,
+                                                        batch_size=cfg.batch_size, generator=draw, on_step=step)
+            with torch.no_grad():
+                before = classifier.predict(x)
+                after = classifier.predict(stamp(x, mask, pattern))
+        finally:
+            classifier.train(was_training)
+            for p, flag in zip(classifier.parameters(), requires):
+                p.requires_grad_(flag)
+        flipped = after != before
+        into = torch.bincount(after[flipped], minlength=k).float()
+        share = into / max(int(flipped.sum()), 1)
+        rows, cols = torch.nonzero(mask[0, 0], as_tuple=True)
+        per_class = [{"class": t, "share_of_flips": float(share[t]), "flips_in": int(into[t])} for t in range(k)]
+        return DetectionResult(
+            detector=self.name, config=cfg.to_json(), per_class=per_class,
+            index=anomaly_index(share, side="high", floor=0.05).tolist(),
+            summary={"samples": int(len(x)), "flip_rate": round(flip_rate, 4),
+                     "patch_box": [int(rows.min()), int(rows.max()), int(cols.min()), int(cols.max())]},
+            seconds=round(time.perf_counter() - started, 3),
+            images={"mask": mask.cpu()[0], "pattern": pattern.cpu()[0]},
+        )
