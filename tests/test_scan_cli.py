@@ -170,3 +170,10 @@ def test_audit_exits_by_the_purified_models_rescan(rescan: str, code: int, tiny:
     sarif = json.loads((tmp_path / "r" / "report.sarif").read_text())
     rules = [r["ruleId"] for r in sarif["runs"][0]["results"]]
     assert rules == (["AUD001"] if rescan == "clean" else ["AUD001", "AUD002"])
+
+
+def test_patch_detector_is_opt_in() -> None:
+    from auditor.commands.scan import detection_config
+
+    assert "patch" not in detection_config({}).detectors
+    assert detection_config({"patch_detector": True}).detectors[-1] == "patch"

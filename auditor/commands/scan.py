@@ -28,11 +28,15 @@ def detection_options(func):
     """Thresholds and effort of detection, shared by ``scan`` and ``audit``."""
     options = [
         click.option("--threshold", type=float, default=None,
-                     help="Neural Cleanse anomaly index above which a class is a backdoor target (default 2)."),
+                     help="A voting detector's anomaly index above which a class is a backdoor target (default 2)."),
         click.option("--suspicious-threshold", type=float, default=None,
                      help="Anomaly index above which a class is suspicious (default 1.5)."),
         click.option("--nc-steps", type=click.IntRange(1), default=None,
                      help="Trigger reverse-engineering steps (default 150)."),
+        click.option("--patch-detector", is_flag=True,
+                     help="Also search a small patch that flips most samples (patch triggers, all-to-all included); "
+                          "it separates on full synthetic sets (an audit's, or --per-class 250), not on the scan's "
+                          "quick ones."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -50,7 +54,8 @@ def detection_config(opts: dict[str, Any]):
     if opts.get("suspicious_threshold") is not None:
         verdict = replace(verdict, suspicious_threshold=opts["suspicious_threshold"])
     settings = {"neural_cleanse": {"steps": opts["nc_steps"]}} if opts.get("nc_steps") else {}
-    return DetectionConfig(settings=settings, verdict=verdict)
+    detectors = DetectionConfig().detectors + (("patch",) if opts.get("patch_detector") else ())
+    return DetectionConfig(detectors=detectors, settings=settings, verdict=verdict)
 
 
 def _report_dirs(models: list[Path], report_dir: Path | None) -> list[Path | None]:

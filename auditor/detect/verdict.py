@@ -33,9 +33,10 @@ class VerdictConfig:
     aux_threshold: float | None = None  # weight-perturbation index above which a class is suspicious (None: off)
     voters: tuple[str, ...] = ("reach",)  # detectors whose index decides the verdict (add "neural_cleanse" to let it vote)
     auxiliary: str = "weight_perturbation"
-    # share of the samples a small universal patch flips (the patch detector) above which the model has a
-    # patch trigger, whatever its target mapping (None: off). Zoo: BadNets and all-to-all 0.90, the clean
-    # models and the other attacks 0.01-0.25 (docs/detection.md)
+    # share of the samples a small universal patch flips (the patch detector, when it runs) above which the
+    # model has a patch trigger, whatever its target mapping (None: off). Zoo, full SMI sets: BadNets and
+    # all-to-all 0.85-0.90, the clean models and the other attacks 0.09-0.25; on the scan's quick samples it
+    # does not separate (all-to-all 0.36, clean 0.34-0.35), so the scan does not run it by default (docs/detection.md)
     patch_threshold: float | None = 0.5
     patch_target_share: float = 0.5  # a class that receives this share of the patch's flips is its target
 
