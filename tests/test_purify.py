@@ -339,17 +339,19 @@ def test_untargeted_patch_flips_and_reports_what_it_flips(backdoored) -> None:
     assert abs(float((stamped != classifier.predict(x)).float().mean()) - flip) < 1e-6
 
 
-@pytest.mark.parametrize("min_flip,pixels", [(0.0, 16), (1.0, 16), (0.5, None)])
-def test_ibau_patch_step_unlearns_only_past_its_gate(backdoored, min_flip, pixels) -> None:
+@pytest.mark.parametrize("min_flip,pixels,max_share", [(0.0, 16, 1.0), (0.0, 16, 0.5), (1.0, 16, 1.0), (0.5, None, 1.0)])
+def test_ibau_patch_step_unlearns_only_past_its_gate(backdoored, min_flip, pixels, max_share) -> None:
+    # this toy's patch sends 0.75 of its flips into the backdoor's target: the share gate at 0.5 shuts
     target = load(backdoored)
     x, y = shapes(200, torch.Generator().manual_seed(12))
     result = get_purifier("ibau", **{**IBAU_TEST_CONFIG, "rounds": 1, "patch_pixels": pixels, "patch_min_flip": min_flip,
-                                     "patch_steps": 100, "anp_fraction": None, "clp_u": None}).purify(
+                                     "patch_steps": 100, "patch_max_target_share": max_share, "anp_fraction": None, "clp_u": None}).purify(
         target.classifier, x, y, generator=torch.Generator().manual_seed(0))
     if pixels is None:
         assert result.patch is None
         return
-    assert result.patch["unlearned"] == (result.patch["flip_rate"] >= min_flip)
+    patch = result.patch
+    assert patch["unlearned"] == (patch["flip_rate"] >= min_flip and patch["largest_share_of_flips"] < max_share)
     if result.patch["unlearned"]:
         assert result.patch["flip_rate_after"] < result.patch["flip_rate"]
         assert any("patch step" in note for note in result.notes)

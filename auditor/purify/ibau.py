@@ -10,8 +10,9 @@ Each round solves a minimax problem on the (synthetic or clean) samples:
          implicit hypergradient through the inner solution, from K fixed-point iterations of the map
          delta -> delta - alpha * d(inner loss)/d(delta).
 Before the rounds, a patch step: the small patch (16 pixels) that flips the most samples away from
-their labels is searched; where it flips at least half of them (a patch trigger, whatever its target
-mapping: all-to-all included), the model is taught to ignore it. After the rounds, CLP and ANP prune.
+their labels is searched; where it flips at least half of them into several classes (a patch trigger
+without one target, such as all-to-all, which the targeted rounds cannot see), the model is taught to
+ignore it. After the rounds, CLP and ANP prune.
 The model stays in eval mode throughout so that BN statistics (buffers) are never updated.
 """
 
@@ -99,6 +100,9 @@ class IBAUConfig:
     # trigger does that with any target mapping, including all-to-all, which the per-class inner problem misses
     patch_min_flip: float = 0.5  # unlearn the patch only if it flips at least this share of the samples
     # (zoo, 16 pixels: BadNets and all-to-all 0.90; clean models 0.05-0.11; other attacks <= 0.25)
+    patch_max_target_share: float = 0.5  # ... and only if no class receives this share of its flips: a patch whose
+    # flips land in one class is an all-to-one trigger, which the targeted rounds unlearn. Unlearning the
+    # 16-pixel stand-in first hid BadNets' trigger from them (test ASR 53.9%, against 10.6% without the step)
     patch_steps: int = 300  # Adam steps of the patch search
     patch_l1: float = 0.05  # L1 weight on the soft mask during the search
     patch_epochs: int = 2  # passes over the samples, stamped with the patch and labelled as before, when unlearned
@@ -130,7 +134,8 @@ class IBAU(Purifier):
         if c.anp_iterations < 1 or not 0 <= c.anp_min_anchor_agreement <= 1:
             raise AuditorError("ibau: anp_iterations must be >= 1 and anp_min_anchor_agreement in [0, 1]")
         if c.patch_pixels is not None and (c.patch_pixels < 1 or c.patch_steps < 1 or c.patch_epochs < 1
-                                           or not 0 <= c.patch_min_flip <= 1 or c.patch_l1 < 0):
+                                           or not 0 <= c.patch_min_flip <= 1 or c.patch_l1 < 0
+                                           or not 0 < c.patch_max_target_share <= 1):
             raise AuditorError("ibau: patch_pixels, patch_steps and patch_epochs must be >= 1, patch_min_flip in "
                                "[0, 1] and patch_l1 >= 0 (or patch_pixels None to skip the patch step)")
         if c.clp_u is not None and c.clp_u <= 0:
@@ -179,7 +184,8 @@ class IBAU(Purifier):
             result.patch = self._unlearn_patch(classifier, run, optimizer, counter)
             if result.patch["unlearned"]:
                 result.notes.append(f"patch step: a {c.patch_pixels}-pixel patch flipped {result.patch['flip_rate']:.2f} "
-                                    f"of the samples (>= {c.patch_min_flip}); unlearned for {c.patch_epochs} epoch(s)")
+                                    f"of the samples (>= {c.patch_min_flip}) into several classes; unlearned for "
+                                    f"{c.patch_epochs} epoch(s)")
         for round_index in range(c.rounds):
             label = f"ibau round {round_index + 1}/{c.rounds}"
             record: dict[str, Any] = {"round": round_index + 1}
@@ -258,9 +264,16 @@ class IBAU(Purifier):
             # its own draws, so that where no patch is unlearned the rest runs exactly as without the step
             generator=torch.Generator().manual_seed(run.generator.initial_seed() + 1))
         rows, cols = torch.nonzero(mask[0, 0], as_tuple=True)
+        with torch.no_grad():
+            own = run.original_logits.argmax(1)
+            stamped = torch.cat([classifier(stamp(run.images01[i : i + 256].to(run.device), mask, pattern)).argmax(1).cpu()
+                                 for i in range(0, len(run.images01), 256)])
+        into = torch.bincount(stamped[stamped != own], minlength=run.original_logits.shape[1]).float()
+        top_share = float(into.max() / into.sum()) if into.sum() > 0 else 0.0
         record: dict[str, Any] = {"pixels": c.patch_pixels, "flip_rate": round(flip, 4),
                                   "box": [int(rows.min()), int(rows.max()), int(cols.min()), int(cols.max())],
-                                  "unlearned": flip >= c.patch_min_flip}
+                                  "largest_share_of_flips": round(top_share, 4), "into_class": int(into.argmax()),
+                                  "unlearned": flip >= c.patch_min_flip and top_share < c.patch_max_target_share}
         if not record["unlearned"]:
             return record
         original_probs = run.original_logits.softmax(1)
