@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Iterator
 
 import torch
 from torch import Tensor
@@ -93,6 +94,23 @@ def check_samples(classifier: Classifier, images01: Tensor, labels: Tensor, name
         raise AuditorError(f"{name}: {len(labels)} labels for {len(images01)} images")
     if classifier.num_classes < 3:
         raise AuditorError(f"{name}: needs at least 3 classes for an outlier test, the model has {classifier.num_classes}")
+
+
+@contextmanager
+def frozen_eval(classifier: Classifier) -> Iterator[None]:
+    """Eval mode and no weight gradients while a detector optimizes only its own inputs; both
+    restored afterwards, so detection never changes how the caller left the model."""
+    was_training = classifier.training
+    requires = [p.requires_grad for p in classifier.parameters()]
+    classifier.eval()
+    try:
+        for p in classifier.parameters():
+            p.requires_grad_(False)
+        yield
+    finally:
+        classifier.train(was_training)
+        for p, flag in zip(classifier.parameters(), requires):
+            p.requires_grad_(flag)
 
 
 def balanced_pick(labels: Tensor, num_classes: int, per_class: int, generator: torch.Generator) -> Tensor:

@@ -24,7 +24,7 @@ from torch import Tensor
 from auditor.model import Classifier
 from auditor.universal import stamp, untargeted_patch
 
-from .base import DetectionResult, Detector, ProgressFn, anomaly_index, balanced_pick, check_samples
+from .base import DetectionResult, Detector, ProgressFn, anomaly_index, balanced_pick, check_samples, frozen_eval
 
 
 @dataclass(frozen=True)
@@ -54,9 +54,6 @@ class Patch(Detector):
         k = classifier.num_classes
         draw = torch.Generator().manual_seed(seed)
         x = images01[balanced_pick(labels, k, cfg.per_class, draw)].detach().float().cpu()
-        was_training = classifier.training
-        classifier.eval()
-        requires = [p.requires_grad for p in classifier.parameters()]
         done = [0]
 
         def step() -> None:
@@ -64,18 +61,12 @@ class Patch(Detector):
             if progress and done[0] % 10 == 0:
                 progress(done[0], cfg.steps, "small-patch search")
 
-        try:
-            for p in classifier.parameters():
-                p.requires_grad_(False)
+        with frozen_eval(classifier):
             mask, pattern, flip_rate = untargeted_patch(classifier, x, pixels=cfg.pixels, steps=cfg.steps, l1=cfg.l1,
                                                         batch_size=cfg.batch_size, generator=draw, on_step=step)
             with torch.no_grad():
                 before = classifier.predict(x)
                 after = classifier.predict(stamp(x, mask, pattern))
-        finally:
-            classifier.train(was_training)
-            for p, flag in zip(classifier.parameters(), requires):
-                p.requires_grad_(flag)
         flipped = after != before
         into = torch.bincount(after[flipped], minlength=k).float()
         share = into / max(int(flipped.sum()), 1)

@@ -20,7 +20,7 @@ from torch import Tensor
 from auditor.model import Classifier
 from auditor.universal import targeted_universal
 
-from .base import DetectionResult, Detector, ProgressFn, anomaly_index, balanced_pick, check_samples
+from .base import DetectionResult, Detector, ProgressFn, anomaly_index, balanced_pick, check_samples, frozen_eval
 
 
 @dataclass(frozen=True)
@@ -51,13 +51,8 @@ class Reach(Detector):
         draw = torch.Generator().manual_seed(seed)
         idx = balanced_pick(labels, k, cfg.per_class, draw)
         x, y = images01[idx].detach().float().cpu(), labels[idx].cpu()
-        was_training = classifier.training
-        classifier.eval()
-        requires = [p.requires_grad for p in classifier.parameters()]
         shares, norms, deltas = [], [], []
-        try:
-            for p in classifier.parameters():
-                p.requires_grad_(False)  # only delta is optimized: no weight gradients are built
+        with frozen_eval(classifier):  # only delta is optimized: no weight gradients are built
             for t in range(k):
                 delta, share = targeted_universal(classifier, x[y != t], t, radius=cfg.radius, steps=cfg.steps,
                                                   step_size=cfg.step_size, batch_size=cfg.batch_size, generator=draw)
@@ -66,10 +61,6 @@ class Reach(Detector):
                 deltas.append(delta.cpu()[0])
                 if progress:
                     progress(t + 1, k, f"universal perturbation towards class {t}")
-        finally:
-            classifier.train(was_training)
-            for p, flag in zip(classifier.parameters(), requires):
-                p.requires_grad_(flag)
         share_t = torch.tensor(shares)
         # Natural classes differ in reach by tens of points on scan-sized sample sets (0.17-0.77 on the
         # zoo's clean and backdoored models); the floor on the MAD keeps that spread from looking
