@@ -255,8 +255,9 @@ class IBAU(Purifier):
     def _unlearn_patch(self, classifier: Classifier, run: RunContext, optimizer: torch.optim.Optimizer,
                        counter: "_Counter") -> dict[str, Any]:
         """Search the small patch that flips the most samples; where it flips at least ``patch_min_flip``
-        of them, teach the model to ignore it: stamped samples keep their labels, with the same
-        accuracy keepers as the rounds (clean CE, KL to the original, anchors)."""
+        of them and no class takes ``patch_max_target_share`` of the flips, teach the model to ignore
+        it: stamped samples keep their labels, with the same accuracy keepers as the rounds (clean CE,
+        KL to the original, anchors). Flip rates are against the original model's predictions."""
         c = self.config
         mask, pattern, flip = untargeted_patch(
             classifier, run.images01, pixels=c.patch_pixels, steps=c.patch_steps, l1=c.patch_l1,
@@ -293,7 +294,7 @@ class IBAU(Purifier):
         with torch.no_grad():
             record["flip_rate_after"] = round(float(sum(
                 int((classifier(stamp(run.images01[i : i + 256].to(run.device), mask, pattern)).argmax(1).cpu()
-                     != run.targets[i : i + 256]).sum()) for i in range(0, len(run.images01), 256)) / len(run.images01)), 4)
+                     != own[i : i + 256]).sum()) for i in range(0, len(run.images01), 256)) / len(run.images01)), 4)
         return record
 
     def _prune_neurons(self, classifier: Classifier, run: RunContext, result: PurifyResult,
