@@ -9,6 +9,8 @@ L2 2, 12-29% into the other classes).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -86,11 +88,36 @@ def stamp(x: Tensor, mask: Tensor, pattern: Tensor) -> Tensor:
     return (1 - mask) * x + mask * pattern
 
 
+@dataclass(frozen=True)
+class PatchSearch:
+    """A patch found by ``untargeted_patch``: binary mask (1, 1, H, W), pattern (1, C, H, W), and the
+    model's predictions on the searched images without (``own``) and with (``stamped``) the patch."""
+
+    mask: Tensor
+    pattern: Tensor
+    own: Tensor
+    stamped: Tensor
+
+    @property
+    def flip_rate(self) -> float:
+        """Share of the images the patch moves off the model's own prediction."""
+        return float((self.stamped != self.own).float().mean()) if len(self.own) else 0.0
+
+    def flips_into(self, num_classes: int) -> Tensor:
+        """How many flipped images land in each class."""
+        return torch.bincount(self.stamped[self.stamped != self.own], minlength=num_classes).float()
+
+    @property
+    def box(self) -> list[int]:
+        """Rows and columns the mask spans: [top, bottom, left, right]."""
+        rows, cols = torch.nonzero(self.mask[0, 0], as_tuple=True)
+        return [int(rows.min()), int(rows.max()), int(cols.min()), int(cols.max())]
+
+
 def untargeted_patch(classifier: Classifier, images01: Tensor, *, pixels: int, steps: int, l1: float,
-                     batch_size: int, generator: torch.Generator, lr: float = 0.1,
-                     on_step=None) -> tuple[Tensor, Tensor, float]:
+                     batch_size: int, generator: torch.Generator, lr: float = 0.1, on_step=None) -> PatchSearch:
     """The small patch (a binary mask of ``pixels`` pixels and a pattern) that flips the most of
-    ``images01`` away from the model's own predictions, and the share it flips.
+    ``images01`` away from the model's own predictions, with the predictions it leaves.
 
     A patch trigger flips nearly everything with a few pixels whatever its target mapping, which
     per-class searches miss on all-to-all backdoors (zoo, 30 SMI samples per class, 16 pixels: BadNets
@@ -98,8 +125,7 @@ def untargeted_patch(classifier: Classifier, images01: Tensor, *, pixels: int, s
     A soft mask (sigmoid, L1-penalized) and pattern are fitted on a margin loss, then the mask's
     ``pixels`` largest entries are kept."""
     device = classifier.device
-    own = torch.cat([classifier(images01[i : i + 256].to(device)).argmax(1).cpu()
-                     for i in range(0, len(images01), 256)]) if len(images01) else torch.zeros(0, dtype=torch.long)
+    own = classifier.predict(images01)
     _, channels, height, width = images01.shape
     mask_logit = torch.full((1, 1, height, width), -6.0, device=device, requires_grad=True)
     pattern_logit = torch.zeros(1, channels, height, width, device=device, requires_grad=True)
@@ -120,10 +146,7 @@ def untargeted_patch(classifier: Classifier, images01: Tensor, *, pixels: int, s
             on_step()
     with torch.no_grad():
         soft = torch.sigmoid(mask_logit)
-        mask = (soft >= soft.flatten().topk(pixels).values[-1]).float()
-        pattern = torch.sigmoid(pattern_logit)
-        flipped = 0
-        for start in range(0, len(images01), 256):
-            x = images01[start : start + 256].to(device)
-            flipped += int((classifier(stamp(x, mask, pattern)).argmax(1).cpu() != own[start : start + 256]).sum())
-    return mask.detach(), pattern.detach(), flipped / max(len(images01), 1)
+        mask = (soft >= soft.flatten().topk(pixels).values[-1]).float().detach()
+        pattern = torch.sigmoid(pattern_logit).detach()
+        stamped = classifier.predict(stamp(images01, mask.cpu(), pattern.cpu()))
+    return PatchSearch(mask, pattern, own, stamped)

@@ -329,8 +329,9 @@ def test_untargeted_patch_flips_and_reports_what_it_flips(backdoored) -> None:
     x, _ = shapes(300, torch.Generator().manual_seed(21))
     for p in classifier.parameters():
         p.requires_grad_(False)
-    mask, pattern, flip = untargeted_patch(classifier, x, pixels=16, steps=150, l1=0.05, batch_size=100,
-                                           generator=torch.Generator().manual_seed(0))
+    search = untargeted_patch(classifier, x, pixels=16, steps=150, l1=0.05, batch_size=100,
+                              generator=torch.Generator().manual_seed(0))
+    mask, pattern, flip = search.mask, search.pattern, search.flip_rate
     assert mask.shape == (1, 1, SIZE, SIZE) and int(mask.sum()) >= 16 and set(mask.unique().tolist()) <= {0.0, 1.0}
     assert pattern.shape == (1, 3, SIZE, SIZE) and 0 <= float(pattern.min()) and float(pattern.max()) <= 1
     assert flip > 0.5  # 16 pixels of a 16x16 toy: the planted 4x4 patch alone flips the ~75% non-target shapes

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from auditor.model import Classifier
-from auditor.universal import stamp, untargeted_patch
+from auditor.universal import untargeted_patch
 
 from .base import DetectionResult, Detector, ProgressFn, anomaly_index, balanced_pick, check_samples, frozen_eval
 
@@ -62,21 +62,15 @@ class Patch(Detector):
                 progress(done[0], cfg.steps, "small-patch search")
 
         with frozen_eval(classifier):
-            mask, pattern, flip_rate = untargeted_patch(classifier, x, pixels=cfg.pixels, steps=cfg.steps, l1=cfg.l1,
-                                                        batch_size=cfg.batch_size, generator=draw, on_step=step)
-            with torch.no_grad():
-                before = classifier.predict(x)
-                after = classifier.predict(stamp(x, mask, pattern))
-        flipped = after != before
-        into = torch.bincount(after[flipped], minlength=k).float()
-        share = into / max(int(flipped.sum()), 1)
-        rows, cols = torch.nonzero(mask[0, 0], as_tuple=True)
+            search = untargeted_patch(classifier, x, pixels=cfg.pixels, steps=cfg.steps, l1=cfg.l1,
+                                      batch_size=cfg.batch_size, generator=draw, on_step=step)
+        into = search.flips_into(k)
+        share = into / max(int(into.sum()), 1)
         per_class = [{"class": t, "share_of_flips": float(share[t]), "flips_in": int(into[t])} for t in range(k)]
         return DetectionResult(
             detector=self.name, config=cfg.to_json(), per_class=per_class,
             index=anomaly_index(share, side="high", floor=0.05).tolist(),
-            summary={"samples": int(len(x)), "flip_rate": round(flip_rate, 4),
-                     "patch_box": [int(rows.min()), int(rows.max()), int(cols.min()), int(cols.max())]},
+            summary={"samples": int(len(x)), "flip_rate": round(search.flip_rate, 4), "patch_box": search.box},
             seconds=round(time.perf_counter() - started, 3),
-            images={"mask": mask.cpu()[0], "pattern": pattern.cpu()[0]},
+            images={"mask": search.mask.cpu()[0], "pattern": search.pattern.cpu()[0]},
         )

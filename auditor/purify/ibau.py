@@ -259,20 +259,15 @@ class IBAU(Purifier):
         it: stamped samples keep their labels, with the same accuracy keepers as the rounds (clean CE,
         KL to the original, anchors). Flip rates are against the original model's predictions."""
         c = self.config
-        mask, pattern, flip = untargeted_patch(
+        search = untargeted_patch(
             classifier, run.images01, pixels=c.patch_pixels, steps=c.patch_steps, l1=c.patch_l1,
             batch_size=c.batch_size, on_step=lambda: counter.tick("patch search"),
             # its own draws, so that where no patch is unlearned the rest runs exactly as without the step
             generator=torch.Generator().manual_seed(run.generator.initial_seed() + 1))
-        rows, cols = torch.nonzero(mask[0, 0], as_tuple=True)
-        with torch.no_grad():
-            own = run.original_logits.argmax(1)
-            stamped = torch.cat([classifier(stamp(run.images01[i : i + 256].to(run.device), mask, pattern)).argmax(1).cpu()
-                                 for i in range(0, len(run.images01), 256)])
-        into = torch.bincount(stamped[stamped != own], minlength=run.original_logits.shape[1]).float()
+        into = search.flips_into(run.original_logits.shape[1])
         top_share = float(into.max() / into.sum()) if into.sum() > 0 else 0.0
-        record: dict[str, Any] = {"pixels": c.patch_pixels, "flip_rate": round(flip, 4),
-                                  "box": [int(rows.min()), int(rows.max()), int(cols.min()), int(cols.max())],
+        flip = search.flip_rate
+        record: dict[str, Any] = {"pixels": c.patch_pixels, "flip_rate": round(flip, 4), "box": search.box,
                                   "largest_share_of_flips": round(top_share, 4), "into_class": int(into.argmax()),
                                   "unlearned": flip >= c.patch_min_flip and top_share < c.patch_max_target_share}
         if not record["unlearned"]:
@@ -281,7 +276,8 @@ class IBAU(Purifier):
         for epoch in range(c.patch_epochs):
             for index in batches(len(run.images01), c.batch_size, run.generator):
                 x, y = run.images01[index].to(run.device), run.targets[index].to(run.device)
-                loss = self._with_keepers(F.cross_entropy(classifier(stamp(x, mask, pattern)), y), classifier, x, y,
+                stamped = stamp(x, search.mask, search.pattern)
+                loss = self._with_keepers(F.cross_entropy(classifier(stamped), y), classifier, x, y,
                                           original_probs[index].to(run.device))
                 anchor_kl = run.anchor_kl(classifier, c.batch_size) if c.anchor_weight else None
                 if anchor_kl is not None:
@@ -291,10 +287,8 @@ class IBAU(Purifier):
                 optimizer.step()
                 counter.tick(f"patch unlearning, epoch {epoch + 1}/{c.patch_epochs}")
         classifier.zero_grad(set_to_none=True)
-        with torch.no_grad():
-            record["flip_rate_after"] = round(float(sum(
-                int((classifier(stamp(run.images01[i : i + 256].to(run.device), mask, pattern)).argmax(1).cpu()
-                     != own[i : i + 256]).sum()) for i in range(0, len(run.images01), 256)) / len(run.images01)), 4)
+        after = classifier.predict(stamp(run.images01, search.mask.cpu(), search.pattern.cpu()))
+        record["flip_rate_after"] = round(float((after != search.own).float().mean()), 4)
         return record
 
     def _prune_neurons(self, classifier: Classifier, run: RunContext, result: PurifyResult,
