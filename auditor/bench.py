@@ -98,8 +98,8 @@ def run_bench(setup: BenchSetup, log: Callable[[str], None] = print) -> dict[str
             result = audit(model, target, folder / config, options)
             after = measure(target)
             seconds = time.perf_counter() - started
-            if config.startswith(("smi_", "pixels_")):  # samples made once per model: their time is counted here
-                seconds += _inversion_seconds(folder / ("pixels.npz" if config == "pixels_ibau" else "smi.npz"))
+            if config.startswith(("smi_", "pixels_", "nostab_")):  # samples made once per model: counted here
+                seconds += _inversion_seconds(folder / _SAMPLE_FILES.get(config, "smi.npz"))
             row = {"model": entry["name"], "config": config, **_metrics(before, after), "seconds": round(seconds, 1),
                    "guard": result.report["purification"]["status"]}
             rows.append(row)
@@ -128,10 +128,12 @@ def _options(config: str, setup: BenchSetup, folder: Path, model: Path, spec, x_
     if config == "smi_ibau":
         return replace(base, synthetic=_cached_smi(model, smi_cache, setup))
     if config == "nostab_ibau":
-        return replace(base, inversion=replace(setup.inversion, stability=False))
+        nostab = _cached_smi(model, folder / _SAMPLE_FILES[config], setup, stability=False)
+        return replace(base, inversion=replace(setup.inversion, stability=False), synthetic=nostab)
     if config == "pixels_ibau":
         # pixels=True as well: the ablation has no generator, so no generator anchors or prior probe either
-        return replace(base, pixels=True, synthetic=_cached_smi(model, folder / "pixels.npz", setup, pixels=True))
+        return replace(base, pixels=True,
+                       synthetic=_cached_smi(model, folder / _SAMPLE_FILES[config], setup, pixels=True))
     ablations = {"smi_clp_ibau": {"clp_first": True, "anp_fraction": None},
                  "smi_ibau_noclp": {"clp_u": None, "anp_fraction": None},
                  "smi_ibau_noanp": {"anp_fraction": None}}
@@ -156,9 +158,14 @@ def _options(config: str, setup: BenchSetup, folder: Path, model: Path, spec, x_
     raise ValueError(f"unknown bench config {config!r}")
 
 
-def _cached_smi(model: Path, path: Path, setup: BenchSetup, pixels: bool = False) -> Path:
+# Where each ablation's samples are cached in a model's folder (``smi.npz`` for everything else).
+_SAMPLE_FILES = {"pixels_ibau": "pixels.npz", "nostab_ibau": "nostab.npz"}
+
+
+def _cached_smi(model: Path, path: Path, setup: BenchSetup, pixels: bool = False, stability: bool = True) -> Path:
     """Inverted samples made once per model and shared by the runs that use them (SMI, or the
-    ``--pixels`` ablation, which ``benchmarks/smi_stability.py`` also makes and can leave here)."""
+    ``--pixels`` and ``--no-stability`` ablations, which ``benchmarks/smi_stability.py`` also makes
+    and can leave here, so the bench purifies the very sets that table scores)."""
     if not path.exists():
         from converters import convert, load_onnx
 
@@ -166,8 +173,8 @@ def _cached_smi(model: Path, path: Path, setup: BenchSetup, pixels: bool = False
         from .model import Classifier
 
         converted = convert(load_onnx(model))
-        synth = invert(Classifier(converted.module, converted.loaded.spec), replace(setup.inversion, seed=setup.seed),
-                       pixels=pixels)
+        inversion = replace(setup.inversion, seed=setup.seed, stability=stability)
+        synth = invert(Classifier(converted.module, converted.loaded.spec), inversion, pixels=pixels)
         path.parent.mkdir(parents=True, exist_ok=True)
         synth.save(path)
     return path

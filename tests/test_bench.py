@@ -63,6 +63,7 @@ def test_each_defense_row_runs_what_its_name_says(config: str, tmp_path: Path) -
     folder.mkdir()
     (folder / "smi.npz").write_bytes(b"")  # cached samples: only their existence is checked here
     (folder / "pixels.npz").write_bytes(b"")
+    (folder / "nostab.npz").write_bytes(b"")
     setup = BenchSetup(zoo=tmp_path, out=tmp_path)
     x = np.zeros((4, 32, 32, 3), np.uint8)
     options = _options(config, setup, folder, tmp_path / "m.onnx", None, x, np.zeros(4, np.int64), x)
@@ -71,8 +72,8 @@ def test_each_defense_row_runs_what_its_name_says(config: str, tmp_path: Path) -
     assert options.pixels == (config == "pixels_ibau")
     assert options.inversion.stability == (config != "nostab_ibau")
     assert (options.clean_data is not None) == (config == "clean_ibau")
-    # SMI-based rows reuse the one cached inversion, the pixel ablation its own cache; no-stability inverts anew
-    expected = {"nostab_ibau": None, "pixels_ibau": folder / "pixels.npz"}.get(config, folder / "smi.npz")
+    # SMI-based rows reuse the one cached inversion, each inversion ablation its own cache
+    expected = {"nostab_ibau": folder / "nostab.npz", "pixels_ibau": folder / "pixels.npz"}.get(config, folder / "smi.npz")
     assert options.synthetic == expected
     assert (options.guard.max_backoffs == 0) == (config == "clean_ibau")
     assert options.purifier_config.get("clp_first", False) == (config == "smi_clp_ibau")
