@@ -49,3 +49,40 @@ def test_find_cached_prefers_the_first_folder_and_knows_both_layouts(smi_stabili
     (first / "m-smi.npz").write_bytes(b"")
     assert smi_stability.find_cached([first, second], "m", "smi") == first / "m-smi.npz"
     assert smi_stability.find_cached([first, second], "m", "nostab") is None
+
+
+@pytest.fixture(scope="module")
+def audit_time():
+    return _script("audit_time")
+
+
+def test_audit_time_measures_the_attack_only_where_the_manifest_has_one(audit_time, tmp_path):
+    common = (Path("zoo/m.onnx"), Path("zoo/manifest.json"), Path("eval.npz"), tmp_path)
+    backdoored = audit_time.audit_command(common[0], {"name": "m", "attack": {"name": "badnets"}}, *common[1:])
+    clean = audit_time.audit_command(common[0], {"name": "m", "attack": None}, *common[1:])
+    assert backdoored[backdoored.index("--attack-from") + 1] == "zoo/manifest.json:m"
+    assert "--attack-from" not in clean
+    assert clean[clean.index("--eval-data") + 1] == "eval.npz"
+    assert clean[clean.index("--fail-on") + 1] == "never"  # a flagged model is a result here, not a failure
+
+
+def test_audit_time_reads_the_child_s_own_exit_code_cpu_and_memory(audit_time, tmp_path):
+    import sys
+
+    grow = [sys.executable, "-c", "x = bytearray(80 * 2**20); x[::4096] = b'1' * len(x[::4096]); print('ok')"]
+    measured = audit_time.run_one(grow, tmp_path / "log", threads=1)
+    assert measured["rc"] == 0 and measured["peak_rss_mb"] >= 80
+    assert (tmp_path / "log").read_text().strip() == "ok"
+    assert audit_time.run_one([sys.executable, "-c", "raise SystemExit(2)"], tmp_path / "log")["rc"] == 2
+
+
+def test_audit_time_table_has_a_row_per_model_with_the_stages(audit_time):
+    timings = {"convert": 0.3, "invert": 93.7, "detect": 62.2, "purify": 209.1, "rescan": 64.6, "write": 0.2,
+               "evaluate": 1.0, "total": 431.0}
+    report = {"timings": timings, "purification": {"status": "accepted"},
+              "verdict": {"verdict": "backdoored", "rescan": {"verdict": "clean"}},
+              "evaluation": {"before": {"acc": 0.874, "asr": 0.921}, "after": {"acc": 0.842, "asr": 0.191}}}
+    row = {"model": "m", "wall_s": 433.2, "cpu_s": 732.0, "peak_rss_mb": 1010, **audit_time.summarize(report)}
+    table = audit_time.render([row])
+    assert table.splitlines()[0].count("|") == table.splitlines()[1].count("|")
+    assert "| m | 433 | 94 | 62 | 209 | 65 | 732 | 1010 | backdoored | clean | accepted | 87.4 → 84.2 | 92.1 → 19.1 |" in table
