@@ -389,6 +389,13 @@ def test_ibau_rejects_an_unknown_inner_mode() -> None:
         get_purifier("ibau", inner_mode="sideways")
 
 
+@pytest.mark.parametrize("option", [{"patch_pixels": 0}, {"patch_min_flip": 1.5}, {"patch_max_target_share": 0.0},
+                                    {"patch_l1": -1.0}, {"patch_epochs": 0}])
+def test_ibau_names_the_patch_option_that_is_out_of_range(option: dict) -> None:
+    with pytest.raises(AuditorError, match=next(iter(option))):
+        get_purifier("ibau", **option)
+
+
 # Not the reference defaults: on this 16x16 toy, which is ~100% confident on its samples, plain SGD on
 # delta barely moves it (reference settings: ASR 1.00 -> 0.99); normalized steps in a bounded ball and
 # smaller batches (more outer steps) do find and partly unlearn the trigger.

@@ -137,7 +137,8 @@ class IBAU(Purifier):
                                            or not 0 <= c.patch_min_flip <= 1 or c.patch_l1 < 0
                                            or not 0 < c.patch_max_target_share <= 1):
             raise AuditorError("ibau: patch_pixels, patch_steps and patch_epochs must be >= 1, patch_min_flip in "
-                               "[0, 1] and patch_l1 >= 0 (or patch_pixels None to skip the patch step)")
+                               "[0, 1], patch_max_target_share in (0, 1] and patch_l1 >= 0 (or patch_pixels None "
+                               "to skip the patch step)")
         if c.clp_u is not None and c.clp_u <= 0:
             raise AuditorError("ibau: clp_u must be > 0 (or None to skip pruning)")
         if c.shared_adv_weight < 0 or c.shared_adv_eps <= 0 or c.shared_adv_steps < 1:
