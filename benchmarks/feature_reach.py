@@ -32,6 +32,14 @@ from converters import convert, load_onnx
 def feature_reach(clf: Classifier, images01: torch.Tensor, labels: torch.Tensor, depth: float, rel: float,
                   steps: int = 20, per_class: int = 20, seed: int = 0) -> torch.Tensor:
     """Per class: the share of other classes' samples one feature-space delta sends into it."""
+    return feature_reach_ladder(clf, images01, labels, depth, (rel,), steps, per_class, seed)[0]
+
+
+def feature_reach_ladder(clf: Classifier, images01: torch.Tensor, labels: torch.Tensor, depth: float,
+                         rels: tuple[float, ...], steps: int = 20, per_class: int = 20, seed: int = 0) -> torch.Tensor:
+    """Reach per radius (rows) and class (columns): one delta per class, grown through the radii in
+    order and warm-started from the last, ``steps`` steps at each, so a ladder of radii costs about
+    what one radius costs with all the steps."""
     idx = balanced_pick(labels, clf.num_classes, per_class, torch.Generator().manual_seed(seed))
     x = images01[idx]
     convs = [m for m in clf.network.modules() if isinstance(m, nn.Conv2d)]
@@ -42,26 +50,28 @@ def feature_reach(clf: Classifier, images01: torch.Tensor, labels: torch.Tensor,
         reference = clf(x).argmax(1)
     handle.remove()
     features = captured["f"]
-    radius = rel * float(features.flatten(1).norm(dim=1).mean())
+    norm = float(features.flatten(1).norm(dim=1).mean())
     state: dict[str, torch.Tensor] = {}
     handle = conv.register_forward_hook(lambda m, i, o: o + state["delta"])
-    shares = []
+    shares = torch.zeros(len(rels), clf.num_classes)
     try:
         for t in range(clf.num_classes):
             others = x[reference != t]
             target = torch.full((len(others),), t)
             delta = torch.zeros(1, *features.shape[1:], requires_grad=True)
             state["delta"] = delta
-            for _ in range(steps):
-                (grad,) = torch.autograd.grad(F.cross_entropy(clf(others), target), delta)
+            for rung, rel in enumerate(rels):
+                radius = rel * norm
+                for _ in range(steps):
+                    (grad,) = torch.autograd.grad(F.cross_entropy(clf(others), target), delta)
+                    with torch.no_grad():
+                        delta.sub_(0.2 * radius * grad / grad.norm().clamp_min(1e-12))
+                        delta.mul_(min(1.0, radius / float(delta.norm().clamp_min(1e-12))))
                 with torch.no_grad():
-                    delta.sub_(0.2 * radius * grad / grad.norm().clamp_min(1e-12))
-                    delta.mul_(min(1.0, radius / float(delta.norm().clamp_min(1e-12))))
-            with torch.no_grad():
-                shares.append(float((clf(others).argmax(1) == t).float().mean()))
+                    shares[rung, t] = float((clf(others).argmax(1) == t).float().mean())
     finally:
         handle.remove()
-    return torch.tensor(shares)
+    return shares
 
 
 def main() -> None:
@@ -71,6 +81,12 @@ def main() -> None:
     parser.add_argument("--smi-dir", type=Path, default=Path("runs/bench"))
     parser.add_argument("--depth", type=float, default=0.75, help="relative depth of the convolution (0 first, 1 last)")
     parser.add_argument("--rel", default="0.1,0.15", help="radii relative to the mean feature norm")
+    parser.add_argument("--ladder", action="store_true", help="grow one delta per class through the radii "
+                        "(--steps at each) and print the reach at every radius")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--crossing", default="", help="with --ladder: per class, the first radius at which the "
+                        "reach reaches each of these levels (comma-separated), scored on the small side")
+    parser.add_argument("--smi-file", help="path pattern with {model} instead of --smi-dir/MODEL/smi.npz")
     args = parser.parse_args()
     torch.set_num_threads(1)
     for name in args.models:
@@ -78,7 +94,28 @@ def main() -> None:
         clf = Classifier(converted.module, converted.loaded.spec).eval()
         for p in clf.parameters():
             p.requires_grad_(False)
-        synth = SynthSet.load(args.smi_dir / name / "smi.npz")
+        synth = SynthSet.load(Path(args.smi_file.format(model=name)) if args.smi_file else args.smi_dir / name / "smi.npz")
+        if args.ladder:
+            started = time.time()
+            rels = tuple(float(r) for r in args.rel.split(","))
+            ladder = feature_reach_ladder(clf, synth.images01, synth.labels, args.depth, rels, args.steps)
+            for rel, shares in zip(rels, ladder):
+                index = anomaly_index(shares, side="high", floor=0.05)
+                top = int(shares.argmax())
+                print(f"| {name} | {args.depth} | {rel} | {top} ({shares[top]:.2f}, index {index[top]:.1f}) | "
+                      f"{shares[0]:.2f} ({index[0]:.1f}) | {float(shares.median()):.2f} | "
+                      + " ".join(f"{v:.2f}" for v in shares) + " |", flush=True)
+            for level in (float(v) for v in args.crossing.split(",") if v):
+                crossed = ladder >= level
+                first = torch.where(crossed.any(0), crossed.float().argmax(0), torch.tensor(len(rels)))
+                radius = torch.tensor([*rels, rels[-1] * 2])[first]  # never crossed: twice the last rung
+                index = anomaly_index(radius, side="low", floor=0.005)
+                ranked = radius.argsort(stable=True)
+                print(f"{name} crossing {level}: first {int(ranked[0])} at {radius[ranked[0]]:.3f} (index "
+                      f"{index[ranked[0]]:.1f}), second {int(ranked[1])} at {radius[ranked[1]]:.3f}; class 0 at "
+                      f"{radius[0]:.3f} ({index[0]:.1f}); all " + " ".join(f"{v:.3f}" for v in radius), flush=True)
+            print(f"{name}: {time.time() - started:.0f} s", flush=True)
+            continue
         for rel in (float(r) for r in args.rel.split(",")):
             started = time.time()
             shares = feature_reach(clf, synth.images01, synth.labels, args.depth, rel)
