@@ -239,3 +239,41 @@ def render_table(document: dict) -> str:
                      f"{pct(row['asr'])} | {pct(row['ra'])} | {pct(row['der'])} | {row['seconds']} | "
                      f"{row.get('guard', '-')} |")
     return "\n".join(lines) + "\n"
+
+
+def render_matrix(document: dict) -> str:
+    """One row per model, one column per defense: "ASR / ACC" (test set, %), then the means over the
+    backdoored models and the clean models' accuracy drop, so the defenses compare at a glance. A mean
+    is left out ("n/a") where a defense lacks a backdoored model's row: a partial mean would flatter it."""
+    rows = document["rows"]
+    configs = [c for c in CONFIGS if any(r["config"] == c for r in rows)]
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    cell = {(r["model"], r["config"]): r for r in rows}
+    backdoored = [m for m in models if any(r["model"] == m and r["asr"] is not None for r in rows)]
+    clean = [m for m in models if m not in backdoored]
+    pct = lambda v: "-" if v is None else f"{100 * v:.1f}"  # noqa: E731
+    lines = ["| model | " + " | ".join(LABELS.get(c, c) for c in configs) + " |",
+             "|---|" + "---|" * len(configs)]
+    for model in models:
+        values = [cell.get((model, c)) for c in configs]
+        lines.append(f"| {model} | " + " | ".join(
+            "not run" if r is None else (f"{pct(r['asr'])} / {pct(r['acc'])}" if r["asr"] is not None else pct(r["acc"]))
+            for r in values) + " |")
+
+    def mean(config: str, key: str, models_: list[str], relative_to_none: bool = False) -> str:
+        picked = [cell.get((m, config)) for m in models_]
+        if not models_ or any(r is None for r in picked):
+            return "n/a"
+        if relative_to_none:
+            if any((m, "none") not in cell for m in models_):
+                return "n/a"
+            return f"{sum(100 * (cell[(m, 'none')]['acc'] - r['acc']) for m, r in zip(models_, picked)) / len(models_):.1f}"
+        return f"{sum(100 * r[key] for r in picked) / len(picked):.1f}"
+
+    lines.append("| **mean ASR, backdoored** | " + " | ".join(mean(c, "asr", backdoored) for c in configs) + " |")
+    lines.append("| **mean DER, backdoored** | " + " | ".join(mean(c, "der", backdoored) for c in configs) + " |")
+    lines.append("| **mean ACC drop, backdoored** | "
+                 + " | ".join(mean(c, "acc", backdoored, relative_to_none=True) for c in configs) + " |")
+    lines.append("| **mean ACC drop, clean** | "
+                 + " | ".join(mean(c, "acc", clean, relative_to_none=True) for c in configs) + " |")
+    return "\n".join(lines) + "\n"

@@ -80,3 +80,33 @@ def test_each_defense_row_runs_what_its_name_says(config: str, tmp_path: Path) -
     assert ("clp_u" in options.purifier_config and options.purifier_config["clp_u"] is None) == (config == "smi_ibau_noclp")
     # the ANP step is on in ours and off in the ablations that predate it or leave it out
     assert ("anp_fraction" in options.purifier_config) == (config in ("smi_ibau_noclp", "smi_clp_ibau", "smi_ibau_noanp"))
+
+
+def test_matrix_has_a_cell_per_model_and_defense_and_means_only_over_complete_columns() -> None:
+    from auditor.bench import render_matrix
+
+    def row(model: str, config: str, acc: float, asr: float | None, der_: float | None = None) -> dict:
+        return {"model": model, "config": config, "acc": acc, "asr": asr, "ra": None, "der": der_, "seconds": 1.0}
+
+    document = {"rows": [row("a", "none", 0.90, 0.95, 0.5), row("a", "smi_ibau", 0.88, 0.05, 0.94),
+                         row("a", "clp", 0.89, 0.90, 0.52),
+                         row("b", "none", 0.80, 0.85, 0.5), row("b", "smi_ibau", 0.79, 0.15, 0.845),
+                         row("c", "none", 0.86, None), row("c", "smi_ibau", 0.85, None), row("c", "clp", 0.84, None)]}
+    lines = render_matrix(document).splitlines()
+    assert lines[0] == "| model | no defense | SMI + I-BAU (ours) | CLP (data-free) |"
+    assert "| a | 95.0 / 90.0 | 5.0 / 88.0 | 90.0 / 89.0 |" in lines
+    assert "| b | 85.0 / 80.0 | 15.0 / 79.0 | not run |" in lines
+    assert "| c | 86.0 | 85.0 | 84.0 |" in lines  # a clean model has no ASR: its accuracy alone
+    assert "| **mean ASR, backdoored** | 90.0 | 10.0 | n/a |" in lines  # CLP lacks b: no partial mean
+    assert "| **mean DER, backdoored** | 50.0 | 89.2 | n/a |" in lines
+    assert "| **mean ACC drop, backdoored** | 0.0 | 1.5 | n/a |" in lines
+    assert "| **mean ACC drop, clean** | 0.0 | 1.0 | 2.0 |" in lines
+
+
+def test_matrix_flag_needs_merged_runs() -> None:
+    from click.testing import CliRunner
+
+    from auditor.cli import main
+
+    result = CliRunner().invoke(main, ["bench", "--matrix"])
+    assert result.exit_code == 2 and "--merge" in result.output

@@ -19,17 +19,22 @@ import click
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--merge", "merge", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="Run nothing: print one table from these bench.json files (repeatable; later rows win).")
+@click.option("--matrix", is_flag=True, help="With --merge: one row per model, one column per defense (ASR / ACC), "
+              "and the means.")
 def bench_cmd(zoo: str, out: str, models: tuple[str, ...], configs: tuple[str, ...], eval_limit: int | None,
-              per_class: int | None, steps: int | None, data_dir: str | None, seed: int, merge: tuple[str, ...]) -> None:
+              per_class: int | None, steps: int | None, data_dir: str | None, seed: int, merge: tuple[str, ...],
+              matrix: bool) -> None:
     """Tabulate ACC / ASR / RA / DER and wall time of every defense on every zoo model."""
     import json
 
-    from auditor.bench import CONFIGS, BenchSetup, merge_documents, render_table, run_bench
+    from auditor.bench import CONFIGS, BenchSetup, merge_documents, render_matrix, render_table, run_bench
 
+    if matrix and not merge:
+        raise click.BadParameter("--matrix renders merged runs: give it --merge bench.json files", param_hint="--matrix")
     if merge:
         try:
             documents = [json.loads(Path(path).read_text()) for path in merge]
-            click.echo(render_table(merge_documents(documents)))
+            click.echo((render_matrix if matrix else render_table)(merge_documents(documents)))
         except (ValueError, KeyError) as exc:
             raise click.BadParameter(f"not a bench.json from `auditor bench` ({exc})", param_hint="--merge") from None
         return
