@@ -229,14 +229,17 @@ def merge_documents(documents: list[dict]) -> dict:
     }
 
 
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}"
+
+
 def render_table(document: dict) -> str:
     lines = [f"# Benchmark ({document['date']})", "",
              f"Command: `{document['command']}`; machine: {document['machine']}; metrics on {document['test_set']}.", "",
              "| model | defense | ACC | ASR | RA | DER | seconds | guard |", "|---|---|---|---|---|---|---|---|"]
-    pct = lambda v: "-" if v is None else f"{100 * v:.1f}"  # noqa: E731
     for row in document["rows"]:
-        lines.append(f"| {row['model']} | {LABELS.get(row['config'], row['config'])} | {pct(row['acc'])} | "
-                     f"{pct(row['asr'])} | {pct(row['ra'])} | {pct(row['der'])} | {row['seconds']} | "
+        lines.append(f"| {row['model']} | {LABELS.get(row['config'], row['config'])} | {_pct(row['acc'])} | "
+                     f"{_pct(row['asr'])} | {_pct(row['ra'])} | {_pct(row['der'])} | {row['seconds']} | "
                      f"{row.get('guard', '-')} |")
     return "\n".join(lines) + "\n"
 
@@ -251,13 +254,12 @@ def render_matrix(document: dict) -> str:
     cell = {(r["model"], r["config"]): r for r in rows}
     backdoored = [m for m in models if any(r["model"] == m and r["asr"] is not None for r in rows)]
     clean = [m for m in models if m not in backdoored]
-    pct = lambda v: "-" if v is None else f"{100 * v:.1f}"  # noqa: E731
     lines = ["| model | " + " | ".join(LABELS.get(c, c) for c in configs) + " |",
              "|---|" + "---|" * len(configs)]
     for model in models:
         values = [cell.get((model, c)) for c in configs]
         lines.append(f"| {model} | " + " | ".join(
-            "not run" if r is None else (f"{pct(r['asr'])} / {pct(r['acc'])}" if r["asr"] is not None else pct(r["acc"]))
+            "not run" if r is None else (f"{_pct(r['asr'])} / {_pct(r['acc'])}" if r["asr"] is not None else _pct(r["acc"]))
             for r in values) + " |")
 
     def mean(config: str, key: str, models_: list[str], relative_to_none: bool = False) -> str:
