@@ -295,17 +295,42 @@ def test_ibau_anp_step_keeps_only_what_the_anchors_accept(backdoored, min_agreem
                   anp_min_anchor_agreement=min_agreement)
     result = IBAU(**config).purify(target.classifier, x, y, anchors=anchors, generator=torch.Generator().manual_seed(0))
     tried = result.neuron_pruning
+    convs = [m for m in target.classifier.network.modules() if isinstance(m, nn.Conv2d)]
+    dead = {(i, k) for i, m in enumerate(convs) for k in range(m.out_channels) if torch.all(m.weight[k] == 0)}
+    if tried[0].get("skipped"):  # the unpruned model already disagrees too much: no masks are learned
+        assert len(tried) == 1 and tried[0]["anchor_agreement"] < min_agreement
+        assert result.pruned_neurons == {} and not dead and "anp skipped" in result.notes[-1]
+        return
     assert tried[0]["anp_fraction"] == 0.2 and len(tried) <= 2
     for attempt in tried:
         assert attempt["kept"] == (attempt["anchor_agreement"] >= min_agreement)
-    convs = [m for m in target.classifier.network.modules() if isinstance(m, nn.Conv2d)]
-    dead = {(i, k) for i, m in enumerate(convs) for k in range(m.out_channels) if torch.all(m.weight[k] == 0)}
+        assert attempt["unpruned_anchor_agreement"] >= min_agreement
     if any(attempt["kept"] for attempt in tried):
         assert result.pruned_neurons and len(dead) == sum(map(len, result.pruned_neurons.values()))
     else:
         assert result.pruned_neurons == {} and not dead and "anp pruned nothing" in result.notes[-1]
     if min_agreement == 0.0:
         assert len(tried) == 1 and tried[0]["kept"]
+
+
+def test_ibau_anp_step_is_skipped_when_the_unpruned_model_already_fails_the_anchors(backdoored, monkeypatch) -> None:
+    """Pruning only removes function: where the unlearned model already disagrees with the original on the
+    anchors more than allowed, no share could pass, so the masks are not learned at all (a third of the time)."""
+    import auditor.purify.ibau as ibau_module
+
+    def never(*args, **kwargs):
+        raise AssertionError("ANP masks learned although no pruning share could pass")
+
+    monkeypatch.setattr(ibau_module, "learn_masks", never)
+    target = load(backdoored)
+    x, y = shapes(160, torch.Generator().manual_seed(12))
+    noise = torch.rand(64, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(13))  # ambiguous: easily moved
+    config = dict(IBAU_TEST_CONFIG, rounds=2, lr=3e-2, anchor_weight=0.0, kl_weight=0.0, clp_u=None,
+                  anp_fraction=0.2, anp_iterations=60, anp_min_anchor_agreement=1.0)
+    result = IBAU(**config).purify(target.classifier, x, y, anchors=noise, generator=torch.Generator().manual_seed(0))
+    (record,) = result.neuron_pruning
+    assert record["skipped"] and record["anchor_agreement"] < 1.0 and not record["kept"]
+    assert result.pruned_neurons == {} and "anp skipped" in result.notes[-1]
 
 
 def test_ibau_reduces_backdoor(backdoored) -> None:
