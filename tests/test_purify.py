@@ -20,7 +20,7 @@ from auditor.model import AuditTarget
 from auditor.purify import (ANP, CLP, IBAU, PURIFIERS, Finetune, GuardConfig, channel_lipschitz, get_purifier,
                             guarded_purify, list_purifiers, restore, snapshot)
 from auditor.purify.neurons import masked_conv_layers, masked_forward, prune_lowest
-from auditor.universal import stamp, untargeted_patch
+from auditor.universal import grid_patch, stamp, untargeted_patch
 
 SIZE = 16
 TARGET = 0
@@ -365,6 +365,23 @@ def test_untargeted_patch_flips_and_reports_what_it_flips(backdoored) -> None:
     assert abs(float((stamped != classifier.predict(x)).float().mean()) - flip) < 1e-6
 
 
+def test_grid_patch_finds_the_planted_square_and_starts_the_search_there(backdoored) -> None:
+    """The grid scan tries solid squares on a stride grid; on the toy BadNets model the white 4x4 square in
+    the bottom-right corner is the trigger, and the search begun there keeps (at least) its flip rate."""
+    classifier = load(backdoored).classifier
+    x, _ = shapes(300, torch.Generator().manual_seed(21))
+    for p in classifier.parameters():
+        p.requires_grad_(False)
+    start = grid_patch(classifier, x, pixels=16, generator=torch.Generator().manual_seed(0), probe=200)
+    assert (start.top, start.left, start.side, start.value) == (SIZE - 4, SIZE - 4, 4, 1.0)
+    assert start.flip_rate > 0.5
+    search = untargeted_patch(classifier, x, pixels=16, steps=20, l1=0.05, batch_size=100, start=start,
+                              generator=torch.Generator().manual_seed(0))
+    rows, cols = torch.nonzero(search.mask[0, 0], as_tuple=True)
+    assert int(rows.min()) >= SIZE - 6 and int(cols.min()) >= SIZE - 6  # still in the corner after 20 steps
+    assert search.flip_rate >= start.flip_rate - 0.05
+
+
 @pytest.mark.parametrize("min_flip,pixels,max_share", [(0.0, 16, 1.0), (0.0, 16, 0.5), (1.0, 16, 1.0), (0.5, None, 1.0)])
 def test_ibau_patch_step_unlearns_only_past_its_gate(backdoored, min_flip, pixels, max_share) -> None:
     # this toy's patch sends 0.75 of its flips into the backdoor's target: the share gate at 0.5 shuts
@@ -378,6 +395,7 @@ def test_ibau_patch_step_unlearns_only_past_its_gate(backdoored, min_flip, pixel
         return
     patch = result.patch
     assert patch["unlearned"] == (patch["flip_rate"] >= min_flip and patch["largest_share_of_flips"] < max_share)
+    assert patch["grid_start"]["value"] == 1.0 and patch["grid_start"]["flip_rate"] > 0.5  # the toy's white corner
     if result.patch["unlearned"]:
         assert result.patch["flip_rate_after"] < result.patch["flip_rate"]
         assert any("patch step" in note for note in result.notes)
