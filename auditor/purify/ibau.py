@@ -313,7 +313,7 @@ class IBAU(Purifier):
         if original_anchor_labels is not None:
             # Pruning only takes function away: where the anchors already disagree too much before it, no
             # share can pass, and learning the masks (a third of the purification's time) would be wasted.
-            # On the zoo, every pruning share scored below the unpruned model's agreement (report: "before").
+            # In the zoo's audits every tried share scored below the unpruned model (`unpruned_anchor_agreement`).
             unpruned = agreement(classifier, run.anchors, original_anchor_labels)
             if unpruned < c.anp_min_anchor_agreement:
                 result.neuron_pruning.append({"anp_fraction": None, "anp_pruned": 0, "anchor_agreement": unpruned,
