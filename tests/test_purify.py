@@ -382,6 +382,29 @@ def test_grid_patch_finds_the_planted_square_and_starts_the_search_there(backdoo
     assert search.flip_rate >= start.flip_rate - 0.05
 
 
+def test_ibau_back_off_reuses_the_patch_search_of_the_same_model_only(backdoored, monkeypatch) -> None:
+    """A guard back-off restores the model and runs milder: the patch search (on the unpurified model) would
+    find the same patch, so it is reused; a changed model or other samples search again."""
+    import auditor.purify.ibau as ibau_module
+
+    calls = []
+    real = ibau_module.untargeted_patch
+    monkeypatch.setattr(ibau_module, "untargeted_patch", lambda *a, **k: calls.append(1) or real(*a, **k))
+    target = load(backdoored)
+    x, y = shapes(120, torch.Generator().manual_seed(12))
+    purifier = IBAU(**{**IBAU_TEST_CONFIG, "rounds": 1, "patch_steps": 20, "anp_fraction": None, "clp_u": None})
+    original = snapshot(target.classifier)
+    first = purifier.purify(target.classifier, x, y, generator=torch.Generator().manual_seed(0))
+    restore(target.classifier, original)
+    again = purifier.milder().purify(target.classifier, x, y, generator=torch.Generator().manual_seed(0))
+    assert len(calls) == 1 and again.patch == first.patch
+    purifier.milder().purify(target.classifier, x, y, generator=torch.Generator().manual_seed(0))  # model changed
+    assert len(calls) == 2
+    restore(target.classifier, original)
+    purifier.purify(target.classifier, x[:100], y[:100], generator=torch.Generator().manual_seed(0))  # other samples
+    assert len(calls) == 3
+
+
 @pytest.mark.parametrize("min_flip,pixels,max_share", [(0.0, 16, 1.0), (0.0, 16, 0.5), (1.0, 16, 1.0), (0.5, None, 1.0)])
 def test_ibau_patch_step_unlearns_only_past_its_gate(backdoored, min_flip, pixels, max_share) -> None:
     # this toy's patch sends 0.75 of its flips into the backdoor's target: the share gate at 0.5 shuts

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import math
 import time
 from dataclasses import dataclass
@@ -123,6 +124,11 @@ class IBAU(Purifier):
     name = "ibau"
     Config = IBAUConfig
 
+    def __init__(self, config: IBAUConfig | None = None, **overrides: Any) -> None:
+        super().__init__(config, **overrides)
+        # patch searches done by this purifier and its milder copies, keyed by what determines them
+        self._patch_searches: dict[tuple, tuple] = {}
+
     def validate(self) -> None:
         c = self.config
         if min(c.rounds, c.batch_size, c.fixed_point_iters, c.inner_epochs) < 1:
@@ -153,7 +159,9 @@ class IBAU(Purifier):
         its threshold: raising it with every back-off is what undid the pruning that removed SIG and
         Blended (test ASR 9.2% / 2.4% post hoc, 85.1% / 24.1% after the back-off; docs/purification.md)."""
         c = self.config
-        return IBAU(dataclasses.replace(c, rounds=max(1, math.ceil(c.rounds / 2)), lr=c.lr / 3))
+        gentler = IBAU(dataclasses.replace(c, rounds=max(1, math.ceil(c.rounds / 2)), lr=c.lr / 3))
+        gentler._patch_searches = self._patch_searches  # the back-off starts from the same model: same search
+        return gentler
 
     def purify(
         self,
@@ -266,12 +274,20 @@ class IBAU(Purifier):
         c = self.config
         # its own draws, so that where no patch is unlearned the rest runs exactly as without the step
         seed = run.generator.initial_seed()
-        start = (grid_patch(classifier, run.images01, pixels=c.patch_pixels,
-                            generator=torch.Generator().manual_seed(seed + 2)) if c.patch_grid_start else None)
-        search = untargeted_patch(
-            classifier, run.images01, pixels=c.patch_pixels, steps=c.patch_steps, l1=c.patch_l1,
-            batch_size=c.batch_size, on_step=lambda: counter.tick("patch search"), start=start,
-            generator=torch.Generator().manual_seed(seed + 1))
+        # The search runs on the unpurified model, so a guard back-off (which restores it) would find the
+        # same patch again: reuse it when the samples, the model and the search settings are the same.
+        key = (seed, c.patch_pixels, c.patch_steps, c.patch_l1, c.batch_size, c.patch_grid_start,
+               _fingerprint([run.images01]), _fingerprint(list(classifier.parameters())))
+        if key not in self._patch_searches:
+            start = (grid_patch(classifier, run.images01, pixels=c.patch_pixels,
+                                generator=torch.Generator().manual_seed(seed + 2)) if c.patch_grid_start else None)
+            search = untargeted_patch(
+                classifier, run.images01, pixels=c.patch_pixels, steps=c.patch_steps, l1=c.patch_l1,
+                batch_size=c.batch_size, on_step=lambda: counter.tick("patch search"), start=start,
+                generator=torch.Generator().manual_seed(seed + 1))
+            self._patch_searches.clear()  # one entry: the model of this audit
+            self._patch_searches[key] = (start, search)
+        start, search = self._patch_searches[key]
         into = search.flips_into(run.original_logits.shape[1])
         top_share = float(into.max() / into.sum()) if into.sum() > 0 else 0.0
         flip = search.flip_rate
@@ -497,6 +513,14 @@ class IBAU(Purifier):
             x = images01[start : start + 256].to(device)
             flipped += int((classifier(x).argmax(1) != classifier(self._perturbed(x, delta)).argmax(1)).sum())
         return flipped / len(images01)
+
+
+def _fingerprint(tensors: list[Tensor]) -> str:
+    """A hash of the tensors' values: equal only for the same data (the patch-search cache's key)."""
+    digest = hashlib.sha256()
+    for tensor in tensors:
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _frozen_copy(classifier: Classifier) -> Classifier:
