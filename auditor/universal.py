@@ -134,11 +134,11 @@ def grid_patch(classifier: Classifier, images01: Tensor, *, pixels: int, generat
     The gradient search alone is local: started from an empty mask, it settles wherever the first
     gradients point. On one SMI draw of the zoo's all-to-all model it found the corner trigger (flip
     0.85), on another draw it spread over the centre (0.11) and the backdoor stayed (docs/purification.md)."""
-    side = max(1, round(pixels ** 0.5))
     index = torch.randperm(len(images01), generator=generator)[:probe]
     x = images01[index]
     own = classifier.predict(x)
     channels, height, width = x.shape[1:]
+    side = max(1, min(round(pixels ** 0.5), height, width))
 
     def positions(size: int) -> list[int]:
         starts = list(range(0, size - side + 1, stride))
