@@ -107,6 +107,11 @@ class PatchSearch:
         """How many flipped images land in each class."""
         return torch.bincount(self.stamped[self.stamped != self.own], minlength=num_classes).float()
 
+    def largest_share(self, num_classes: int) -> float:
+        """The share of the flips that the most-receiving class takes (1.0: an all-to-one patch; 0 without flips)."""
+        into = self.flips_into(num_classes)
+        return float(into.max() / into.sum()) if into.sum() > 0 else 0.0
+
     @property
     def box(self) -> list[int]:
         """Rows and columns the mask spans: [top, bottom, left, right]."""

@@ -45,9 +45,8 @@ def main() -> None:
             search = untargeted_patch(classifier, train.images01, pixels=c.patch_pixels, steps=c.patch_steps,
                                       l1=c.patch_l1, batch_size=c.batch_size, start=begin,
                                       generator=torch.Generator().manual_seed(1))
-            into = search.flips_into(classifier.num_classes)
             row[label] = {"flip_rate": round(search.flip_rate, 3), "box": search.box,
-                          "largest_share": round(float(into.max() / into.sum()), 3) if into.sum() else 0.0,
+                          "largest_share": round(search.largest_share(classifier.num_classes), 3),
                           "seconds": round(time.perf_counter() - started, 1)}
         print(json.dumps(row), flush=True)
 

@@ -272,10 +272,10 @@ class IBAU(Purifier):
         it: stamped samples keep their labels, with the same accuracy keepers as the rounds (clean CE,
         KL to the original, anchors). Flip rates are against the original model's predictions."""
         c = self.config
-        # its own draws, so that where no patch is unlearned the rest runs exactly as without the step
-        seed = run.generator.initial_seed()
-        # The search runs on the unpurified model, so a guard back-off (which restores it) would find the
+        # The search has its own draws, so that where no patch is unlearned the rest runs exactly as without
+        # the step. It runs on the unpurified model, so a guard back-off (which restores it) would find the
         # same patch again: reuse it when the samples, the model and the search settings are the same.
+        seed = run.generator.initial_seed()
         key = (seed, c.patch_pixels, c.patch_steps, c.patch_l1, c.batch_size, c.patch_grid_start,
                _fingerprint([run.images01]), _fingerprint(list(classifier.parameters())))
         if key not in self._patch_searches:
@@ -288,11 +288,12 @@ class IBAU(Purifier):
             self._patch_searches.clear()  # one entry: the model of this audit
             self._patch_searches[key] = (start, search)
         start, search = self._patch_searches[key]
-        into = search.flips_into(run.original_logits.shape[1])
-        top_share = float(into.max() / into.sum()) if into.sum() > 0 else 0.0
+        num_classes = run.original_logits.shape[1]
+        top_share = search.largest_share(num_classes)
         flip = search.flip_rate
         record: dict[str, Any] = {"pixels": c.patch_pixels, "flip_rate": round(flip, 4), "box": search.box,
-                                  "largest_share_of_flips": round(top_share, 4), "into_class": int(into.argmax()),
+                                  "largest_share_of_flips": round(top_share, 4),
+                                  "into_class": int(search.flips_into(num_classes).argmax()),
                                   "unlearned": flip >= c.patch_min_flip and top_share < c.patch_max_target_share}
         if start is not None:
             record["grid_start"] = {"top": start.top, "left": start.left, "side": start.side, "value": start.value,
@@ -326,6 +327,7 @@ class IBAU(Purifier):
         if not neurons.names:
             return {}
         original_anchor_labels = None if run.anchor_probs is None else run.anchor_probs.argmax(1)
+        unpruned = None
         if original_anchor_labels is not None:
             # Pruning only takes function away: where the anchors already disagree too much before it, no
             # share can pass, and learning the masks (a third of the purification's time) would be wasted.
@@ -337,8 +339,6 @@ class IBAU(Purifier):
                 result.notes.append(f"anp skipped: anchor agreement {unpruned:.3f} before pruning is already below "
                                     f"{c.anp_min_anchor_agreement}")
                 return {}
-        else:
-            unpruned = None
         anp = ANPConfig(iterations=c.anp_iterations)
         masks, average = learn_masks(classifier, neurons, run.images01, run.targets, anp, run.generator,
                                      lambda step, total, message: counter.tick(message) if step % 10 == 0 else None)
