@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from auditor.detect import (DetectionResult, NeuralCleanse, Patch, Reach, VerdictConfig, WeightPerturbation, anomaly_index,
+from auditor.detect import (DetectionResult, FeatureReach, NeuralCleanse, Patch, Reach, VerdictConfig, WeightPerturbation, anomaly_index,
                             combine, fails, get_detector, list_detectors, worst)
 from auditor.errors import AuditorError
 from auditor.model import Classifier
@@ -193,6 +193,69 @@ def test_reach_of_the_target_needs_the_backdoor() -> None:
     x, y = _samples(classifier)
     result = Reach(radius=1.5, steps=20, per_class=12).detect(classifier, x, y, seed=0)
     assert result.per_class[TARGET]["reach"] < 0.6
+
+
+class FeatureShortcut(nn.Module):
+    """Two convolutions, average pooling and a linear head; with ``shortcut``, the head reads class TARGET
+    from the last convolution's channel 3 ten times as strongly as any other class reads any channel: a
+    small delta on that channel sends everything to TARGET (what a warping or per-image trigger leaves
+    inside a network, where no small input delta expresses it)."""
+
+    def __init__(self, shortcut: bool = True) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(3)
+        self.conv1 = nn.Conv2d(3, 4, 3, padding=1)
+        self.conv2 = nn.Conv2d(4, 4, 3, padding=1)
+        with torch.no_grad():
+            for conv in (self.conv1, self.conv2):
+                conv.weight.copy_(torch.randn(conv.weight.shape, generator=g) * 0.3)
+                conv.bias.zero_()
+        head = torch.randn(K, 4, generator=g)
+        if shortcut:
+            head[TARGET, 3] = 10.0
+        self.head = nn.Parameter(head)
+        with torch.no_grad():  # centre and scale the pooled features so that every class is predicted somewhere
+            pooled = self._pooled(torch.rand(512, 3, SIDE, SIDE, generator=g))
+        self.register_buffer("center", pooled.mean(0))
+        self.register_buffer("scale", pooled.std(0))
+
+    def _pooled(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv2(torch.relu(self.conv1(x))).mean((2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return ((self._pooled(x) - self.center) / self.scale) @ self.head.T
+
+
+def _feature_samples(shortcut: bool) -> tuple[Classifier, torch.Tensor, torch.Tensor]:
+    classifier = Classifier(FeatureShortcut(shortcut), ModelSpec("input", "logits", 3, SIDE, SIDE, K))
+    x = torch.rand(240, 3, SIDE, SIDE, generator=torch.Generator().manual_seed(4))
+    return classifier, x, classifier.predict(x)
+
+
+def test_feature_reach_climbs_to_the_planted_shortcut_and_leaves_the_model_untouched() -> None:
+    classifier, x, y = _feature_samples(shortcut=True)
+    before = [p.detach().clone() for p in classifier.parameters()]
+    detector = FeatureReach(depth=1.0, start=0.004, step=0.004, max_rungs=60, per_class=10)
+    result = detector.detect(classifier, x, y, seed=0)
+    best, index = result.top()
+    reach = [r["reach"] for r in result.per_class]
+    print("feature reach per class:", [round(v, 2) for v in reach], "index", round(index, 2), result.summary)
+    assert best == TARGET and index > 2 and reach[TARGET] >= 0.25
+    # the ladder stopped at the first rung where a class reached the level: none had before it
+    assert result.summary["rungs"] == len(result.per_class[0]["reach_by_rung"]) == len(result.summary["radii"])
+    assert all(max(r["reach_by_rung"][-2] for r in result.per_class) < 0.25 for _ in [0] if result.summary["rungs"] > 1)
+    assert all(p.requires_grad and torch.equal(p, b) for p, b in zip(classifier.parameters(), before))
+    assert result.to_json() == detector.detect(classifier, x, y, seed=0).to_json()
+
+
+def test_feature_reach_without_the_shortcut_and_bad_options() -> None:
+    classifier, x, y = _feature_samples(shortcut=False)
+    result = FeatureReach(depth=1.0, start=0.004, step=0.004, max_rungs=60, per_class=10).detect(classifier, x, y)
+    assert result.top()[1] < 2
+    with pytest.raises(AuditorError, match="depth"):
+        FeatureReach(depth=1.5).detect(classifier, x, y)
+    with pytest.raises(AuditorError, match="no convolution"):
+        FeatureReach().detect(_classifier(), *_samples(_classifier()))
 
 
 def test_patch_detector_reports_where_its_flips_land_and_leaves_the_model_untouched() -> None:

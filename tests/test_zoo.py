@@ -14,7 +14,8 @@ from click.testing import CliRunner
 from auditor.cli import main
 from auditor.zoo.arch import build_arch
 from auditor.zoo.export import EXPORT_STYLES, export_onnx
-from auditor.zoo.recipes import RECIPES
+from auditor.zoo.build import build_command
+from auditor.zoo.recipes import HOLDOUT_RECIPES, RECIPES, get_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 ZOO = ROOT / "sample_models"
@@ -28,6 +29,19 @@ def test_every_recipe_uses_its_own_export_style() -> None:
     assert len(set(styles)) == len(styles) and set(styles) <= set(EXPORT_STYLES)
     assert sum(r.attack is None for r in RECIPES.values()) >= 2
     assert {r.attack for r in RECIPES.values()} >= {"badnets", "badnets_all2all", "blended", "sig", "wanet", "input_aware"}
+
+
+def test_held_out_clean_models_are_buildable_but_not_part_of_the_zoo() -> None:
+    """The scan's false-positive check uses clean models nobody tuned on: `zoo build --model` knows them,
+    `zoo build` (all) does not build them, and their manifest command names their own folder."""
+    assert HOLDOUT_RECIPES and not set(HOLDOUT_RECIPES) & set(RECIPES)
+    assert all(r.attack is None and r.export_style in EXPORT_STYLES for r in HOLDOUT_RECIPES.values())
+    name = next(iter(HOLDOUT_RECIPES))
+    assert get_recipe(name) is HOLDOUT_RECIPES[name]
+    assert build_command(name, out_dir=Path("runs/holdout")) == f"auditor zoo build --model {name} --out runs/holdout"
+    assert build_command("cifar10_clean_a", out_dir=Path("sample_models")) == "auditor zoo build --model cifar10_clean_a"
+    listing = CliRunner().invoke(main, ["zoo", "list"]).output
+    assert name in listing and "held out" in listing
 
 
 @pytest.mark.parametrize("style", [s for s in EXPORT_STYLES if not s.startswith("dynamo")])

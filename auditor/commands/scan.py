@@ -37,6 +37,9 @@ def detection_options(func):
                      help="Also search a small patch that flips most samples (patch triggers, all-to-all included); "
                           "it separates on full synthetic sets (an audit's, or --per-class 250), not on the scan's "
                           "quick ones."),
+        click.option("--feature-reach", is_flag=True,
+                     help="Also measure reach in a hidden layer's features (for triggers that are not one small "
+                          "input delta, such as warping or per-image patterns)."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -54,7 +57,8 @@ def detection_config(opts: dict[str, Any]):
     if opts.get("suspicious_threshold") is not None:
         verdict = replace(verdict, suspicious_threshold=opts["suspicious_threshold"])
     settings = {"neural_cleanse": {"steps": opts["nc_steps"]}} if opts.get("nc_steps") else {}
-    detectors = DetectionConfig().detectors + (("patch",) if opts.get("patch_detector") else ())
+    detectors = (DetectionConfig().detectors + (("patch",) if opts.get("patch_detector") else ())
+                 + (("feature_reach",) if opts.get("feature_reach") else ()))
     return DetectionConfig(detectors=detectors, settings=settings, verdict=verdict)
 
 

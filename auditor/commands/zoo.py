@@ -18,10 +18,13 @@ def zoo_group() -> None:
 @zoo_group.command("list")
 def list_cmd() -> None:
     """Zoo models that can be built, with attack and export style."""
-    from auditor.zoo.recipes import RECIPES
+    from auditor.zoo.recipes import HOLDOUT_RECIPES, RECIPES
 
     for recipe in RECIPES.values():
         click.echo(f"{recipe.name:26s} attack={recipe.attack or 'none':16s} export={recipe.export_style:20s} init={recipe.init}")
+    for recipe in HOLDOUT_RECIPES.values():
+        click.echo(f"{recipe.name:26s} held out (not committed; build with --out runs/holdout) arch={recipe.arch} "
+                   f"export={recipe.export_style}")
 
 
 @zoo_group.command("table")
@@ -35,7 +38,8 @@ def table_cmd(folder: Path) -> None:
 
 
 @zoo_group.command("build")
-@click.option("--model", "models", multiple=True, help="Zoo model to build (repeatable; default: all).")
+@click.option("--model", "models", multiple=True,
+              help="Zoo model to build (repeatable; default: every committed one; `zoo list` names the held-out ones).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output folder (default: sample_models, or a temporary folder with --quick).")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None,

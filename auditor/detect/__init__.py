@@ -17,13 +17,15 @@ from auditor.errors import AuditorError
 from auditor.model import Classifier
 
 from .base import DetectionResult, Detector, ProgressFn, anomaly_index
+from .feature_reach import FeatureReach, FeatureReachConfig
 from .neural_cleanse import NeuralCleanse, NeuralCleanseConfig, trigger_images
 from .patch import Patch, PatchConfig
 from .perturbation import WeightPerturbation, WeightPerturbationConfig
 from .reach import Reach, ReachConfig
 from .verdict import VERDICTS, Verdict, VerdictConfig, combine, fails, worst
 
-DETECTORS: dict[str, type[Detector]] = {cls.name: cls for cls in (NeuralCleanse, WeightPerturbation, Reach, Patch)}
+DETECTORS: dict[str, type[Detector]] = {cls.name: cls for cls in (NeuralCleanse, WeightPerturbation, Reach, Patch,
+                                                                FeatureReach)}
 
 
 def get_detector(name: str, **config: Any) -> Detector:
@@ -74,6 +76,6 @@ def run_detectors(classifier: Classifier, images01: Tensor, labels: Tensor, conf
         torch.set_num_threads(before)
 
 
-__all__ = ["DETECTORS", "DetectionConfig", "DetectionResult", "Detector", "NeuralCleanse", "NeuralCleanseConfig", "Patch", "PatchConfig", "Reach", "ReachConfig",
+__all__ = ["DETECTORS", "DetectionConfig", "DetectionResult", "Detector", "FeatureReach", "FeatureReachConfig", "NeuralCleanse", "NeuralCleanseConfig", "Patch", "PatchConfig", "Reach", "ReachConfig",
            "VERDICTS", "Verdict", "VerdictConfig", "WeightPerturbation", "WeightPerturbationConfig", "anomaly_index",
            "combine", "fails", "get_detector", "list_detectors", "run_detectors", "trigger_images", "worst"]

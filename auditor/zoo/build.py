@@ -56,8 +56,9 @@ def sha256_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def build_command(name: str, quick: bool = False) -> str:
-    return f"auditor zoo build --model {name}" + (" --quick" if quick else "")
+def build_command(name: str, quick: bool = False, out_dir: Path | None = None) -> str:
+    out = f" --out {out_dir}" if out_dir is not None and Path(out_dir) != Path("sample_models") else ""
+    return f"auditor zoo build --model {name}" + out + (" --quick" if quick else "")
 
 
 def build_model(name: str, out_dir: Path, data_dir: str | Path | None = None, quick: bool = False,
@@ -172,7 +173,7 @@ def build_model(name: str, out_dir: Path, data_dir: str | Path | None = None, qu
         "metrics": metrics,
         "eval_subset": subset_path.name,
         "recipe": recipe.to_json(),
-        "command": build_command(name, quick),
+        "command": build_command(name, quick, None if quick else out_dir),
     }
     update_manifest(out_dir, entry)
     return entry

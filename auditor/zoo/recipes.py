@@ -51,11 +51,20 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
     Recipe("cifar10_input_aware", "nhwc", seed=16, epochs=5, attack="input_aware", **_FT),
 )}
 
+# Held-out clean models: never committed, never tuned on. They measure the scan's false-positive rate
+# on models it has not seen (other seeds, another width, other export styles); built into runs/holdout.
+HOLDOUT_RECIPES: dict[str, Recipe] = {r.name: r for r in (
+    Recipe("cifar10_holdout_clean_s3", "legacy-opset17", seed=3),
+    Recipe("cifar10_holdout_clean_s4", "baked-normalization", seed=4, epochs=12),
+    Recipe("cifar10_holdout_clean_w24", "dynamo-opset18", arch="resnet9-w24", seed=5, epochs=12),
+)}
+
 BASE_RECIPE = {"arch": BASE_ARCH, "seed": BASE_SEED, "epochs": BASE_EPOCHS, "lr": BASE_LR}
 
 
 def get_recipe(name: str) -> Recipe:
     try:
-        return RECIPES[name]
+        return RECIPES[name] if name in RECIPES else HOLDOUT_RECIPES[name]
     except KeyError:
-        raise AuditorError(f"no zoo model {name!r}; known: {', '.join(RECIPES)}") from None
+        known = ", ".join([*RECIPES, *HOLDOUT_RECIPES])
+        raise AuditorError(f"no zoo model {name!r}; known: {known}") from None

@@ -1,0 +1,130 @@
+"""Reach in feature space: for the triggers that are not one small input delta.
+
+Input-space reach (``auditor.detect.reach``) finds patch and blend triggers, but WaNet's warp and
+Input-Aware's per-image patterns are not one universal input delta, and the scan missed both. Their
+effect inside the network may still be one small delta on a hidden layer's output. For every class t
+this detector grows one such delta (on the output of the convolution at relative depth ``depth``,
+radius relative to the samples' mean feature norm) through a ladder of radii, warm-started from the
+last rung, and measures its reach: the share of the other classes' samples it sends into t.
+
+Where the radius is large every class is reached, and where it is small none is, so no fixed radius
+works for every model. The ladder stops at the first rung where some class reaches ``level``: there a
+backdoor's target is reached while the other classes are still far from it; on a clean model several
+classes rise together. docs/detection.md has the figures.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from auditor.errors import AuditorError
+from auditor.model import Classifier
+
+from .base import DetectionResult, Detector, ProgressFn, anomaly_index, balanced_pick, check_samples, frozen_eval
+
+
+@dataclass(frozen=True)
+class FeatureReachConfig:
+    depth: float = 0.75  # relative depth of the perturbed convolution among the model's convolutions (0 first, 1 last)
+    start: float = 0.06  # first radius, relative to the samples' mean feature norm at that layer
+    step: float = 0.006  # radius added per rung
+    max_rungs: int = 30  # the ladder ends at start + (max_rungs - 1) * step if no class reaches ``level`` first
+    steps: int = 3  # normalized descent steps per class and rung
+    level: float = 0.25  # the ladder stops at the first rung where a class's reach is at least this
+    per_class: int = 20  # synthetic samples used per class
+    mad_floor: float = 0.05  # floor of the MAD in the anomaly index (high side) of the reach at that rung
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+class FeatureReach(Detector):
+    """Per class: the share of other classes' samples one small hidden-layer delta sends into it, at the
+    smallest radius where some class is reached by ``level`` of them."""
+
+    name = "feature_reach"
+    Config = FeatureReachConfig
+    meaning = ("one small delta on a hidden layer sends the other classes' samples into the class, at the "
+               "smallest radius that reaches any class (anomaly index, high side)")
+
+    def detect(self, classifier: Classifier, images01: Tensor, labels: Tensor, *, seed: int = 0,
+               progress: ProgressFn | None = None) -> DetectionResult:
+        check_samples(classifier, images01, labels, self.name)
+        cfg = self.config
+        if not 0 <= cfg.depth <= 1 or cfg.start <= 0 or cfg.step <= 0 or min(cfg.max_rungs, cfg.steps) < 1:
+            raise AuditorError("feature_reach: depth must be in [0, 1], start and step > 0, max_rungs and steps >= 1")
+        started = time.perf_counter()
+        k = classifier.num_classes
+        convs = [m for m in classifier.network.modules() if isinstance(m, nn.Conv2d)]
+        if not convs:
+            raise AuditorError("feature_reach: the model has no convolution to perturb")
+        layer = convs[round(cfg.depth * (len(convs) - 1))]
+        idx = balanced_pick(labels, k, cfg.per_class, torch.Generator().manual_seed(seed))
+        x = images01[idx].detach().float().to(classifier.device)
+        with frozen_eval(classifier):
+            captured: dict[str, Tensor] = {}
+            handle = layer.register_forward_hook(lambda m, i, o: captured.__setitem__("features", o))
+            with torch.no_grad():
+                reference = classifier(x).argmax(1)
+            handle.remove()
+            features = captured["features"]
+            norm = float(features.flatten(1).norm(dim=1).mean())
+            current: dict[str, Tensor] = {}
+            handle = layer.register_forward_hook(lambda m, i, o: o + current["delta"])
+            try:
+                ladder, radii = self._climb(classifier, x, reference, features.shape[1:], norm, current, progress)
+            finally:
+                handle.remove()
+        reach = ladder[-1]
+        index = anomaly_index(reach, side="high", floor=cfg.mad_floor)
+        median = float(reach.median())
+        per_class = [{"class": t, "reach": float(reach[t]), "reach_by_rung": [round(float(v), 4) for v in ladder[:, t]]}
+                     for t in range(k)]
+        return DetectionResult(
+            detector=self.name, config=cfg.to_json(), per_class=per_class, index=index.tolist(),
+            summary={"samples": int(len(x)), "layer_depth": cfg.depth, "radius": radii[-1], "rungs": len(radii),
+                     "median_reach": median, "feature_norm": norm,
+                     "reached_level": bool(float(reach.max()) >= cfg.level),
+                     "lead": float(reach.max()) / max(median, 1.0 / max(1, int(len(x)))),
+                     "radii": [round(r, 4) for r in radii]},
+            seconds=round(time.perf_counter() - started, 3),
+        )
+
+    def _climb(self, classifier: Classifier, x: Tensor, reference: Tensor, shape: torch.Size, norm: float,
+               current: dict[str, Tensor], progress: ProgressFn | None) -> tuple[Tensor, list[float]]:
+        """Reach per rung (rows) and class (columns), up to the first rung where a class reaches ``level``;
+        ``current["delta"]`` is what the layer's hook adds."""
+        cfg = self.config
+        k = classifier.num_classes
+        deltas = [torch.zeros(1, *shape, device=x.device, requires_grad=True) for _ in range(k)]
+        rows: list[Tensor] = []
+        radii: list[float] = []
+        for rung in range(cfg.max_rungs):
+            radius = (cfg.start + rung * cfg.step) * norm
+            reach = torch.zeros(k)
+            for t in range(k):
+                others = x[reference != t]
+                if len(others) == 0:
+                    continue
+                target = torch.full((len(others),), t, device=x.device)
+                delta = deltas[t]
+                current["delta"] = delta
+                for _ in range(cfg.steps):
+                    (grad,) = torch.autograd.grad(F.cross_entropy(classifier(others), target), delta)
+                    with torch.no_grad():
+                        delta.sub_(0.2 * radius * grad / grad.norm().clamp_min(1e-12))
+                        delta.mul_(min(1.0, radius / float(delta.norm().clamp_min(1e-12))))
+                with torch.no_grad():
+                    reach[t] = float((classifier(others).argmax(1) == t).float().mean())
+            rows.append(reach)
+            radii.append(round(cfg.start + rung * cfg.step, 6))
+            if progress:
+                progress(rung + 1, cfg.max_rungs, f"feature-space reach at radius {radii[-1]:.3f}")
+            if float(reach.max()) >= cfg.level:
+                break
+        return torch.stack(rows), radii

@@ -1,0 +1,95 @@
+"""The detection table of docs/detection.md, from the reports of one ``auditor scan`` run.
+
+    auditor scan sample_models/*.onnx runs/holdout*/*.onnx --feature-reach --threads 1 \
+        --report-dir runs/scan_fr --fail-on never
+    python benchmarks/scan_table.py runs/scan_fr --manifest sample_models/manifest.json \
+        --manifest runs/holdout/manifest.json --manifest runs/holdout_w24/manifest.json
+
+One row per report folder: the verdict and what each detector saw. For every voting or reported
+detector, the most anomalous class and its index; for reach detectors also the true target's reach
+against the largest other class's. The true target comes from the manifests (a model missing from
+them is listed as unknown). ``--rule DETECTOR:THRESHOLD`` marks a detector's top index when it is above the
+threshold, to see what a verdict rule would decide from the saved figures without scanning again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+
+def load_truth(manifests: list[Path]) -> dict[str, dict[str, Any]]:
+    """Model file stem -> {"attack": name or None, "target": int or None, "all_to_all": bool}."""
+    truth: dict[str, dict[str, Any]] = {}
+    for manifest in manifests:
+        for entry in json.loads(manifest.read_text())["models"]:
+            attack = entry.get("attack") or {}
+            truth[Path(entry["file"]).stem] = {"attack": attack.get("name"), "target": entry.get("target"),
+                                               "all_to_all": bool(attack.get("all_to_all"))}
+    return truth
+
+
+def top(index: list[float]) -> tuple[int, float]:
+    best = max(range(len(index)), key=lambda k: (index[k], -k))
+    return best, index[best]
+
+
+def row(report: dict[str, Any], truth: dict[str, Any] | None, thresholds: dict[str, float]) -> list[str]:
+    detectors = report["detection"]["detectors"]
+    verdict = report["verdict"]
+    target = None if truth is None else truth["target"]
+    attack = "unknown" if truth is None else (truth["attack"] or "none (clean)")
+    cells = [Path(report["input"]["path"]).stem, f"{attack} ({'y+1' if truth and truth['all_to_all'] else target})",
+             f"**{verdict['verdict']}**", ", ".join(map(str, verdict["suspected_targets"])) or "-"]
+    for name in ("reach", "feature_reach", "neural_cleanse"):
+        result = detectors.get(name)
+        if result is None:
+            cells.append("not run")
+            continue
+        best, value = top(result["index"])
+        cell = f"{best} ({value:.2f})"
+        if name in ("reach", "feature_reach"):
+            shares = [r["reach"] for r in result["per_class"]]
+            others = max(s for k, s in enumerate(shares) if k != target) if target is not None else max(shares)
+            cell += f"; {shares[target]:.2f} / {others:.2f}" if target is not None else f"; - / {others:.2f}"
+            if name == "feature_reach":
+                cell += f" at r={result['summary']['radius']:.3f}"
+        if name in thresholds:
+            cell += " flags" if value > thresholds[name] else ""
+        cells.append(cell)
+    if truth is None:
+        found = "?"
+    elif truth["attack"] is None:
+        found = "correctly clean" if verdict["verdict"] == "clean" else "**false positive**"
+    elif verdict["verdict"] == "clean":
+        found = "no"
+    elif truth["all_to_all"]:
+        found = "flagged (all-to-all)"
+    else:
+        found = "yes" if verdict["suspected_targets"][:1] == [target] else "wrong class"
+    timings = report["timings"]
+    cells += [found, f"{timings.get('total', 0):.0f} s ({', '.join(f'{k[7:]} {v:.0f}' for k, v in timings.items() if k.startswith('detect.'))})"]
+    return cells
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folder", type=Path, help="--report-dir of a scan of several models")
+    parser.add_argument("--manifest", type=Path, action="append", default=[], help="zoo manifest(s) with the truth")
+    parser.add_argument("--rule", action="append", default=[], help="DETECTOR:THRESHOLD, marks indices above it")
+    args = parser.parse_args()
+    truth = load_truth(args.manifest)
+    thresholds = {name: float(value) for name, value in (r.split(":") for r in args.rule)}
+    print("| model | attack (target) | verdict | suspected | reach: top class (index); target / largest other | "
+          "feature reach: top class (index); target / largest other | Neural Cleanse: top class (index) | "
+          "found | scan wall (detector s) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for path in sorted(args.folder.glob("*/report.json")):
+        report = json.loads(path.read_text())
+        print("| " + " | ".join(row(report, truth.get(path.parent.name), thresholds)) + " |")
+
+
+if __name__ == "__main__":
+    main()
