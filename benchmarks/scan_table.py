@@ -8,8 +8,10 @@
 One row per report folder: the verdict and what each detector saw. For every voting or reported
 detector, the most anomalous class and its index; for reach detectors also the true target's reach
 against the largest other class's. The true target comes from the manifests (a model missing from
-them is listed as unknown). ``--rule DETECTOR:THRESHOLD`` marks a detector's top index when it is above the
-threshold, to see what a verdict rule would decide from the saved figures without scanning again.
+them is listed as unknown). The verdict is re-derived from the saved indices with ``--voters`` (default:
+reach only, the default scan's rule), so reports made with other options read the same way; feature
+reach's index is recomputed from its saved per-class reach with the current formula.
+``--rule DETECTOR:THRESHOLD`` marks a detector's top index when it is above the threshold.
 """
 
 from __future__ import annotations
@@ -18,6 +20,10 @@ import argparse
 import json
 from pathlib import Path
 from typing import Any
+
+import torch
+
+from auditor.detect import DetectionResult, FeatureReachConfig, VerdictConfig, combine
 
 
 def load_truth(manifests: list[Path]) -> dict[str, dict[str, Any]]:
@@ -36,9 +42,25 @@ def top(index: list[float]) -> tuple[int, float]:
     return best, index[best]
 
 
-def row(report: dict[str, Any], truth: dict[str, Any] | None, thresholds: dict[str, float]) -> list[str]:
-    detectors = report["detection"]["detectors"]
-    verdict = report["verdict"]
+def rederive(report: dict[str, Any], voters: tuple[str, ...]) -> dict[str, Any]:
+    """The report's detectors with feature reach's index recomputed, and the verdict ``voters`` give."""
+    detectors = {name: dict(result) for name, result in report["detection"]["detectors"].items()}
+    if "feature_reach" in detectors:
+        result = detectors["feature_reach"]
+        reach = torch.tensor([r["reach"] for r in result["per_class"]])
+        median = float(reach.median())
+        floor = result["config"].get("median_floor", FeatureReachConfig.median_floor)
+        result["index"] = ((reach - median) / max(median, floor)).tolist()
+    results = {name: DetectionResult(name, r["config"], r["per_class"], r["index"], r.get("summary", {}))
+               for name, r in detectors.items()}
+    verdict = combine(results, VerdictConfig(voters=voters))
+    return {"detectors": detectors, "verdict": {"verdict": verdict.verdict, "suspected_targets": verdict.suspected_targets}}
+
+
+def row(report: dict[str, Any], truth: dict[str, Any] | None, thresholds: dict[str, float],
+        voters: tuple[str, ...] = ("reach",)) -> list[str]:
+    derived = rederive(report, voters)
+    detectors, verdict = derived["detectors"], derived["verdict"]
     target = None if truth is None else truth["target"]
     attack = "unknown" if truth is None else (truth["attack"] or "none (clean)")
     cells = [Path(report["input"]["path"]).stem, f"{attack} ({'y+1' if truth and truth['all_to_all'] else target})",
@@ -79,6 +101,7 @@ def main() -> None:
     parser.add_argument("folder", type=Path, help="--report-dir of a scan of several models")
     parser.add_argument("--manifest", type=Path, action="append", default=[], help="zoo manifest(s) with the truth")
     parser.add_argument("--rule", action="append", default=[], help="DETECTOR:THRESHOLD, marks indices above it")
+    parser.add_argument("--voters", default="reach", help="comma-separated detectors whose index decides the verdict")
     args = parser.parse_args()
     truth = load_truth(args.manifest)
     thresholds = {name: float(value) for name, value in (r.split(":") for r in args.rule)}
@@ -88,7 +111,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     for path in sorted(args.folder.glob("*/report.json")):
         report = json.loads(path.read_text())
-        print("| " + " | ".join(row(report, truth.get(path.parent.name), thresholds)) + " |")
+        cells = row(report, truth.get(path.parent.name), thresholds, tuple(args.voters.split(",")))
+        print("| " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

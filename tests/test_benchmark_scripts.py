@@ -88,21 +88,27 @@ def test_audit_time_table_has_a_row_per_model_with_the_stages(audit_time):
     assert "| m | 433 | 94 | 62 | 209 | 65 | 732 | 1010 | backdoored | clean | accepted | 87.4 → 84.2 | 92.1 → 19.1 |" in table
 
 
-def _scan_report(verdict: str, targets: list[int]) -> dict:
-    reach = {"index": [0.1, 2.5, 0.0], "per_class": [{"reach": 0.1}, {"reach": 0.9}, {"reach": 0.2}], "summary": {}}
-    return {"input": {"path": "zoo/m.onnx"}, "verdict": {"verdict": verdict, "suspected_targets": targets},
+def _scan_report(index: list[float]) -> dict:
+    reach = {"index": index, "per_class": [{"reach": 0.1}, {"reach": 0.9}, {"reach": 0.2}], "summary": {}, "config": {}}
+    # the saved verdict is ignored: the table re-derives it from the indices
+    return {"input": {"path": "zoo/m.onnx"}, "verdict": {"verdict": "clean", "suspected_targets": []},
             "detection": {"detectors": {"reach": reach}}, "timings": {"total": 12.0, "detect.reach": 3.0}}
 
 
-@pytest.mark.parametrize("truth, verdict, targets, found", [
-    ({"attack": None, "target": None, "all_to_all": False}, "clean", [], "correctly clean"),
-    ({"attack": None, "target": None, "all_to_all": False}, "suspicious", [1], "**false positive**"),
-    ({"attack": "badnets", "target": 1, "all_to_all": False}, "backdoored", [1], "yes"),
-    ({"attack": "badnets", "target": 0, "all_to_all": False}, "backdoored", [1], "wrong class"),
-    ({"attack": "wanet", "target": 0, "all_to_all": False}, "clean", [], "no"),
-    ({"attack": "badnets_all2all", "target": None, "all_to_all": True}, "suspicious", [1], "flagged (all-to-all)"),
+CLEAN = {"attack": None, "target": None, "all_to_all": False}
+
+
+@pytest.mark.parametrize("truth, index, verdict, found", [
+    (CLEAN, [0.1, 1.0, 0.0], "clean", "correctly clean"),
+    (CLEAN, [0.1, 1.7, 0.0], "suspicious", "**false positive**"),
+    ({"attack": "badnets", "target": 1, "all_to_all": False}, [0.1, 2.5, 0.0], "backdoored", "yes"),
+    ({"attack": "badnets", "target": 0, "all_to_all": False}, [0.1, 2.5, 0.0], "backdoored", "wrong class"),
+    ({"attack": "wanet", "target": 0, "all_to_all": False}, [0.1, 1.0, 0.0], "clean", "no"),
+    ({"attack": "badnets_all2all", "target": None, "all_to_all": True}, [0.1, 1.7, 0.0], "suspicious",
+     "flagged (all-to-all)"),
 ])
-def test_scan_table_says_whether_the_verdict_found_the_truth(truth, verdict, targets, found):
-    cells = _script("scan_table").row(_scan_report(verdict, targets), truth, {"reach": 2.0})
-    assert cells[-2] == found
-    assert cells[4].startswith("1 (2.50)") and cells[4].endswith("flags") and cells[5] == "not run"
+def test_scan_table_says_whether_the_verdict_found_the_truth(truth, index, verdict, found):
+    cells = _script("scan_table").row(_scan_report(index), truth, {"reach": 2.0})
+    assert cells[2] == f"**{verdict}**" and cells[-2] == found
+    assert cells[4].startswith(f"1 ({index[1]:.2f})") and cells[4].endswith("flags") == (index[1] > 2)
+    assert cells[5] == "not run"

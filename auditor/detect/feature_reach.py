@@ -10,7 +10,12 @@ last rung, and measures its reach: the share of the other classes' samples it se
 Where the radius is large every class is reached, and where it is small none is, so no fixed radius
 works for every model. The ladder stops at the first rung where some class reaches ``level``: there a
 backdoor's target is reached while the other classes are still far from it; on a clean model several
-classes rise together. docs/detection.md has the figures.
+classes rise together. The index is how far each class's reach lies above the median class's, in units
+of that median (floored): Neural Cleanse's MAD-based index did not separate here (a clean zoo model
+scored 2.2, WaNet's target 2.5), the lead over the median did (clean 0.7-0.9, WaNet 2.4, Input-Aware 5.0).
+That holds on audit-grade SMI samples (200 steps); on the scan's quick ones (60 steps) a clean model's
+lead was 2.4 and WaNet's target was not the top class, so the scan runs it only on request.
+docs/detection.md has the figures.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from torch import Tensor, nn
 from auditor.errors import AuditorError
 from auditor.model import Classifier
 
-from .base import DetectionResult, Detector, ProgressFn, anomaly_index, balanced_pick, check_samples, frozen_eval
+from .base import DetectionResult, Detector, ProgressFn, balanced_pick, check_samples, frozen_eval
 
 
 @dataclass(frozen=True)
@@ -37,7 +42,7 @@ class FeatureReachConfig:
     steps: int = 3  # normalized descent steps per class and rung
     level: float = 0.25  # the ladder stops at the first rung where a class's reach is at least this
     per_class: int = 20  # synthetic samples used per class
-    mad_floor: float = 0.05  # floor of the MAD in the anomaly index (high side) of the reach at that rung
+    median_floor: float = 0.02  # floor of the median reach, the index's unit (a backdoor can leave it at 0)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -50,7 +55,7 @@ class FeatureReach(Detector):
     name = "feature_reach"
     Config = FeatureReachConfig
     meaning = ("one small delta on a hidden layer sends the other classes' samples into the class, at the "
-               "smallest radius that reaches any class (anomaly index, high side)")
+               "smallest radius that reaches any class (reach above the median class's, in medians)")
 
     def detect(self, classifier: Classifier, images01: Tensor, labels: Tensor, *, seed: int = 0,
                progress: ProgressFn | None = None) -> DetectionResult:
@@ -81,8 +86,8 @@ class FeatureReach(Detector):
             finally:
                 handle.remove()
         reach = ladder[-1]
-        index = anomaly_index(reach, side="high", floor=cfg.mad_floor)
         median = float(reach.median())
+        index = (reach - median) / max(median, cfg.median_floor)  # the lead over the median class, in medians
         per_class = [{"class": t, "reach": float(reach[t]), "reach_by_rung": [round(float(v), 4) for v in ladder[:, t]]}
                      for t in range(k)]
         return DetectionResult(
@@ -90,7 +95,6 @@ class FeatureReach(Detector):
             summary={"samples": int(len(x)), "layer_depth": cfg.depth, "radius": radii[-1], "rungs": len(radii),
                      "median_reach": median, "feature_norm": norm,
                      "reached_level": bool(float(reach.max()) >= cfg.level),
-                     "lead": float(reach.max()) / max(median, 1.0 / max(1, int(len(x)))),
                      "radii": [round(r, 4) for r in radii]},
             seconds=round(time.perf_counter() - started, 3),
         )
