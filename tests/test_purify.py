@@ -19,7 +19,6 @@ from auditor.errors import AuditorError
 from auditor.model import AuditTarget
 from auditor.purify import (ANP, CLP, IBAU, PURIFIERS, Finetune, GuardConfig, channel_lipschitz, get_purifier,
                             guarded_purify, list_purifiers, restore, snapshot)
-from auditor.purify.base import PurifyResult
 from auditor.purify.neurons import masked_conv_layers, masked_forward, prune_lowest
 from auditor.universal import grid_patch, stamp, untargeted_patch
 
@@ -404,41 +403,6 @@ def test_ibau_back_off_reuses_the_patch_search_of_the_same_model_only(backdoored
     restore(target.classifier, original)
     purifier.purify(target.classifier, x[:100], y[:100], generator=torch.Generator().manual_seed(0))  # other samples
     assert len(calls) == 3
-
-
-def test_ibau_milder_runs_resume_from_the_saved_rounds_and_equal_a_fresh_run(backdoored, monkeypatch) -> None:
-    """The guard's back-off to one round fewer resumes from the state the first run saved after that round;
-    the result is the fresh run's (weights, records, pruning), so the back-off costs the pruning only."""
-    x, y = shapes(120, torch.Generator().manual_seed(13))
-    anchors, _ = shapes(60, torch.Generator().manual_seed(14))
-    config = {**IBAU_TEST_CONFIG, "rounds": 3, "patch_steps": 10, "anp_iterations": 10, "anp_min_anchor_agreement": 0.0}
-
-    def run(purifier: IBAU, classifier) -> PurifyResult:
-        return purifier.purify(classifier, x, y, anchors=anchors, generator=torch.Generator().manual_seed(0))
-
-    target = load(backdoored)
-    original = snapshot(target.classifier)
-    purifier = IBAU(**config)
-    first = run(purifier, target.classifier)
-    unlearned = []
-    real = IBAU._unlearn
-    monkeypatch.setattr(IBAU, "_unlearn", lambda self, *a: unlearned.append(1) or real(self, *a))
-    milder = purifier.milder()
-    assert milder.config.rounds == 2 and milder.config.lr == purifier.config.lr
-    restore(target.classifier, original)
-    resumed = run(milder, target.classifier)
-    resumed_weights = snapshot(target.classifier)
-    assert not unlearned and resumed.rounds == first.rounds[:2] and resumed.patch == first.patch
-    assert any("resumed from the state after round 2" in note for note in resumed.notes)
-
-    fresh_model = load(backdoored).classifier
-    fresh = run(IBAU(**{**config, "rounds": 2}), fresh_model)
-    assert unlearned and fresh.rounds == resumed.rounds and fresh.pruned_neurons == resumed.pruned_neurons
-    assert fresh.pruned_channels == resumed.pruned_channels
-    assert all(torch.equal(resumed_weights[k], v) for k, v in snapshot(fresh_model).items())
-    # from one round, the back-off lowers the rate instead (and runs again)
-    mildest = milder.milder().milder()
-    assert mildest.config.rounds == 1 and mildest.config.lr == pytest.approx(purifier.config.lr / 3)
 
 
 @pytest.mark.parametrize("min_flip,pixels,max_share", [(0.0, 16, 1.0), (0.0, 16, 0.5), (1.0, 16, 1.0), (0.5, None, 1.0)])

@@ -38,9 +38,9 @@ def detection_options(func):
                           "it separates on full synthetic sets (an audit's, or --per-class 250), not on the scan's "
                           "quick ones."),
         click.option("--feature-reach", is_flag=True,
-                     help="Also measure reach in a hidden layer's features, and let it vote (triggers that are not "
-                          "one small input delta: warping, per-image patterns); it separates on full synthetic sets "
-                          "(an audit's, or --per-class 250 --steps 200), not on the scan's quick ones."),
+                     help="Also report reach in a hidden layer's features (for triggers that are not one small "
+                          "input delta: warping, per-image patterns). It does not vote: it flagged held-out clean "
+                          "models (docs/detection.md)."),
     ]
     for option in reversed(options):
         func = option(func)

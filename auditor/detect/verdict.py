@@ -1,9 +1,11 @@
 """One verdict from the detectors' anomaly indices: ``clean``, ``suspicious`` or ``backdoored``.
 
 The voting detectors (``voters``) decide: a class whose anomaly index is above the threshold makes
-the model ``backdoored``, above the suspicious threshold ``suspicious``. By default reach votes (a
-class that one small universal perturbation reaches far more easily than the others), and feature
-reach where it ran (the same in a hidden layer's features; on request, for audit-grade samples).
+the model ``backdoored``, above the suspicious threshold ``suspicious``. By default only reach
+votes (a class that one small universal perturbation reaches far more easily than the others).
+Feature reach (the same in a hidden layer's features, ``--feature-reach``) is reported, not voting:
+on audit-grade samples it singled out WaNet's and Input-Aware's targets, and two held-out clean
+models' class 7 more strongly still (docs/detection.md).
 Neural Cleanse (a class whose reversed trigger is an outlier on the small side) is computed and
 reported, and votes when listed in ``voters``; on the zoo's scan-sized sample sets it gave a
 clean model an index of 3.26 and the BadNets target only 1.73, so it does not vote by default
@@ -32,9 +34,9 @@ class VerdictConfig:
     threshold: float = 2.0  # a voter's anomaly index above which a class is a backdoor target
     suspicious_threshold: float = 1.5  # a voter's anomaly index above which a class is suspicious
     aux_threshold: float | None = None  # weight-perturbation index above which a class is suspicious (None: off)
-    # detectors whose index decides the verdict, where they ran (add "neural_cleanse" to let it vote); feature_reach
-    # runs on request only (`--feature-reach`): its index separates on audit-grade samples, not the scan's quick ones
-    voters: tuple[str, ...] = ("reach", "feature_reach")
+    # detectors whose index decides the verdict, where they ran (add "neural_cleanse" or "feature_reach" to let them
+    # vote: both flagged held-out clean models, docs/detection.md)
+    voters: tuple[str, ...] = ("reach",)
     auxiliary: str = "weight_perturbation"
     # share of the samples a small universal patch flips (the patch detector, when it runs) above which the
     # model has a patch trigger, whatever its target mapping (None: off). Zoo, full SMI sets: BadNets and

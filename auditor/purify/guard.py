@@ -32,7 +32,7 @@ class GuardConfig:
     # more per point of accuracy (and removing a backdoor moves the ones it claimed): I-BAU then CLP cost
     # SIG 1.8 points at 0.79, with ANP WaNet 2.8 points at 0.776, hence 0.75, not 0.8 (docs/purification.md)
     min_prior_agreement: float = 0.75
-    max_backoffs: int = 4  # milder retries after the first attempt (I-BAU's first ones resume from saved rounds)
+    max_backoffs: int = 3  # milder retries after the first attempt
     max_accuracy_drop: float | None = None  # also bound the drop in holdout accuracy vs given labels, if set
     on_exhausted: Literal["restore", "accept_mildest"] = "restore"  # when no attempt passes
 

@@ -126,10 +126,8 @@ class IBAU(Purifier):
 
     def __init__(self, config: IBAUConfig | None = None, **overrides: Any) -> None:
         super().__init__(config, **overrides)
-        # patch searches and states after each round, done by this purifier and its milder copies, keyed by
-        # what determines them (shared containers: a milder copy's work must be visible to its parent)
+        # patch searches done by this purifier and its milder copies, keyed by what determines them
         self._patch_searches: dict[tuple, tuple] = {}
-        self._round_states: dict[tuple, dict[int, _RoundState]] = {}
 
     def validate(self) -> None:
         c = self.config
@@ -157,17 +155,12 @@ class IBAU(Purifier):
             raise AuditorError("ibau: shared_adv_weight must be >= 0, shared_adv_eps > 0, shared_adv_steps >= 1")
 
     def milder(self) -> "IBAU":
-        """One round fewer at the same rate while more than one is left, else a third of the outer learning
-        rate. A run with fewer rounds resumes from this run's state after that round (saved on the way), so
-        those back-offs cost the pruning only; a full rerun at a third of the rate cost 190-290 s per audit.
-        The pruning step keeps its threshold: raising it with every back-off is what undid the pruning that
-        removed SIG and Blended (test ASR 9.2% / 2.4% post hoc, 85.1% / 24.1% after the back-off;
-        docs/purification.md)."""
+        """Half the rounds (at least one) and a third of the outer learning rate. The pruning step keeps
+        its threshold: raising it with every back-off is what undid the pruning that removed SIG and
+        Blended (test ASR 9.2% / 2.4% post hoc, 85.1% / 24.1% after the back-off; docs/purification.md)."""
         c = self.config
-        config = dataclasses.replace(c, rounds=c.rounds - 1) if c.rounds > 1 else dataclasses.replace(c, lr=c.lr / 3)
-        gentler = IBAU(config)
+        gentler = IBAU(dataclasses.replace(c, rounds=max(1, math.ceil(c.rounds / 2)), lr=c.lr / 3))
         gentler._patch_searches = self._patch_searches  # the back-off starts from the same model: same search
-        gentler._round_states = self._round_states  # ... and the same rounds, as far as it runs them
         return gentler
 
     def purify(
@@ -185,60 +178,20 @@ class IBAU(Purifier):
         # with clp_first, the pruned model is the starting point: its predictions are what the clean terms keep
         pruning = self._prune(classifier) if c.clp_first else None
         run = self._begin(classifier, images01, labels, data_source, generator, anchors)
-        result, started = run.result, run.started
-        optimizer = torch.optim.Adam(run.params, lr=c.lr)
-        num_batches = math.ceil(len(run.images01) / c.batch_size)
-        num_classes = run.original_logits.shape[1]
+        result, started, generator, params, device, images01 = run[:6]
+        original_logits, targets = run.original_logits, run.targets
+        original_labels = original_logits.argmax(1)
+        original_probs = original_logits.softmax(1)
+        optimizer = torch.optim.Adam(params, lr=c.lr)
+        num_batches = math.ceil(len(images01) / c.batch_size)
+        num_classes = original_logits.shape[1]
         targeted, untargeted = c.inner_mode in ("targeted", "both"), c.inner_mode in ("untargeted", "both")
         inner_steps = num_classes * c.targeted_steps * targeted + c.inner_epochs * num_batches * untargeted
         jobs_per_round = c.top_k * targeted + untargeted
         total_steps = c.rounds * (inner_steps + num_batches * jobs_per_round) + (c.anp_iterations // 10 if c.anp_fraction else 0)
         total_steps += (c.patch_steps + c.patch_epochs * num_batches) if c.patch_pixels else 0
         counter = _Counter(total_steps, progress)
-        key = self._resume_key(classifier, run)
-        saved = self._round_states.get(key, {}).get(c.rounds)
-        if saved is not None:  # an earlier run with more rounds passed through this state: the same as rerunning
-            restore(classifier, saved.weights)
-            run.generator.set_state(saved.generator_state)
-            result.rounds, result.patch = copy.deepcopy(saved.rounds), copy.deepcopy(saved.patch)
-            result.notes = [*saved.notes, f"resumed from the state after round {c.rounds} of an earlier run with the "
-                                          f"same samples, model and settings"]
-        if saved is None:
-            self._unlearn(classifier, run, optimizer, counter, result, key)
-        classifier.zero_grad(set_to_none=True)
-        if not c.clp_first:
-            pruning = self._prune(classifier)
-        if pruning is not None:
-            result.pruned_channels = pruning.pruned_channels
-            result.notes.append(f"clp (u={c.clp_u}) pruned {sum(map(len, pruning.pruned_channels.values()))} "
-                                f"channel(s) in {len(pruning.pruned_channels)} layer(s) "
-                                + ("before" if c.clp_first else "after") + " unlearning")
-        if c.anp_fraction:  # last: after unlearning, whose KL to the original re-taught what ANP pruned first
-            result.pruned_neurons = self._prune_neurons(classifier, run, result, counter)
-        counter.finish("ibau done")  # targeted rounds skip the target's own samples: fewer steps than planned
-        result.wall_time_s = time.perf_counter() - started
-        return result
-
-    def _resume_key(self, classifier: Classifier, run: RunContext) -> tuple:
-        """What determines the rounds' states, the number of rounds aside."""
-        tensors = [run.images01, run.targets, list(classifier.parameters())]
-        return (repr(dataclasses.replace(self.config, rounds=1)), _fingerprint([run.generator.get_state()]),
-                *(_fingerprint(t if isinstance(t, list) else [t]) for t in tensors),
-                None if run.anchors is None else _fingerprint([run.anchors]))
-
-    def _unlearn(self, classifier: Classifier, run: RunContext, optimizer: torch.optim.Optimizer, counter: "_Counter",
-                 result: PurifyResult, key: tuple) -> None:
-        """The patch step and the rounds; the state after each round but the last is kept for milder runs."""
-        c = self.config
-        generator, params, device, images01 = run.generator, run.params, run.device, run.images01
-        targets, original_probs = run.targets, run.original_logits.softmax(1)
-        original_labels = run.original_logits.argmax(1)
-        num_classes = run.original_logits.shape[1]
-        targeted, untargeted = c.inner_mode in ("targeted", "both"), c.inner_mode in ("untargeted", "both")
         frozen = _frozen_copy(classifier) if c.shared_adv_weight else None  # the original, for shared examples
-        if key not in self._round_states:
-            self._round_states.clear()  # one entry: the model of this audit
-            self._round_states[key] = {}
 
         if c.patch_pixels:
             result.patch = self._unlearn_patch(classifier, run, optimizer, counter)
@@ -298,10 +251,19 @@ class IBAU(Purifier):
                 "train_agreement": agreement(classifier, images01, original_labels),
             })
             result.rounds.append(record)
-            if round_index + 1 < c.rounds:
-                self._round_states[key][round_index + 1] = _RoundState(
-                    snapshot(classifier), generator.get_state(), copy.deepcopy(result.rounds),
-                    copy.deepcopy(result.patch), list(result.notes))
+        classifier.zero_grad(set_to_none=True)
+        if not c.clp_first:
+            pruning = self._prune(classifier)
+        if pruning is not None:
+            result.pruned_channels = pruning.pruned_channels
+            result.notes.append(f"clp (u={c.clp_u}) pruned {sum(map(len, pruning.pruned_channels.values()))} "
+                                f"channel(s) in {len(pruning.pruned_channels)} layer(s) "
+                                + ("before" if c.clp_first else "after") + " unlearning")
+        if c.anp_fraction:  # last: after unlearning, whose KL to the original re-taught what ANP pruned first
+            result.pruned_neurons = self._prune_neurons(classifier, run, result, counter)
+        counter.finish("ibau done")  # targeted rounds skip the target's own samples: fewer steps than planned
+        result.wall_time_s = time.perf_counter() - started
+        return result
 
     def _unlearn_patch(self, classifier: Classifier, run: RunContext, optimizer: torch.optim.Optimizer,
                        counter: "_Counter") -> dict[str, Any]:
@@ -551,17 +513,6 @@ class IBAU(Purifier):
             x = images01[start : start + 256].to(device)
             flipped += int((classifier(x).argmax(1) != classifier(self._perturbed(x, delta)).argmax(1)).sum())
         return flipped / len(images01)
-
-
-@dataclass
-class _RoundState:
-    """The model, the run's random stream and its records after some rounds."""
-
-    weights: dict[str, Tensor]
-    generator_state: Tensor
-    rounds: list[dict[str, Any]]
-    patch: dict[str, Any] | None
-    notes: list[str]
 
 
 def _fingerprint(tensors: list[Tensor]) -> str:
