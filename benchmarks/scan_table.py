@@ -63,7 +63,8 @@ def row(report: dict[str, Any], truth: dict[str, Any] | None, thresholds: dict[s
     detectors, verdict = derived["detectors"], derived["verdict"]
     target = None if truth is None else truth["target"]
     attack = "unknown" if truth is None else (truth["attack"] or "none (clean)")
-    cells = [Path(report["input"]["path"]).stem, f"{attack} ({'y+1' if truth and truth['all_to_all'] else target})",
+    label = attack if truth is None or truth["attack"] is None else f"{attack} ({'y+1' if truth['all_to_all'] else target})"
+    cells = [Path(report["input"]["path"]).stem, label,
              f"**{verdict['verdict']}**", ", ".join(map(str, verdict["suspected_targets"])) or "-"]
     for name in ("reach", "feature_reach", "neural_cleanse"):
         result = detectors.get(name)

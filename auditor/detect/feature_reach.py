@@ -8,17 +8,17 @@ radius relative to the samples' mean feature norm) through a ladder of radii, wa
 last rung, and measures its reach: the share of the other classes' samples it sends into t.
 
 Where the radius is large every class is reached, and where it is small none is, so no fixed radius
-works for every model. The ladder stops at the first rung where some class reaches ``level``. The idea: there a
-backdoor's target is reached while the other classes are still far from it; on a clean model several
-classes rise together. The index is how far each class's reach lies above the median class's, in units
-of that median (floored): Neural Cleanse's MAD-based index did not separate here (a clean zoo model
-scored 2.2, WaNet's target 2.5).
+works for every model. The ladder stops at the first rung where some class reaches ``level``. The
+idea: there a backdoor's target is reached while the other classes are still far from it; on a clean
+model several classes rise together. The index is how far each class's reach lies above the median
+class's, in units of that median (floored): Neural Cleanse's MAD-based index did not separate here (a
+clean zoo model scored 2.2, WaNet's target 2.5).
 
 Measured (docs/detection.md): on audit-grade SMI samples (200 steps) the index singled out WaNet's and
 Input-Aware's targets (2.4 and 5.0) over the two clean zoo models (0.9 and 0.7), but two of three
-held-out clean models scored 8.7 and 13.4; on the scan's quick samples (60 steps) two clean models scored above 2 and WaNet's
-target was not the top class. So it is reported when asked for (``--feature-reach``) and does not vote
-unless ``VerdictConfig.voters`` lists it.
+held-out clean models scored 8.7 and 13.4; on the scan's quick samples (60 steps) two clean models
+scored above 2 and WaNet's target was not the top class. So it is reported when asked for
+(``--feature-reach``) and does not vote unless ``VerdictConfig.voters`` lists it.
 """
 
 from __future__ import annotations

@@ -51,8 +51,8 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
     Recipe("cifar10_input_aware", "nhwc", seed=16, epochs=5, attack="input_aware", **_FT),
 )}
 
-# Held-out clean models: never committed, never tuned on. They measure the scan's false-positive rate
-# on models it has not seen (other seeds, another width, other export styles); built into runs/holdout.
+# Held-out clean models: never committed, never tuned on. They check the scan for false positives on
+# models it has not seen (other seeds, another width, other export styles); built with --out (docs/detection.md).
 HOLDOUT_RECIPES: dict[str, Recipe] = {r.name: r for r in (
     Recipe("cifar10_holdout_clean_s3", "legacy-opset17", seed=3),
     Recipe("cifar10_holdout_clean_s4", "baked-normalization", seed=4, epochs=12),
