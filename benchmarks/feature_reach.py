@@ -20,10 +20,10 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from auditor.detect.base import anomaly_index, balanced_pick
+from auditor.detect.feature_reach import reach_ladder
 from auditor.inversion import SynthSet
 from auditor.model import Classifier
 from converters import convert, load_onnx
@@ -41,37 +41,9 @@ def feature_reach_ladder(clf: Classifier, images01: torch.Tensor, labels: torch.
     order and warm-started from the last, ``steps`` steps at each, so a ladder of radii costs about
     what one radius costs with all the steps."""
     idx = balanced_pick(labels, clf.num_classes, per_class, torch.Generator().manual_seed(seed))
-    x = images01[idx]
     convs = [m for m in clf.network.modules() if isinstance(m, nn.Conv2d)]
-    conv = convs[int(depth * (len(convs) - 1))]
-    captured: dict[str, torch.Tensor] = {}
-    handle = conv.register_forward_hook(lambda m, i, o: captured.__setitem__("f", o))
-    with torch.no_grad():
-        reference = clf(x).argmax(1)
-    handle.remove()
-    features = captured["f"]
-    norm = float(features.flatten(1).norm(dim=1).mean())
-    state: dict[str, torch.Tensor] = {}
-    handle = conv.register_forward_hook(lambda m, i, o: o + state["delta"])
-    shares = torch.zeros(len(rels), clf.num_classes)
-    try:
-        for t in range(clf.num_classes):
-            others = x[reference != t]
-            target = torch.full((len(others),), t)
-            delta = torch.zeros(1, *features.shape[1:], requires_grad=True)
-            state["delta"] = delta
-            for rung, rel in enumerate(rels):
-                radius = rel * norm
-                for _ in range(steps):
-                    (grad,) = torch.autograd.grad(F.cross_entropy(clf(others), target), delta)
-                    with torch.no_grad():
-                        delta.sub_(0.2 * radius * grad / grad.norm().clamp_min(1e-12))
-                        delta.mul_(min(1.0, radius / float(delta.norm().clamp_min(1e-12))))
-                with torch.no_grad():
-                    shares[rung, t] = float((clf(others).argmax(1) == t).float().mean())
-    finally:
-        handle.remove()
-    return shares
+    conv = convs[int(depth * (len(convs) - 1))]  # the detector rounds instead (0.5 -> another layer here)
+    return reach_ladder(clf, images01[idx], conv, list(rels), steps)[0]
 
 
 def main() -> None:

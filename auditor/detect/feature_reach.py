@@ -74,20 +74,9 @@ class FeatureReach(Detector):
         layer = convs[round(cfg.depth * (len(convs) - 1))]
         idx = balanced_pick(labels, k, cfg.per_class, torch.Generator().manual_seed(seed))
         x = images01[idx].detach().float().to(classifier.device)
-        with frozen_eval(classifier):
-            captured: dict[str, Tensor] = {}
-            handle = layer.register_forward_hook(lambda m, i, o: captured.__setitem__("features", o))
-            with torch.no_grad():
-                reference = classifier(x).argmax(1)
-            handle.remove()
-            features = captured["features"]
-            norm = float(features.flatten(1).norm(dim=1).mean())
-            current: dict[str, Tensor] = {}
-            handle = layer.register_forward_hook(lambda m, i, o: o + current["delta"])
-            try:
-                ladder, radii = self._climb(classifier, x, reference, features.shape[1:], norm, current, progress)
-            finally:
-                handle.remove()
+        rels = [cfg.start + rung * cfg.step for rung in range(cfg.max_rungs)]
+        ladder, norm = reach_ladder(classifier, x, layer, rels, cfg.steps, stop_level=cfg.level, progress=progress)
+        radii = [round(r, 6) for r in rels[: len(ladder)]]
         reach = ladder[-1]
         median = float(reach.median())
         index = (reach - median) / max(median, cfg.median_floor)  # the lead over the median class, in medians
@@ -102,36 +91,49 @@ class FeatureReach(Detector):
             seconds=round(time.perf_counter() - started, 3),
         )
 
-    def _climb(self, classifier: Classifier, x: Tensor, reference: Tensor, shape: torch.Size, norm: float,
-               current: dict[str, Tensor], progress: ProgressFn | None) -> tuple[Tensor, list[float]]:
-        """Reach per rung (rows) and class (columns), up to the first rung where a class reaches ``level``;
-        ``current["delta"]`` is what the layer's hook adds."""
-        cfg = self.config
-        k = classifier.num_classes
-        deltas = [torch.zeros(1, *shape, device=x.device, requires_grad=True) for _ in range(k)]
+
+def reach_ladder(classifier: Classifier, x: Tensor, layer: nn.Module, rels: list[float], steps: int,
+                 stop_level: float | None = None, progress: ProgressFn | None = None) -> tuple[Tensor, float]:
+    """Reach per rung (rows) and class (columns) of one delta per class added to ``layer``'s output, grown
+    through the radii ``rels`` (relative to the samples' mean feature norm there) with ``steps`` normalized
+    steps per rung, warm-started from the last; after the first rung where a class reaches ``stop_level``,
+    if given, it stops. Also returns that mean feature norm. (``benchmarks/feature_reach.py`` runs the
+    whole ladder at a chosen layer.)"""
+    k = classifier.num_classes
+    with frozen_eval(classifier):
+        captured: dict[str, Tensor] = {}
+        handle = layer.register_forward_hook(lambda m, i, o: captured.__setitem__("features", o))
+        with torch.no_grad():
+            reference = classifier(x).argmax(1)
+        handle.remove()
+        features = captured["features"]
+        norm = float(features.flatten(1).norm(dim=1).mean())
+        current: dict[str, Tensor] = {}  # the delta the hook adds
+        handle = layer.register_forward_hook(lambda m, i, o: o + current["delta"])
+        deltas = [torch.zeros(1, *features.shape[1:], device=x.device, requires_grad=True) for _ in range(k)]
         rows: list[Tensor] = []
-        radii: list[float] = []
-        for rung in range(cfg.max_rungs):
-            radius = (cfg.start + rung * cfg.step) * norm
-            reach = torch.zeros(k)
-            for t in range(k):
-                others = x[reference != t]
-                if len(others) == 0:
-                    continue
-                target = torch.full((len(others),), t, device=x.device)
-                delta = deltas[t]
-                current["delta"] = delta
-                for _ in range(cfg.steps):
-                    (grad,) = torch.autograd.grad(F.cross_entropy(classifier(others), target), delta)
+        try:
+            for rung, rel in enumerate(rels):
+                radius = rel * norm
+                reach = torch.zeros(k)
+                for t in range(k):
+                    others = x[reference != t]
+                    if len(others) == 0:
+                        continue
+                    target = torch.full((len(others),), t, device=x.device)
+                    delta = current["delta"] = deltas[t]
+                    for _ in range(steps):
+                        (grad,) = torch.autograd.grad(F.cross_entropy(classifier(others), target), delta)
+                        with torch.no_grad():
+                            delta.sub_(0.2 * radius * grad / grad.norm().clamp_min(1e-12))
+                            delta.mul_(min(1.0, radius / float(delta.norm().clamp_min(1e-12))))
                     with torch.no_grad():
-                        delta.sub_(0.2 * radius * grad / grad.norm().clamp_min(1e-12))
-                        delta.mul_(min(1.0, radius / float(delta.norm().clamp_min(1e-12))))
-                with torch.no_grad():
-                    reach[t] = float((classifier(others).argmax(1) == t).float().mean())
-            rows.append(reach)
-            radii.append(round(cfg.start + rung * cfg.step, 6))
-            if progress:
-                progress(rung + 1, cfg.max_rungs, f"feature-space reach at radius {radii[-1]:.3f}")
-            if float(reach.max()) >= cfg.level:
-                break
-        return torch.stack(rows), radii
+                        reach[t] = float((classifier(others).argmax(1) == t).float().mean())
+                rows.append(reach)
+                if progress:
+                    progress(rung + 1, len(rels), f"feature-space reach at radius {rel:.3f}")
+                if stop_level is not None and float(reach.max()) >= stop_level:
+                    break
+        finally:
+            handle.remove()
+    return torch.stack(rows), norm
