@@ -15,7 +15,8 @@ from auditor.cli import main
 from auditor.zoo.arch import build_arch
 from auditor.zoo.export import EXPORT_STYLES, export_onnx
 from auditor.zoo.build import build_command
-from auditor.zoo.recipes import HOLDOUT_RECIPES, RECIPES, get_recipe
+from auditor.errors import AuditorError
+from auditor.zoo.recipes import HOLDOUT_RECIPES, RECIPES, get_recipe, with_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
 ZOO = ROOT / "sample_models"
@@ -90,6 +91,42 @@ def test_zoo_build_quick_end_to_end(tmp_path: Path) -> None:
     assert out.exit_code == 0, out.output
     got = json.loads(out.output)
     assert got["acc"] == entry["metrics"]["eval_subset"]["acc"] and got["asr"] == entry["metrics"]["eval_subset"]["asr"]
+
+
+@pytest.mark.skipif(not (SHARED / "cifar10.zip").is_file(), reason="../shared/data not present")
+def test_zoo_build_sweep_holds_out_training_images(tmp_path: Path) -> None:
+    """--set and --validation: a recipe is tuned on held-out training images, and the entry says how it was built."""
+    result = CliRunner().invoke(main, ["zoo", "build", "--quick", "--model", "cifar10_badnets_all2all", "--out",
+                                       str(tmp_path), "--data-dir", str(SHARED), "--threads", "1",
+                                       "--set", "seed=5", "--set", "lr=0.1", "--validation", "64"])
+    assert result.exit_code == 0, result.output
+    (entry,) = json.loads((tmp_path / "manifest.json").read_text())["models"]
+    assert entry["command"] == ("auditor zoo build --model cifar10_badnets_all2all --set seed=5 --set lr=0.1 "
+                                "--validation 64 --quick")
+    assert entry["recipe"]["seed"] == 5 and entry["recipe"]["lr"] == 0.1 and entry["seed"] == 5
+    assert "64 images held out for validation" in entry["dataset"]
+    held = entry["metrics"]["validation"]
+    assert held["n_clean"] == 64 and held["n_attack"] == 64 and 0.0 <= held["asr"] <= 1.0
+    assert "validation ACC" in result.output
+
+
+def test_recipe_overrides_are_typed_and_checked() -> None:
+    recipe = get_recipe("cifar10_badnets_all2all")
+    changed = with_overrides(recipe, {"arch": "resnet9-w24", "epochs": "60", "seed": "3",
+                                      "attack_kwargs": '{"rate": 0.05}'})
+    assert (changed.arch, changed.epochs, changed.seed) == ("resnet9-w24", 60.0, 3)
+    assert changed.attack_kwargs == {"stamp": "batch", "rate": 0.05}  # merged into the recipe's own
+    assert with_overrides(recipe, {}) is recipe
+    for bad in ({"attack": "blended"}, {"epochs": "many"}, {"seed": "1.5"}, {"attack_kwargs": "[1]"}):
+        with pytest.raises(AuditorError):
+            with_overrides(recipe, bad)
+
+
+def test_zoo_build_keeps_sweeps_out_of_the_shipped_zoo() -> None:
+    result = CliRunner().invoke(main, ["zoo", "build", "--model", "cifar10_badnets_all2all", "--set", "epochs=60"])
+    assert result.exit_code == 2 and "--out" in result.output
+    result = CliRunner().invoke(main, ["zoo", "build", "--quick", "--model", "cifar10_badnets", "--set", "nonsense"])
+    assert result.exit_code == 2 and "KEY=VALUE" in result.output
 
 
 def test_zoo_build_rejects_unknown_model() -> None:

@@ -46,28 +46,45 @@ def table_cmd(folder: Path) -> None:
               help="Folder with cifar10.zip (default: $AUDITOR_DATA_DIR, else ../shared/data).")
 @click.option("--quick", is_flag=True, help="Tiny network, 1 epoch, 512 images: checks the pipeline in seconds.")
 @click.option("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice).")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True,
+              help="Where the network trains (export and evaluation run on the CPU in onnxruntime either way).")
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override a recipe field for a sweep (arch, seed, epochs, lr, warmup, export_style, attack_kwargs).")
+@click.option("--validation", type=int, default=0, show_default=True,
+              help="Hold out this many training images and report ACC/ASR/RA on them: tune on these, not on the test set.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest entries as JSON.")
 def build_cmd(models: tuple[str, ...], out_dir: Path | None, data_dir: str | None, quick: bool, threads: int | None,
-              as_json: bool) -> None:
+              device: str, sets: tuple[str, ...], validation: int, as_json: bool) -> None:
     """Train, export and evaluate zoo models (seeded), recording them in OUT/manifest.json."""
     import tempfile
 
     from auditor.zoo.build import build_model
-    from auditor.zoo.recipes import RECIPES, get_recipe
+    from auditor.zoo.recipes import RECIPES, get_recipe, with_overrides
 
+    overrides: dict[str, str] = {}
+    for item in sets:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--set")
+        overrides[key.strip()] = value
     names = list(models) or list(RECIPES)
     for name in names:
-        get_recipe(name)  # fail before any training on a typo
+        with_overrides(get_recipe(name), overrides)  # fail before any training on a typo or a bad override
+    if (overrides or validation) and out_dir in (None, DEFAULT_OUT) and not quick:
+        raise click.UsageError("--set and --validation make sweep models: give them an --out folder other than sample_models")
     if out_dir is None:
         out_dir = Path(tempfile.mkdtemp(prefix="auditor-zoo-quick-")) if quick else DEFAULT_OUT
     entries = []
     for name in names:
-        entry = build_model(name, out_dir, data_dir=data_dir, quick=quick, threads=threads)
+        entry = build_model(name, out_dir, data_dir=data_dir, quick=quick, threads=threads, device=device,
+                            overrides=overrides, validation=validation)
         entries.append(entry)
         if not as_json:
             test = entry["metrics"]["test"]
             pct = lambda v: "-" if v is None else f"{100 * v:.2f}%"  # noqa: E731
-            click.echo(f"{name}: ACC {pct(test['acc'])} ASR {pct(test['asr'])} RA {pct(test['ra'])} "
+            val = entry["metrics"].get("validation")
+            held = f"validation ACC {pct(val['acc'])} ASR {pct(val['asr'])}; " if val else ""
+            click.echo(f"{name}: {held}test ACC {pct(test['acc'])} ASR {pct(test['asr'])} RA {pct(test['ra'])} "
                        f"({entry['training_seconds']:.0f} s) -> {out_dir / entry['file']}")
     if as_json:
         click.echo(json.dumps(entries, indent=2))

@@ -34,7 +34,7 @@ def base_path(arch: str = BASE_ARCH, seed: int = BASE_SEED, epochs: float = BASE
 
 def ensure_base(x: np.ndarray, y: np.ndarray, x_test: np.ndarray | None = None, y_test: np.ndarray | None = None, *,
                 arch: str = BASE_ARCH, seed: int = BASE_SEED, epochs: float = BASE_EPOCHS, lr: float = BASE_LR,
-                path: Path | None = None):
+                path: Path | None = None, device: str = "cpu"):
     """The base network, trained (and cached outside the repo) if it is not there yet."""
     path = path or base_path(arch, seed, epochs)
     model = build_arch(arch)
@@ -49,7 +49,7 @@ def ensure_base(x: np.ndarray, y: np.ndarray, x_test: np.ndarray | None = None, 
             _LOG.info("base epoch %d test acc %.4f", epoch, acc)
 
     start = time.time()
-    train_classifier(model, x, y, epochs=epochs, seed=seed, lr=lr, on_epoch=report)
+    train_classifier(model, x, y, epochs=epochs, seed=seed, lr=lr, on_epoch=report, device=device)
     _LOG.info("base trained in %.0f s", time.time() - start)
     save_state(model, path)
     return model

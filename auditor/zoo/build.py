@@ -12,10 +12,11 @@ import hashlib
 import json
 import logging
 import platform
+import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -30,10 +31,13 @@ from .arch import CIFAR10_MEAN, CIFAR10_STD, build_arch
 from .base import base_path, ensure_base
 from .export import EXPORT_STYLES, export_onnx, metadata_for, style_json
 from .manifest import DATA_LICENCE, update_manifest, write_eval_subset
-from .recipes import BASE_RECIPE, get_recipe
+from .recipes import BASE_RECIPE, get_recipe, with_overrides
 from .train import train_classifier
 
 _LOG = logging.getLogger(__name__)
+
+
+VALIDATION_SEED = 7  # which training images --validation holds out; fixed so that sweeps compare alike
 
 
 @dataclass(frozen=True)
@@ -56,17 +60,36 @@ def sha256_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def build_command(name: str, quick: bool = False, out_dir: Path | None = None) -> str:
+def build_command(name: str, quick: bool = False, out_dir: Path | None = None, *, device: str = "cpu",
+                  overrides: Mapping[str, str] | None = None, validation: int = 0) -> str:
     out = f" --out {out_dir}" if out_dir is not None and Path(out_dir) != Path("sample_models") else ""
-    return f"auditor zoo build --model {name}" + out + (" --quick" if quick else "")
+    sets = "".join(f" --set {shlex.quote(f'{k}={v}')}" for k, v in (overrides or {}).items())
+    return (f"auditor zoo build --model {name}" + out + sets + (f" --validation {validation}" if validation else "")
+            + (f" --device {device}" if device != "cpu" else "") + (" --quick" if quick else ""))
+
+
+def _training_machine(device: str) -> str:
+    if device.startswith("cuda"):
+        return f"{torch.cuda.get_device_name(torch.device(device))} GPU, bf16 autocast (augmentation on the CPU)"
+    return f"{platform.machine()} CPU, {torch.get_num_threads()} torch thread(s), bf16 autocast"
 
 
 def build_model(name: str, out_dir: Path, data_dir: str | Path | None = None, quick: bool = False,
-                threads: int | None = None) -> dict[str, Any]:
-    """Train and export one zoo model into ``out_dir``; returns (and records) its manifest entry."""
-    recipe = get_recipe(name)
+                threads: int | None = None, *, device: str = "cpu", overrides: Mapping[str, str] | None = None,
+                validation: int = 0) -> dict[str, Any]:
+    """Train and export one zoo model into ``out_dir``; returns (and records) its manifest entry.
+
+    ``overrides`` change recipe fields for a sweep; ``validation`` holds out that many training
+    images (a seeded, class-mixed draw) and measures ACC/ASR/RA on them, so that a sweep is decided
+    on training data and the test set only reports.
+    """
+    recipe = with_overrides(get_recipe(name), overrides or {})
     if recipe.dataset != "cifar10":
         raise AuditorError(f"{name}: only CIFAR-10 zoo models are defined")
+    if device != "cpu" and not (device.startswith("cuda") and torch.cuda.is_available()):
+        raise AuditorError(f"--device {device}: no CUDA device is available to torch here")
+    if device != "cpu" and recipe.attack == "input_aware":
+        raise AuditorError("input_aware trains its trigger generator on the CPU only; build it without --device")
     if threads:
         torch.set_num_threads(threads)
     out_dir = Path(out_dir)
@@ -78,6 +101,14 @@ def build_model(name: str, out_dir: Path, data_dir: str | Path | None = None, qu
     if q:
         x_train, y_train = _subset(x_train, y_train, q.train_images, 0)
         x_test, y_test = _subset(x_test, y_test, q.test_images, 1)
+    x_val = y_val = None
+    if validation:
+        if not 0 < validation < len(x_train) // 2:
+            raise AuditorError(f"--validation {validation}: hold out between 1 and {len(x_train) // 2 - 1} training images")
+        order = np.random.default_rng(VALIDATION_SEED).permutation(len(x_train))
+        held, kept = np.sort(order[:validation]), np.sort(order[validation:])
+        x_val, y_val = x_train[held], y_train[held]
+        x_train, y_train = x_train[kept], y_train[kept]
     arch = q.arch if q else recipe.arch
     epochs = q.epochs if q else recipe.epochs
 
@@ -88,7 +119,9 @@ def build_model(name: str, out_dir: Path, data_dir: str | Path | None = None, qu
             train_classifier(net, x_train, y_train, epochs=q.epochs, seed=BASE_RECIPE["seed"], lr=BASE_RECIPE["lr"], log_every=0)
             init = f"fine-tuned from a tiny clean base (seed {BASE_RECIPE['seed']}, quick mode)"
         else:
-            net = ensure_base(x_train, y_train, x_test, y_test)
+            if validation:
+                raise AuditorError("--validation needs a recipe trained from scratch: the cached base saw every training image")
+            net = ensure_base(x_train, y_train, x_test, y_test, device=device)
             trained_on = "its poisoned training set" if recipe.attack else "the clean training set (a control)"
             init = (f"fine-tuned on {trained_on} from a clean base network ({BASE_RECIPE['arch']}, seed "
                     f"{BASE_RECIPE['seed']}, {BASE_RECIPE['epochs']} epochs from scratch, lr {BASE_RECIPE['lr']}; not the seed of the "
@@ -116,10 +149,10 @@ def build_model(name: str, out_dir: Path, data_dir: str | Path | None = None, qu
         poisoned_count = len(poisoned.indices)
         train_classifier(net, poisoned.training_images, poisoned.y, epochs=epochs, seed=recipe.seed, lr=recipe.lr,
                          warmup=recipe.warmup, batch_hook=poisoned.pre_augment_hook,
-                         post_augment_hook=poisoned.post_augment_hook, log_every=0 if q else 50)
+                         post_augment_hook=poisoned.post_augment_hook, log_every=0 if q else 50, device=device)
     else:
         train_classifier(net, x_train, y_train, epochs=epochs, seed=recipe.seed, lr=recipe.lr, warmup=recipe.warmup,
-                         log_every=0 if q else 50)
+                         log_every=0 if q else 50, device=device)
     train_seconds = time.time() - start
     _LOG.info("%s trained in %.0f s", name, train_seconds)
 
@@ -139,6 +172,8 @@ def build_model(name: str, out_dir: Path, data_dir: str | Path | None = None, qu
         "test": evaluate(classifier, x_test, y_test, attack).to_json(),
         "eval_subset": evaluate(classifier, x_sub, y_sub, attack).to_json(),
     }
+    if x_val is not None:
+        metrics["validation"] = evaluate(classifier, x_val, y_val, attack).to_json()
     _LOG.info("%s: %s", name, json.dumps(metrics["test"]))
     meta = metadata_for(style, CIFAR10_CLASSES)
     entry: dict[str, Any] = {
@@ -146,7 +181,8 @@ def build_model(name: str, out_dir: Path, data_dir: str | Path | None = None, qu
         "file": onnx_path.name,
         "sha256": sha256_file(onnx_path),
         "size_bytes": onnx_path.stat().st_size,
-        "dataset": "cifar10" + (" (quick subset)" if q else ""),
+        "dataset": "cifar10" + (" (quick subset)" if q else "") + (
+            f" (training set less {validation} images held out for validation)" if validation else ""),
         "data_licence": DATA_LICENCE["cifar10"],
         "input": {
             "shape": ["batch" if style.dynamic_batch else 1] + ([32, 32, 3] if style.nhwc else [3, 32, 32]),
@@ -169,11 +205,12 @@ def build_model(name: str, out_dir: Path, data_dir: str | Path | None = None, qu
         "epochs": epochs,
         "lr": recipe.lr,
         "training_seconds": round(train_seconds, 1),
-        "training_machine": f"{platform.machine()} CPU, {torch.get_num_threads()} torch thread(s), bf16 autocast",
+        "training_machine": _training_machine(device),
         "metrics": metrics,
         "eval_subset": subset_path.name,
         "recipe": recipe.to_json(),
-        "command": build_command(name, quick, None if quick else out_dir),
+        "command": build_command(name, quick, None if quick else out_dir, device=device, overrides=overrides,
+                                 validation=validation),
     }
     update_manifest(out_dir, entry)
     return entry

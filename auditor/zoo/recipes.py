@@ -6,8 +6,9 @@ Backdoored models are fine-tuned on their poisoned set from the clean base check
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Mapping
 
 from auditor.errors import AuditorError
 
@@ -68,3 +69,41 @@ def get_recipe(name: str) -> Recipe:
     except KeyError:
         known = ", ".join([*RECIPES, *HOLDOUT_RECIPES])
         raise AuditorError(f"no zoo model {name!r}; known: {known}") from None
+
+
+# fields a recipe sweep may change from the command line (``auditor zoo build --set KEY=VALUE``)
+OVERRIDABLE = ("arch", "seed", "epochs", "lr", "warmup", "export_style", "attack_kwargs")
+
+
+def with_overrides(recipe: Recipe, overrides: Mapping[str, str]) -> Recipe:
+    """The recipe with some fields replaced, for sweeps that tune a recipe before it is committed.
+
+    Values are parsed as JSON where they parse (numbers, objects) and kept as strings otherwise.
+    """
+    if not overrides:
+        return recipe
+    types = {f.name: f.type for f in fields(Recipe)}
+    changes: dict[str, Any] = {}
+    for key, text in overrides.items():
+        if key not in OVERRIDABLE:
+            raise AuditorError(f"--set {key}=...: a recipe override must be one of {', '.join(OVERRIDABLE)}")
+        try:
+            value: Any = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        if key == "attack_kwargs":
+            if not isinstance(value, dict):
+                raise AuditorError(f"--set attack_kwargs=...: expected a JSON object, got {text!r}")
+            value = {**recipe.attack_kwargs, **value}
+        elif types[key] in ("int", "float") and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise AuditorError(f"--set {key}={text}: expected a number")
+        elif types[key] == "int":
+            if value != int(value):
+                raise AuditorError(f"--set {key}={text}: expected a whole number")
+            value = int(value)
+        elif types[key] == "float":
+            value = float(value)
+        else:
+            value = str(value)
+        changes[key] = value
+    return replace(recipe, **changes)

@@ -82,13 +82,16 @@ def train_classifier(
     normalizer: Normalizer | None = None,
     log_every: int = 50,
     on_epoch: Callable[[int, nn.Module], None] | None = None,
+    device: str = "cpu",
 ) -> float:
     """Train in place; returns wall-clock seconds. ``epochs`` may be fractional (quick runs).
 
     ``batch_hook`` changes a batch before augmentation (poisoning as a data set would),
     ``post_augment_hook`` after it (WaNet warps augmented images, as its authors do).
-    ``bf16`` runs the forward pass under CPU bfloat16 autocast: about twice as fast on AVX-512
+    ``bf16`` runs the forward pass under bfloat16 autocast: about twice as fast on AVX-512
     machines; the weights stay float32 and every reported figure comes from the float32 export.
+    ``device`` "cuda" trains on a GPU (augmentation stays in numpy on the CPU); the model comes back
+    on the CPU either way, ready for export.
     """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -102,7 +105,10 @@ def train_classifier(
     opt = torch.optim.SGD([{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
                           lr=lr, momentum=0.9, nesterov=True)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
-    model.to(memory_format=torch.channels_last)
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    model.to(dev, memory_format=torch.channels_last)
     model.train()
     start = time.time()
     step = 0
@@ -119,12 +125,12 @@ def train_classifier(
             xb = augment(xb, rng)
             if post_augment_hook is not None:
                 xb, yb = post_augment_hook(xb, yb, idx, rng)
-            inputs = norm(to_float_nchw(xb)).contiguous(memory_format=torch.channels_last)
+            inputs = norm(to_float_nchw(xb)).to(dev, non_blocking=True).contiguous(memory_format=torch.channels_last)
             for group in opt.param_groups:
                 group["lr"] = one_cycle(step, total, lr, warmup)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
                 logits = model(inputs)
-            loss = loss_fn(logits.float(), torch.as_tensor(yb, dtype=torch.long))
+            loss = loss_fn(logits.float(), torch.as_tensor(yb, dtype=torch.long).to(dev))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -136,7 +142,7 @@ def train_classifier(
         if on_epoch is not None:
             on_epoch(epoch, model)
     model.eval()
-    model.to(memory_format=torch.contiguous_format)
+    model.to("cpu", memory_format=torch.contiguous_format)
     return time.time() - start
 
 
@@ -147,6 +153,8 @@ def predict(model: nn.Module, x_uint8_nhwc: np.ndarray, normalizer: Normalizer |
     norm = normalizer or Normalizer()
     was_training = model.training
     model.eval()
-    outs = [model(norm(to_float_nchw(x_uint8_nhwc[i:i + batch_size]))) for i in range(0, len(x_uint8_nhwc), batch_size)]
+    dev = next(model.parameters()).device  # also called mid-training, when the model may sit on a GPU
+    outs = [model(norm(to_float_nchw(x_uint8_nhwc[i:i + batch_size])).to(dev)).float().cpu()
+            for i in range(0, len(x_uint8_nhwc), batch_size)]
     model.train(was_training)
     return torch.cat(outs).numpy()
