@@ -86,6 +86,20 @@ def test_output_may_not_be_the_input(model: Path, tmp_path: Path) -> None:
     assert result.exit_code == 2 and "input" in result.output
 
 
+@pytest.mark.parametrize("value", ["1.0", "0,0.5", "half", ""])
+def test_guard_interpolation_option_rejects_bad_shares(model: Path, tmp_path: Path, value: str) -> None:
+    result = CliRunner().invoke(main, ["audit", str(model), "-o", str(tmp_path / "out.onnx"), "--report-dir",
+                                       str(tmp_path / "r"), "--guard-interpolation", value])
+    assert result.exit_code == 2 and "--guard-interpolation" in result.output
+    assert not (tmp_path / "out.onnx").exists()
+
+
+def test_guard_interpolation_option_parses_shares_and_none() -> None:
+    from auditor.commands.audit import _parse_interpolation
+
+    assert _parse_interpolation("none") == () and _parse_interpolation("0.9, 0.6") == (0.9, 0.6)
+
+
 def test_purify_cli_with_saved_synthetic_samples(model: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     synth = tmp_path / "synth.npz"

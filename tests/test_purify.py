@@ -18,7 +18,7 @@ import converters
 from auditor.errors import AuditorError
 from auditor.model import AuditTarget
 from auditor.purify import (ANP, CLP, IBAU, PURIFIERS, Finetune, GuardConfig, channel_lipschitz, get_purifier,
-                            guarded_purify, list_purifiers, restore, snapshot)
+                            guarded_purify, interpolate, list_purifiers, restore, snapshot)
 from auditor.purify.neurons import masked_conv_layers, masked_forward, prune_lowest
 from auditor.universal import grid_patch, stamp, untargeted_patch
 
@@ -226,7 +226,8 @@ def test_ibau_prunes_with_clp(clp_first, tmp_path) -> None:
     conv = dict(target.classifier.network.named_modules())[layer]
     assert (conv.weight[5] == 0).all()  # a zeroed channel behind a ReLU gets no gradient: it stays pruned
     assert IBAU(rounds=1, batch_size=16, clp_u=None).purify(target.classifier, x).pruned_channels == {}
-    assert IBAU().milder().config.clp_u == IBAU().config.clp_u  # the back-off weakens unlearning, keeps pruning
+    assert IBAU().milder().config.clp_u == IBAU().config.clp_u  # the back-off weakens unlearning, keeps CLP
+    assert IBAU().config.anp_fraction and IBAU().milder().config.anp_fraction is None  # ... and prunes no neurons
     with pytest.raises(AuditorError, match="clp_u"):
         IBAU(clp_u=0.0)
 
@@ -522,9 +523,51 @@ def test_guard_restores_the_original_when_nothing_passes(backdoored) -> None:
                             GuardConfig(min_agreement=1.01, max_backoffs=1))
     assert report.status == "rejected" and not report.purified
     assert report.message.startswith("guard rejected purification")
-    assert len(report.attempts) == 2 and report.final is None
+    assert report.final is None
+    # two purifier runs, each checked as it came out and at every step of the interpolation ladder
+    ladder = GuardConfig().interpolation
+    assert [a.attempt for a in report.attempts] == [0] * (1 + len(ladder)) + [1] * (1 + len(ladder))
+    assert [a.interpolation for a in report.attempts] == [1.0, *ladder] * 2
     now = snapshot(classifier)
     assert all(torch.equal(original[k], now[k]) for k in original)
+    json.dumps(report.to_json())
+
+
+def test_interpolate_scales_the_change_and_keeps_pruned_weights_zero(tiny) -> None:
+    classifier = tiny.classifier
+    original = snapshot(classifier)
+    with torch.no_grad():
+        params = list(classifier.network.named_parameters())
+        for _, param in params:
+            param.add_(0.5)
+        params[0][1][0].zero_()  # a "pruned" channel
+    purified = snapshot(classifier)
+    interpolate(classifier, original, purified, 0.25)
+    name, first = params[0]
+    before = original[f"p:{name}"]
+    assert torch.equal(first[0], torch.zeros_like(first[0]))
+    torch.testing.assert_close(first[1:], before[1:] + 0.125)
+    for other_name, param in params[1:]:
+        torch.testing.assert_close(param, original[f"p:{other_name}"] + 0.125)
+
+
+def test_guard_interpolates_before_rerunning(backdoored) -> None:
+    """A destructive run that a small share of its change repairs is accepted without a rerun."""
+    target = load(backdoored)
+    classifier = target.classifier
+    x, y = shapes(120, torch.Generator().manual_seed(22))
+    original = snapshot(classifier)
+    report = guarded_purify(classifier, Finetune(lr=50.0, epochs=1, batch_size=40), x[:80], y[:80], x[80:], y[80:],
+                            GuardConfig(min_agreement=0.99, max_backoffs=1, interpolation=(0.5, 1e-6)))
+    assert report.status == "accepted_after_backoff", report.message
+    assert not report.attempts[0].passed and report.attempts[-1].passed
+    assert {a.attempt for a in report.attempts} == {0}  # no milder rerun was needed
+    assert report.attempts[-1].interpolation == 1e-6 and "interpolation to 1e-06" in report.message
+    assert report.final is report.attempts[0].result and report.final.backoffs[0]["interpolation"] == 1.0
+    assert any("kept 1e-06 of the weight change" in note for note in report.final.notes)
+    now = snapshot(classifier)
+    # a millionth of a change that wrecked the model: within 1e-2 of the original everywhere
+    assert all(torch.allclose(original[k], now[k], atol=1e-2) for k in original)
     json.dumps(report.to_json())
 
 

@@ -7,6 +7,7 @@ it does not; the report's ``verdict`` block records the original model's verdict
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,9 @@ def _purify_options(func):
                      help="Override a purifier setting (repeatable), e.g. rounds=3."),
         click.option("--min-agreement", type=click.FloatRange(0, 1), default=None,
                      help="Guard: holdout agreement with the original needed to accept (default 0.9)."),
+        click.option("--guard-interpolation", default=None, metavar="A,B,...|none",
+                     help="Guard: shares of a failed attempt's weight change to try, largest first, before a milder "
+                          "rerun (default 0.9,0.8,0.7,0.6,0.5); 'none' reruns only."),
         click.option("--seed", type=int, default=0, show_default=True),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
         click.option("--overwrite", is_flag=True, help="Replace an existing output model / report."),
@@ -54,11 +58,28 @@ def _parse_purifier_options(pairs: tuple[str, ...]) -> dict[str, Any]:
     return parsed
 
 
+def _parse_interpolation(text: str) -> tuple[float, ...]:
+    if text.strip().lower() == "none":
+        return ()
+    try:
+        shares = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        shares = ()
+    if not shares or not all(0 < share < 1 for share in shares):
+        raise click.BadParameter(f"expected shares strictly between 0 and 1 (e.g. 0.9,0.7) or 'none', got {text!r}",
+                                 param_hint="--guard-interpolation")
+    return shares
+
+
 def _options(opts: dict[str, Any], **extra: Any):
     from auditor.pipeline import AuditOptions
     from auditor.purify.guard import GuardConfig
 
-    guard = GuardConfig(min_agreement=opts["min_agreement"]) if opts.get("min_agreement") is not None else GuardConfig()
+    guard = GuardConfig()
+    if opts.get("min_agreement") is not None:
+        guard = dataclasses.replace(guard, min_agreement=opts["min_agreement"])
+    if opts.get("guard_interpolation") is not None:
+        guard = dataclasses.replace(guard, interpolation=_parse_interpolation(opts["guard_interpolation"]))
     limit = int(opts["max_model_mb"] * 1024 * 1024) if opts.get("max_model_mb") else None
     return AuditOptions(
         method=opts["method"], seed=opts["seed"], device=opts["device"], inversion=inversion_config(opts, opts["seed"]),

@@ -17,7 +17,7 @@ from .anp import ANP, ANPConfig
 from .base import ProgressFn, PurifyResult, Purifier
 from .clp import CLP, CLPConfig, channel_lipschitz, conv_bn_pairs
 from .finetune import Finetune, FinetuneConfig
-from .guard import GuardAttempt, GuardConfig, GuardReport, guarded_purify, restore, snapshot
+from .guard import GuardAttempt, GuardConfig, GuardReport, guarded_purify, interpolate, restore, snapshot
 from .ibau import IBAU, IBAUConfig
 
 DEFAULT_PURIFIER = "ibau"
@@ -40,5 +40,5 @@ def list_purifiers() -> list[str]:
 
 __all__ = ["ANP", "ANPConfig", "CLP", "CLPConfig", "DEFAULT_PURIFIER", "Finetune", "FinetuneConfig", "GuardAttempt", "GuardConfig",
            "GuardReport", "IBAU", "IBAUConfig", "PURIFIERS", "ProgressFn", "PurifyResult", "Purifier",
-           "channel_lipschitz", "conv_bn_pairs", "get_purifier", "guarded_purify", "list_purifiers", "restore",
+           "channel_lipschitz", "conv_bn_pairs", "get_purifier", "guarded_purify", "interpolate", "list_purifiers", "restore",
            "snapshot"]

@@ -155,11 +155,13 @@ class IBAU(Purifier):
             raise AuditorError("ibau: shared_adv_weight must be >= 0, shared_adv_eps > 0, shared_adv_steps >= 1")
 
     def milder(self) -> "IBAU":
-        """Half the rounds (at least one) and a third of the outer learning rate. The pruning step keeps
-        its threshold: raising it with every back-off is what undid the pruning that removed SIG and
-        Blended (test ASR 9.2% / 2.4% post hoc, 85.1% / 24.1% after the back-off; docs/purification.md)."""
+        """Half the rounds (at least one), a third of the outer learning rate, and no ANP. CLP keeps its
+        threshold: raising it with every back-off is what undid the pruning that removed SIG and Blended
+        (test ASR 9.2% / 2.4% post hoc, 85.1% / 24.1% after the back-off; docs/purification.md). ANP's
+        mask learning is 90 s of a 190-290 s rerun, and in 5 of the 7 reruns measured it pruned nothing
+        (docs/purification.md, "Interpolating before rerunning")."""
         c = self.config
-        gentler = IBAU(dataclasses.replace(c, rounds=max(1, math.ceil(c.rounds / 2)), lr=c.lr / 3))
+        gentler = IBAU(dataclasses.replace(c, rounds=max(1, math.ceil(c.rounds / 2)), lr=c.lr / 3, anp_fraction=None))
         gentler._patch_searches = self._patch_searches  # the back-off starts from the same model: same search
         return gentler
 

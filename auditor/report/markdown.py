@@ -69,9 +69,11 @@ def render_markdown(report: dict[str, Any]) -> str:
             lines += ["![reversed triggers: mask, pattern, mask x pattern per class](triggers.png)", ""]
 
     if purification:
-        lines += ["## Purification attempts", "", "| attempt | method | holdout agreement | passed |", "|---|---|---|---|"]
+        lines += ["## Purification attempts", "", "| attempt | method | share of the change kept | holdout agreement | "
+                  "prior-probe agreement | passed |", "|---|---|---|---|---|---|"]
         for attempt in purification.get("attempts", []):
-            lines.append(f"| {attempt['attempt']} | {attempt['purifier']} | {_pct(attempt.get('agreement'))} | "
+            lines.append(f"| {attempt['attempt']} | {attempt['purifier']} | {attempt.get('interpolation', 1.0):g} | "
+                         f"{_pct(attempt.get('agreement'))} | {_pct(attempt.get('prior_agreement'))} | "
                          f"{'yes' if attempt.get('passed') else 'no'} |")
         lines.append("")
 
