@@ -524,10 +524,8 @@ def test_guard_restores_the_original_when_nothing_passes(backdoored) -> None:
     assert report.status == "rejected" and not report.purified
     assert report.message.startswith("guard rejected purification")
     assert report.final is None
-    # two purifier runs, each checked as it came out and at every step of the interpolation ladder
-    ladder = GuardConfig().interpolation
-    assert [a.attempt for a in report.attempts] == [0] * (1 + len(ladder)) + [1] * (1 + len(ladder))
-    assert [a.interpolation for a in report.attempts] == [1.0, *ladder] * 2
+    # two purifier runs; no prior probe here, so no interpolation between them
+    assert [(a.attempt, a.interpolation) for a in report.attempts] == [(0, 1.0), (1, 1.0)]
     now = snapshot(classifier)
     assert all(torch.equal(original[k], now[k]) for k in original)
     json.dumps(report.to_json())
@@ -557,8 +555,10 @@ def test_guard_interpolates_before_rerunning(backdoored) -> None:
     classifier = target.classifier
     x, y = shapes(120, torch.Generator().manual_seed(22))
     original = snapshot(classifier)
+    prior = torch.rand(60, *x.shape[1:], generator=torch.Generator().manual_seed(24))
+    config = GuardConfig(min_agreement=0.99, max_backoffs=1, interpolation=(0.5, 1e-6), min_prior_agreement=0.99)
     report = guarded_purify(classifier, Finetune(lr=50.0, epochs=1, batch_size=40), x[:80], y[:80], x[80:], y[80:],
-                            GuardConfig(min_agreement=0.99, max_backoffs=1, interpolation=(0.5, 1e-6)))
+                            config, prior_images=prior)
     assert report.status == "accepted_after_backoff", report.message
     assert not report.attempts[0].passed and report.attempts[-1].passed
     assert {a.attempt for a in report.attempts} == {0}  # no milder rerun was needed
@@ -569,6 +569,26 @@ def test_guard_interpolates_before_rerunning(backdoored) -> None:
     # a millionth of a change that wrecked the model: within 1e-2 of the original everywhere
     assert all(torch.allclose(original[k], now[k], atol=1e-2) for k in original)
     json.dumps(report.to_json())
+    # without the prior probe the holdout alone decides, which cannot see a wrecked model: rerun only
+    restore(classifier, original)
+    blind = guarded_purify(classifier, Finetune(lr=50.0, epochs=1, batch_size=40), x[:80], y[:80], x[80:], y[80:],
+                           config)
+    assert [a.interpolation for a in blind.attempts] == [1.0, 1.0]
+
+
+def test_guard_tries_every_interpolation_step_before_giving_up(backdoored) -> None:
+    target = load(backdoored)
+    classifier = target.classifier
+    x, y = shapes(120, torch.Generator().manual_seed(22))
+    prior = torch.rand(40, *x.shape[1:], generator=torch.Generator().manual_seed(25))
+    original = snapshot(classifier)
+    report = guarded_purify(classifier, Finetune(lr=50.0, epochs=1, batch_size=40), x[:80], y[:80], x[80:], y[80:],
+                            GuardConfig(min_agreement=1.01, max_backoffs=1), prior_images=prior)
+    ladder = GuardConfig().interpolation
+    assert report.status == "rejected"
+    assert [(a.attempt, a.interpolation) for a in report.attempts] == [(r, s) for r in (0, 1) for s in (1.0, *ladder)]
+    now = snapshot(classifier)
+    assert all(torch.equal(original[k], now[k]) for k in original)
 
 
 def test_guard_rejects_on_the_prior_probe_even_when_the_holdout_agrees(backdoored) -> None:

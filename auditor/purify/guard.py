@@ -37,6 +37,7 @@ class GuardConfig:
     # alpha first (weights the purifier zeroed, its pruning, stay zero). Seconds instead of a 190-290 s rerun;
     # empty: rerun only. Interpolating between a model and its fine-tuned copy trades the two off smoothly
     # (WiSE-FT, Wortsman et al. 2022); how much backdoor comes back on the way is measured in docs/purification.md.
+    # Used only with the prior probe (see guarded_purify).
     interpolation: tuple[float, ...] = (0.9, 0.8, 0.7, 0.6, 0.5)
     max_accuracy_drop: float | None = None  # also bound the drop in holdout accuracy vs given labels, if set
     on_exhausted: Literal["restore", "accept_mildest"] = "restore"  # when no attempt passes
@@ -162,6 +163,10 @@ def guarded_purify(
         report.attempts.append(entry)
         return entry
 
+    # Interpolation stops just above the thresholds, so it needs the prior probe: the holdout alone (SMI samples,
+    # confident by construction) agreed 0.91 with a model at 51% clean accuracy that interpolation produced
+    # (pixel inversion, BadNets; docs/purification.md). Without the probe, back off by rerunning only.
+    ladder = guard.interpolation if prior_images is not None else ()
     current = purifier
     for attempt in range(guard.max_backoffs + 1):
         if attempt:
@@ -177,7 +182,7 @@ def guarded_purify(
         checked = check(attempt, result, 1.0)
         if not checked.passed and checked.agreement > 0:  # finite: try keeping part of the change first
             purified_state = snapshot(classifier)
-            for alpha in guard.interpolation:
+            for alpha in ladder:
                 interpolate(classifier, original_state, purified_state, alpha)
                 checked = check(attempt, result, alpha)
                 if checked.passed:
