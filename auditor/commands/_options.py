@@ -1,4 +1,4 @@
-"""Options shared by every command that reads a model."""
+"""Options shared by the commands, and the parsing of repeated KEY=VALUE options."""
 
 from __future__ import annotations
 
@@ -16,6 +16,17 @@ def _floats(_ctx: click.Context, _param: click.Parameter, value: str | None) -> 
         return parse_float_list(value)
     except ValueError as exc:
         raise click.BadParameter(f"expected comma-separated numbers, got {value!r}") from exc
+
+
+def key_value_pairs(pairs: tuple[str, ...], param_hint: str) -> dict[str, str]:
+    """Repeated KEY=VALUE options as a dict of raw strings (the caller decides how to read the values)."""
+    parsed: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint=param_hint)
+        parsed[key.strip()] = value
+    return parsed
 
 
 def spec_options(func: Callable[..., Any]) -> Callable[..., Any]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from ._options import spec_options, spec_overrides
+from ._options import key_value_pairs, spec_options, spec_overrides
 from ._progress import progress_bar
 from .scan import detection_config, detection_options, fail_on_option
 from .invert import inversion_config, inversion_options
@@ -47,14 +47,11 @@ def _purify_options(func):
 
 def _parse_purifier_options(pairs: tuple[str, ...]) -> dict[str, Any]:
     parsed: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--purifier-option")
+    for key, value in key_value_pairs(pairs, "--purifier-option").items():
         try:
-            parsed[key.strip()] = json.loads(value)
+            parsed[key] = json.loads(value)
         except json.JSONDecodeError:
-            parsed[key.strip()] = value
+            parsed[key] = value
     return parsed
 
 

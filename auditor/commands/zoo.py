@@ -61,12 +61,9 @@ def build_cmd(models: tuple[str, ...], out_dir: Path | None, data_dir: str | Non
     from auditor.zoo.build import build_model
     from auditor.zoo.recipes import RECIPES, get_recipe, with_overrides
 
-    overrides: dict[str, str] = {}
-    for item in sets:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--set")
-        overrides[key.strip()] = value
+    from ._options import key_value_pairs
+
+    overrides = key_value_pairs(sets, "--set")
     names = list(models) or list(RECIPES)
     for name in names:
         with_overrides(get_recipe(name), overrides)  # fail before any training on a typo or a bad override
