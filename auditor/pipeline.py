@@ -146,8 +146,10 @@ def audit(
     if original is not None:
         with stages("rescan"):
             # the purified model labels the samples itself: they were synthesized for the original
+            # only the detectors the verdict reads: the report keeps the original's full figures
             relabelled = classifier.predict(synth.images01)
-            rescanned = _detect(classifier, synth.images01, relabelled, options.detection, options.seed, progress)
+            rescanned = _detect(classifier, synth.images01, relabelled, options.detection.deciding_only(),
+                                options.seed, progress)
 
     report = _base_report("audit", loaded, options, parity)
     if original is not None and rescanned is not None:

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from auditor.detect import (DetectionResult, FeatureReach, NeuralCleanse, Patch, Reach, VerdictConfig, WeightPerturbation, anomaly_index,
+from auditor.detect import (DetectionConfig, DetectionResult, FeatureReach, NeuralCleanse, Patch, Reach, VerdictConfig, WeightPerturbation, anomaly_index,
                             combine, fails, get_detector, list_detectors, worst)
 from auditor.errors import AuditorError
 from auditor.model import Classifier
@@ -296,3 +296,12 @@ def test_the_patch_rule_is_model_level(flip_rate, shares, expected, targets) -> 
     assert (expected == "backdoored") == any("patch trigger" in r for r in verdict.reasons)
     off = combine({"patch": _patch_result(flip_rate, shares)}, VerdictConfig(patch_threshold=None))
     assert off.verdict == "clean"
+
+
+def test_a_rescan_keeps_only_the_detectors_the_verdict_reads() -> None:
+    everything = DetectionConfig(detectors=("neural_cleanse", "reach", "weight_perturbation", "patch", "feature_reach"))
+    assert everything.deciding_only().detectors == ("reach", "patch")
+    with_aux = DetectionConfig(detectors=everything.detectors, verdict=VerdictConfig(aux_threshold=3.0,
+                                                                                     voters=("reach", "feature_reach")))
+    assert with_aux.deciding_only().detectors == ("reach", "weight_perturbation", "patch", "feature_reach")
+    assert with_aux.deciding_only().verdict == with_aux.verdict
