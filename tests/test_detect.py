@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from auditor.detect import (DetectionConfig, DetectionResult, FeatureReach, NeuralCleanse, Patch, Reach, VerdictConfig, WeightPerturbation, anomaly_index,
+from auditor.detect import (ChannelStimulation, MaxMargin, DetectionConfig, DetectionResult, FeatureReach, NeuralCleanse, Patch, Reach, VerdictConfig, WeightPerturbation, anomaly_index,
                             combine, fails, get_detector, list_detectors, worst)
 from auditor.errors import AuditorError
 from auditor.model import Classifier
@@ -114,7 +114,8 @@ def test_weight_perturbation_reports_a_share_per_class() -> None:
 
 
 def test_registry_and_bad_options() -> None:
-    assert list_detectors() == ["feature_reach", "neural_cleanse", "patch", "reach", "weight_perturbation"]
+    assert list_detectors() == ["feature_reach", "max_margin", "neural_cleanse", "patch", "reach", "stimulation",
+                              "weight_perturbation"]
     assert isinstance(get_detector("neural_cleanse", steps=3), NeuralCleanse)
     with pytest.raises(AuditorError, match="unknown detector"):
         get_detector("nope")
@@ -265,6 +266,35 @@ def test_feature_reach_without_the_shortcut_and_bad_options() -> None:
         FeatureReach().detect(_classifier(), *_samples(_classifier()))
 
 
+def test_stimulation_finds_the_channel_that_carries_the_shortcut() -> None:
+    classifier, x, y = _feature_samples(shortcut=True)
+    before = [p.detach().clone() for p in classifier.parameters()]
+    detector = ChannelStimulation(depth=1.0, levels=(0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0), per_class=10, channel_batch=3)
+    result = detector.detect(classifier, x, y, seed=0)
+    best, index = result.top()
+    print("stimulation per class:", [r["share_by_level"] for r in result.per_class], result.summary)
+    assert best == TARGET and index > 2 and result.per_class[TARGET]["channel"] == 3
+    assert result.per_class[TARGET]["share"] >= 0.5
+    # the ladder stopped at the first level where a class reached the stop share
+    levels = result.summary["levels"]
+    assert len(levels) == len(result.per_class[0]["share_by_level"])
+    assert len(levels) == 1 or max(r["share_by_level"][-2] for r in result.per_class) < 0.5
+    assert all(p.requires_grad and torch.equal(p, b) for p, b in zip(classifier.parameters(), before))
+    # channels stimulated one per pass or several per pass give the same shares
+    single = ChannelStimulation(depth=1.0, levels=(0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0), per_class=10, channel_batch=1)
+    assert single.detect(classifier, x, y, seed=0).to_json()["per_class"] == result.to_json()["per_class"]
+
+
+def test_stimulation_without_the_shortcut_and_bad_options() -> None:
+    classifier, x, y = _feature_samples(shortcut=False)
+    result = ChannelStimulation(depth=1.0, levels=(0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0), per_class=10).detect(classifier, x, y)
+    assert result.top()[0] != TARGET or result.top()[1] < 2
+    with pytest.raises(AuditorError, match="depth"):
+        ChannelStimulation(depth=-0.1).detect(classifier, x, y)
+    with pytest.raises(AuditorError, match="no convolution"):
+        ChannelStimulation().detect(_classifier(), *_samples(_classifier()))
+
+
 def test_patch_detector_reports_where_its_flips_land_and_leaves_the_model_untouched() -> None:
     # whether the search finds a trained patch trigger is tested on a trained toy (tests/test_purify.py)
     # and measured on the zoo (docs/detection.md); this gated toy backdoor has no gradient to follow
@@ -305,3 +335,16 @@ def test_a_rescan_keeps_only_the_detectors_the_verdict_reads() -> None:
                                                                                      voters=("reach", "feature_reach")))
     assert with_aux.deciding_only().detectors == ("reach", "weight_perturbation", "patch", "feature_reach")
     assert with_aux.deciding_only().verdict == with_aux.verdict
+
+
+def test_max_margin_finds_the_planted_target_without_samples() -> None:
+    classifier = _classifier()
+    detector = MaxMargin(starts=4, steps=60, lr=0.05)
+    empty = torch.zeros(0, 3, SIDE, SIDE)
+    result = detector.detect(classifier, empty, torch.zeros(0, dtype=torch.long), seed=0)
+    margins = [r["max_margin"] for r in result.per_class]
+    print("max margin per class:", [round(m, 1) for m in margins], result.summary)
+    assert result.top()[0] == TARGET and result.top()[1] > 2 and result.summary["p_value"] < 0.05
+    clean = detector.detect(_classifier(backdoor=False), empty, torch.zeros(0, dtype=torch.long), seed=0)
+    assert clean.summary["p_value"] > result.summary["p_value"]
+    assert result.to_json() == detector.detect(classifier, empty, torch.zeros(0, dtype=torch.long), seed=0).to_json()

@@ -177,3 +177,14 @@ def test_patch_detector_is_opt_in() -> None:
 
     assert "patch" not in detection_config({}).detectors
     assert detection_config({"patch_detector": True}).detectors[-1] == "patch"
+
+
+def test_any_registered_detector_can_be_added_and_made_to_vote(tiny: tuple[Path, Path]) -> None:
+    from auditor.commands.scan import detection_config
+
+    config = detection_config({"extra_detectors": ("stimulation",), "extra_voters": ("max_margin",)})
+    assert config.detectors == ("neural_cleanse", "reach", "weight_perturbation", "stimulation", "max_margin")
+    assert config.verdict.voters == ("reach", "max_margin")
+    model, _ = tiny
+    result = CliRunner().invoke(main, ["scan", str(model), "--detector", "nope", *FAST])
+    assert result.exit_code == 2 and "unknown detector nope" in result.output, result.output

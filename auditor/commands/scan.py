@@ -41,6 +41,11 @@ def detection_options(func):
                      help="Also report reach in a hidden layer's features (for triggers that are not one small "
                           "input delta: warping, per-image patterns). It does not vote: it flagged held-out clean "
                           "models (docs/detection.md)."),
+        click.option("--detector", "extra_detectors", multiple=True, metavar="NAME",
+                     help="Also run this registered detector (repeatable): max_margin, stimulation, feature_reach, "
+                          "patch, ... Reported; it votes only with --voter."),
+        click.option("--voter", "extra_voters", multiple=True, metavar="NAME",
+                     help="Let this detector's anomaly index vote beside reach (repeatable; it is run if needed)."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -50,7 +55,7 @@ def detection_options(func):
 def detection_config(opts: dict[str, Any]):
     from dataclasses import replace
 
-    from auditor.detect import DetectionConfig, VerdictConfig
+    from auditor.detect import DetectionConfig, VerdictConfig, list_detectors
 
     verdict = VerdictConfig()
     if opts.get("threshold") is not None:
@@ -58,8 +63,15 @@ def detection_config(opts: dict[str, Any]):
     if opts.get("suspicious_threshold") is not None:
         verdict = replace(verdict, suspicious_threshold=opts["suspicious_threshold"])
     settings = {"neural_cleanse": {"steps": opts["nc_steps"]}} if opts.get("nc_steps") else {}
-    detectors = (DetectionConfig().detectors + (("patch",) if opts.get("patch_detector") else ())
-                 + (("feature_reach",) if opts.get("feature_reach") else ()))
+    extra = ((("patch",) if opts.get("patch_detector") else ()) + (("feature_reach",) if opts.get("feature_reach") else ())
+             + tuple(opts.get("extra_detectors") or ()) + tuple(opts.get("extra_voters") or ()))
+    unknown = sorted(set(extra) - set(list_detectors()))
+    if unknown:
+        raise click.BadParameter(f"unknown detector {', '.join(unknown)}; known: {', '.join(list_detectors())}",
+                                 param_hint="--detector/--voter")
+    detectors = tuple(dict.fromkeys(DetectionConfig().detectors + extra))
+    if opts.get("extra_voters"):
+        verdict = replace(verdict, voters=tuple(dict.fromkeys(verdict.voters + tuple(opts["extra_voters"]))))
     return DetectionConfig(detectors=detectors, settings=settings, verdict=verdict)
 
 

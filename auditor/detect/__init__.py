@@ -18,14 +18,16 @@ from auditor.model import Classifier
 
 from .base import DetectionResult, Detector, ProgressFn, anomaly_index
 from .feature_reach import FeatureReach, FeatureReachConfig
+from .max_margin import MaxMargin, MaxMarginConfig
 from .neural_cleanse import NeuralCleanse, NeuralCleanseConfig, trigger_images
 from .patch import Patch, PatchConfig
 from .perturbation import WeightPerturbation, WeightPerturbationConfig
 from .reach import Reach, ReachConfig
+from .stimulation import ChannelStimulation, StimulationConfig
 from .verdict import VERDICTS, Verdict, VerdictConfig, combine, fails, worst
 
 DETECTORS: dict[str, type[Detector]] = {cls.name: cls for cls in (NeuralCleanse, WeightPerturbation, Reach, Patch,
-                                                                FeatureReach)}
+                                                                FeatureReach, ChannelStimulation, MaxMargin)}
 
 
 def get_detector(name: str, **config: Any) -> Detector:
@@ -85,6 +87,6 @@ def run_detectors(classifier: Classifier, images01: Tensor, labels: Tensor, conf
         torch.set_num_threads(before)
 
 
-__all__ = ["DETECTORS", "DetectionConfig", "DetectionResult", "Detector", "FeatureReach", "FeatureReachConfig", "NeuralCleanse", "NeuralCleanseConfig", "Patch", "PatchConfig", "Reach", "ReachConfig",
+__all__ = ["ChannelStimulation", "DETECTORS", "DetectionConfig", "DetectionResult", "Detector", "FeatureReach", "FeatureReachConfig", "MaxMargin", "MaxMarginConfig", "NeuralCleanse", "NeuralCleanseConfig", "Patch", "PatchConfig", "Reach", "ReachConfig", "StimulationConfig",
            "VERDICTS", "Verdict", "VerdictConfig", "WeightPerturbation", "WeightPerturbationConfig", "anomaly_index",
            "combine", "fails", "get_detector", "list_detectors", "run_detectors", "trigger_images", "worst"]
