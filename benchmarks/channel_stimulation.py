@@ -27,12 +27,15 @@ def main() -> None:
     parser.add_argument("--smi", required=True, help="SMI file pattern with {model}")
     parser.add_argument("--depth", type=float, default=0.75)
     parser.add_argument("--per-class", type=int, default=10)
+    parser.add_argument("--levels", help="comma-separated ladder (default: the detector's)")
     parser.add_argument("--full", action="store_true", help="climb every level (stop_share above 1)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--jsonl", type=Path, help="append one JSON line per model")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    detector = ChannelStimulation(depth=args.depth, per_class=args.per_class, stop_share=2.0 if args.full else 0.5)
+    levels = {"levels": tuple(float(v) for v in args.levels.split(","))} if args.levels else {}
+    detector = ChannelStimulation(depth=args.depth, per_class=args.per_class, stop_share=2.0 if args.full else 0.5,
+                                  **levels)
     for path in args.models:
         converted = convert_file(path)
         clf = Classifier(converted.module, converted.loaded.spec).eval()

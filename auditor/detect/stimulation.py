@@ -57,13 +57,10 @@ class ChannelStimulation(Detector):
             raise AuditorError("stimulation: depth must be in [0, 1], levels positive, channel_batch >= 1")
         started = time.perf_counter()
         k = classifier.num_classes
-        convs = [m for m in classifier.network.modules() if isinstance(m, nn.Conv2d)]
-        if not convs:
-            raise AuditorError("stimulation: the model has no convolution to stimulate")
-        layer = convs[round(cfg.depth * (len(convs) - 1))]
+        _, layer = stimulation_layer(classifier, cfg.depth)
         idx = balanced_pick(labels, k, cfg.per_class, torch.Generator().manual_seed(seed))
         x = images01[idx].detach().float().to(classifier.device)
-        rows, channels = [], []
+        rows, channels, shares = [], [], torch.zeros(0)
         with frozen_eval(classifier):
             reference, spread = _reference(classifier, x, layer)
             for step, level in enumerate(sorted(cfg.levels)):
@@ -87,7 +84,16 @@ class ChannelStimulation(Detector):
                      "level": levels[-1], "levels": levels, "median_share": median,
                      "reached_stop_share": bool(float(share.max()) >= cfg.stop_share)},
             seconds=round(time.perf_counter() - started, 3),
+            images={"shares": shares},  # (channels, K) at the stop level: which channels do it
         )
+
+
+def stimulation_layer(classifier: Classifier, depth: float) -> tuple[str, nn.Conv2d]:
+    """(name in ``classifier.network``, module) of the convolution at relative ``depth`` among its convolutions."""
+    convs = [(name, m) for name, m in classifier.network.named_modules() if isinstance(m, nn.Conv2d)]
+    if not convs:
+        raise AuditorError("stimulation: the model has no convolution to stimulate")
+    return convs[round(depth * (len(convs) - 1))]
 
 
 def _reference(classifier: Classifier, x: Tensor, layer: nn.Module) -> tuple[Tensor, Tensor]:

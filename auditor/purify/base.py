@@ -40,6 +40,7 @@ class PurifyResult:
     pruned_neurons: dict[str, list[int]] = field(default_factory=dict)  # I-BAU's ANP step: layer -> channels zeroed
     neuron_pruning: list[dict[str, Any]] = field(default_factory=list)  # I-BAU's ANP step: each share tried
     patch: dict[str, Any] | None = None  # I-BAU's patch step: the patch found, its flip rate, whether unlearned
+    stimulation: dict[str, Any] | None = None  # I-BAU's stimulation step: the class and channels blamed, whether zeroed
     num_anchors: int = 0  # unlabelled anchor images whose original predictions were kept
     backoffs: list[dict[str, Any]] = field(default_factory=list)  # filled in by the guard
     notes: list[str] = field(default_factory=list)
