@@ -18,11 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from auditor.attacks import attack_from_params
 from auditor.detect import ChannelStimulation
-from auditor.detect.stimulation import stimulated_shares, _reference
+from auditor.detect.stimulation import stimulation_layer
 from auditor.evaluate import evaluate
 from auditor.inversion import SynthSet
 from auditor.model import Classifier
@@ -60,11 +59,8 @@ def main() -> None:
     result = detector.detect(clf, synth.images01.float(), synth.labels)
     suspect, index = result.top()
     level = result.summary["level"]
-    convs = [m for m in clf.network.modules() if isinstance(m, nn.Conv2d)]
-    layer = convs[round(detector.config.depth * (len(convs) - 1))]
-    x = synth.images01.float()
-    reference, spread = _reference(clf, x, layer)
-    shares = stimulated_shares(clf, x, reference, layer, spread * level, detector.config.channel_batch)
+    _, layer = stimulation_layer(clf, detector.config.depth)
+    shares = result.images["shares"]  # (channels, K) at the level where the detector stopped
     ranked = shares[:, suspect].argsort(descending=True)
     base = evaluate(TorchPredictor(clf), data["x"], data["y"], attack)
     print(f"{args.model}: suspected class {suspect} (index {index:.2f}, level {level:g}); top channels "

@@ -118,15 +118,15 @@ class IBAUConfig:
     stimulation_index: float | None = 5.0  # last, zero the hidden channels that one-channel stimulation blames
     # (auditor.detect.stimulation, after ABS) when a class's index on the *original* model is at least this; None:
     # skip. A per-image trigger that no universal delta expresses can still live in one or two channels: on
-    # Input-Aware, zeroing the two channels blamed took test-subset ASR 91.7% -> 5.3% at 0.3 points, where the
-    # rounds had unlearned other classes on one SMI draw (ASR 81.0%). Scan samples: Input-Aware's target 14.5,
-    # every other zoo class <= 3.09 (a natural class of Blended, whose channels carry no trigger). docs/purification.md
+    # Input-Aware, with ANP off, the rounds left subset ASR at 88.2%, and the step (channels 125, 30) took it to
+    # 5.4% for 0.5 points. Audit samples: Input-Aware's target 25.6 (one channel moved 0.52 at level 5); clean_a
+    # 10.6 from a share of only 0.22, which is why the stop share must be reached too. docs/purification.md
     stimulation_min_share: float = 0.25  # ... the channels that alone send at least this share of the other
     # classes' samples into the class, at the level where the detector stopped; the step acts only where one
     # channel reached the detector's stop share (half the other classes' samples) within ``stimulation_levels``
     stimulation_max_channels: int = 4  # ... at most this many (Input-Aware: 2)
     stimulation_levels: tuple[float, ...] = (3.0, 4.0, 5.0, 6.0)  # the detector's ladder (channel spreads); a
-    # trigger channel works low (Input-Aware stopped at 4), natural classes need 8-10, so the ladder stops early
+    # trigger channel works low (Input-Aware: level 5, audit samples), natural classes need 8-10 (scan samples)
 
 
 INNER_MODES = ("targeted", "untargeted", "both")
