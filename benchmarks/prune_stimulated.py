@@ -21,7 +21,6 @@ import torch
 
 from auditor.attacks import attack_from_params
 from auditor.detect import ChannelStimulation
-from auditor.detect.stimulation import stimulation_layer
 from auditor.evaluate import evaluate
 from auditor.inversion import SynthSet
 from auditor.model import Classifier
@@ -59,7 +58,7 @@ def main() -> None:
     result = detector.detect(clf, synth.images01.float(), synth.labels)
     suspect, index = result.top()
     level = result.summary["level"]
-    _, layer = stimulation_layer(clf, detector.config.depth)
+    layer = dict(clf.network.named_modules())[result.summary["layer"]]
     shares = result.images["shares"]  # (channels, K) at the level where the detector stopped
     ranked = shares[:, suspect].argsort(descending=True)
     base = evaluate(TorchPredictor(clf), data["x"], data["y"], attack)

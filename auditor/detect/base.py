@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Iterator
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from auditor.errors import AuditorError
 from auditor.jsonable import jsonable
@@ -121,3 +121,24 @@ def balanced_pick(labels: Tensor, num_classes: int, per_class: int, generator: t
         idx = idx[torch.randperm(len(idx), generator=generator)][:per_class]
         picked.append(idx)
     return torch.cat(picked).sort().values
+
+
+def conv_at_depth(classifier: Classifier, depth: float, name: str) -> tuple[str, nn.Conv2d]:
+    """(name in ``classifier.network``, module) of the convolution at relative ``depth`` (0 first, 1 last)
+    among the model's convolutions, where the hidden-layer detectors act."""
+    convs = [(path, m) for path, m in classifier.network.named_modules() if isinstance(m, nn.Conv2d)]
+    if not convs:
+        raise AuditorError(f"{name}: the model has no convolution to act on")
+    return convs[round(depth * (len(convs) - 1))]
+
+
+def predictions_and_features(classifier: Classifier, x: Tensor, layer: nn.Module) -> tuple[Tensor, Tensor]:
+    """The model's own predictions on ``x`` and ``layer``'s output on the way, in one forward pass."""
+    captured: dict[str, Tensor] = {}
+    handle = layer.register_forward_hook(lambda m, i, o: captured.__setitem__("features", o.detach()))
+    try:
+        with torch.no_grad():
+            reference = classifier(x).argmax(1)
+    finally:
+        handle.remove()
+    return reference, captured["features"]

@@ -33,7 +33,8 @@ from torch import Tensor, nn
 from auditor.errors import AuditorError
 from auditor.model import Classifier
 
-from .base import DetectionResult, Detector, ProgressFn, balanced_pick, check_samples, frozen_eval
+from .base import (DetectionResult, Detector, ProgressFn, balanced_pick, check_samples, conv_at_depth, frozen_eval,
+                   predictions_and_features)
 
 
 @dataclass(frozen=True)
@@ -68,10 +69,7 @@ class FeatureReach(Detector):
             raise AuditorError("feature_reach: depth must be in [0, 1], start and step > 0, max_rungs and steps >= 1")
         started = time.perf_counter()
         k = classifier.num_classes
-        convs = [m for m in classifier.network.modules() if isinstance(m, nn.Conv2d)]
-        if not convs:
-            raise AuditorError("feature_reach: the model has no convolution to perturb")
-        layer = convs[round(cfg.depth * (len(convs) - 1))]
+        _, layer = conv_at_depth(classifier, cfg.depth, self.name)
         idx = balanced_pick(labels, k, cfg.per_class, torch.Generator().manual_seed(seed))
         x = images01[idx].detach().float().to(classifier.device)
         rels = [cfg.start + rung * cfg.step for rung in range(cfg.max_rungs)]
@@ -101,12 +99,7 @@ def reach_ladder(classifier: Classifier, x: Tensor, layer: nn.Module, rels: list
     whole ladder at a chosen layer.)"""
     k = classifier.num_classes
     with frozen_eval(classifier):
-        captured: dict[str, Tensor] = {}
-        handle = layer.register_forward_hook(lambda m, i, o: captured.__setitem__("features", o))
-        with torch.no_grad():
-            reference = classifier(x).argmax(1)
-        handle.remove()
-        features = captured["features"]
+        reference, features = predictions_and_features(classifier, x, layer)
         norm = float(features.flatten(1).norm(dim=1).mean())
         current: dict[str, Tensor] = {}  # the delta the hook adds
         handle = layer.register_forward_hook(lambda m, i, o: o + current["delta"])

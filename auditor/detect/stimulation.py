@@ -30,7 +30,8 @@ from torch import Tensor, nn
 from auditor.errors import AuditorError
 from auditor.model import Classifier
 
-from .base import DetectionResult, Detector, ProgressFn, balanced_pick, check_samples, frozen_eval
+from .base import (DetectionResult, Detector, ProgressFn, balanced_pick, check_samples, conv_at_depth, frozen_eval,
+                   predictions_and_features)
 
 
 @dataclass(frozen=True)
@@ -62,12 +63,13 @@ class ChannelStimulation(Detector):
             raise AuditorError("stimulation: depth must be in [0, 1], levels positive, channel_batch >= 1")
         started = time.perf_counter()
         k = classifier.num_classes
-        _, layer = stimulation_layer(classifier, cfg.depth)
+        layer_name, layer = conv_at_depth(classifier, cfg.depth, self.name)
         idx = balanced_pick(labels, k, cfg.per_class, torch.Generator().manual_seed(seed))
         x = images01[idx].detach().float().to(classifier.device)
         rows, channels, shares = [], [], torch.zeros(0)
         with frozen_eval(classifier):
-            reference, spread = _reference(classifier, x, layer)
+            reference, features = predictions_and_features(classifier, x, layer)
+            spread = features.transpose(0, 1).flatten(1).std(1)  # per channel, over samples and positions
             for step, level in enumerate(sorted(cfg.levels)):
                 shares = stimulated_shares(classifier, x, reference, layer, spread * level, cfg.channel_batch)
                 best, channel = shares.max(0)
@@ -85,33 +87,12 @@ class ChannelStimulation(Detector):
                       "share_by_level": [round(float(r[t]), 4) for r in rows]} for t in range(k)]
         return DetectionResult(
             detector=self.name, config=cfg.to_json(), per_class=per_class, index=index.tolist(),
-            summary={"samples": int(len(x)), "layer_depth": cfg.depth, "channels": int(len(spread)),
+            summary={"samples": int(len(x)), "layer": layer_name, "layer_depth": cfg.depth, "channels": int(len(spread)),
                      "level": levels[-1], "levels": levels, "median_share": median,
                      "reached_stop_share": bool(float(share.max()) >= cfg.stop_share)},
             seconds=round(time.perf_counter() - started, 3),
             images={"shares": shares},  # (channels, K) at the stop level: which channels do it
         )
-
-
-def stimulation_layer(classifier: Classifier, depth: float) -> tuple[str, nn.Conv2d]:
-    """(name in ``classifier.network``, module) of the convolution at relative ``depth`` among its convolutions."""
-    convs = [(name, m) for name, m in classifier.network.named_modules() if isinstance(m, nn.Conv2d)]
-    if not convs:
-        raise AuditorError("stimulation: the model has no convolution to stimulate")
-    return convs[round(depth * (len(convs) - 1))]
-
-
-def _reference(classifier: Classifier, x: Tensor, layer: nn.Module) -> tuple[Tensor, Tensor]:
-    """The model's own predictions, and each channel's spread at ``layer`` over samples and positions."""
-    captured: dict[str, Tensor] = {}
-    handle = layer.register_forward_hook(lambda m, i, o: captured.__setitem__("features", o.detach()))
-    try:
-        with torch.no_grad():
-            reference = classifier(x).argmax(1)
-    finally:
-        handle.remove()
-    features = captured["features"]
-    return reference, features.transpose(0, 1).flatten(1).std(1)
 
 
 def stimulated_shares(classifier: Classifier, x: Tensor, reference: Tensor, layer: nn.Module, offsets: Tensor,

@@ -56,6 +56,16 @@ def conv_bn_pairs(network: nn.Module) -> list[tuple[str, nn.Conv2d, nn.BatchNorm
             if isinstance(module, nn.Conv2d)]
 
 
+@torch.no_grad()
+def zero_channels(conv: nn.Conv2d, bn: nn.BatchNorm2d | None, channels: list[int]) -> None:
+    """Prune output ``channels`` of ``conv`` by zeroing (the graph keeps its shape); as the CLP paper, the
+    following BN's output for them is zero too. Frozen constants are left alone."""
+    index = torch.tensor(channels, device=conv.weight.device)
+    for tensor in (conv.weight, conv.bias, *((bn.weight, bn.bias) if bn is not None else ())):
+        if tensor is not None and tensor.requires_grad:
+            tensor.index_fill_(0, index, 0.0)
+
+
 class CLP(Purifier):
     """Zero the output channels whose UCLC is an outlier in their layer."""
 
@@ -105,14 +115,7 @@ class CLP(Purifier):
                                   "uclc_max": float(uclc.max()), "pruned": len(pruned)})
             if not pruned:
                 continue
-            index = torch.tensor(pruned, device=conv.weight.device)
-            conv.weight.index_fill_(0, index, 0.0)
-            if conv.bias is not None and conv.bias.requires_grad:
-                conv.bias.index_fill_(0, index, 0.0)
-            if bn is not None:  # as the paper: the BN output of a pruned channel is zero too
-                for tensor in (bn.weight, bn.bias):
-                    if tensor is not None and tensor.requires_grad:
-                        tensor.index_fill_(0, index, 0.0)
+            zero_channels(conv, bn, pruned)
             result.pruned_channels[name] = pruned
         if not pairs:
             result.notes.append("no convolution in the model: nothing to prune")

@@ -31,14 +31,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from auditor.detect.stimulation import ChannelStimulation, stimulation_layer
+from auditor.detect.stimulation import ChannelStimulation
 from auditor.errors import AuditorError
 from auditor.model import Classifier
 from auditor.universal import grid_patch, perturb, project_l2, stamp, targeted_universal, untargeted_patch
 
 from .anp import ANPConfig, learn_masks
 from .base import ProgressFn, PurifyResult, Purifier, RunContext, agreement, batches
-from .clp import CLP, CLPConfig, conv_bn_pairs
+from .clp import CLP, CLPConfig, conv_bn_pairs, zero_channels
 from .guard import restore, snapshot
 from .neurons import masked_conv_layers, prune_lowest
 
@@ -359,8 +359,7 @@ class IBAU(Purifier):
             detector = ChannelStimulation(levels=c.stimulation_levels)
             found = detector.detect(classifier, run.images01, run.targets, seed=run.generator.initial_seed())
             target, index = found.top()
-            level = found.summary["level"]
-            layer_name, _ = stimulation_layer(classifier, detector.config.depth)
+            level, layer_name = found.summary["level"], found.summary["layer"]
             shares = found.images["shares"][:, target]  # per channel, at the stop level
             ranked = [int(ch) for ch in shares.argsort(descending=True)[: c.stimulation_max_channels]
                       if float(shares[ch]) >= c.stimulation_min_share]
@@ -605,7 +604,6 @@ class _Counter:
             self.progress(self.total, self.total, message)
 
 
-@torch.no_grad()
 def _zero_blamed(classifier: Classifier, blamed: dict[str, Any]) -> dict[str, Any]:
     """Zero the blamed output channels of the stimulated convolution (and of the BN that follows it, as
     CLP does), if the stimulation step blamed any; returns the step's record."""
@@ -615,9 +613,6 @@ def _zero_blamed(classifier: Classifier, blamed: dict[str, Any]) -> dict[str, An
     for name, conv, bn in conv_bn_pairs(classifier.network):
         if name != blamed["layer"]:
             continue
-        index = torch.tensor(blamed["channels"], device=conv.weight.device)
-        for tensor in (conv.weight, conv.bias, *((bn.weight, bn.bias) if bn is not None else ())):
-            if tensor is not None and tensor.requires_grad:
-                tensor.index_fill_(0, index, 0.0)
+        zero_channels(conv, bn, blamed["channels"])
         record["zeroed"] = True
     return record
