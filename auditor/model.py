@@ -32,7 +32,11 @@ class Classifier(nn.Module):
         return self.spec.num_classes
 
     def forward(self, images01: torch.Tensor) -> torch.Tensor:
-        out = self.network(self.spec.to_model_input(images01))
+        return self.logits_from_network_output(self.network(self.spec.to_model_input(images01)))
+
+    def logits_from_network_output(self, out: torch.Tensor | tuple | list) -> torch.Tensor:
+        """The network's raw output -> logits (first output, flattened, Softmax undone): shared with
+        code that runs the network in parts (``auditor.replay``)."""
         out = out[0] if isinstance(out, (tuple, list)) else out
         out = out.flatten(1)
         if self.spec.output_kind == "probabilities":

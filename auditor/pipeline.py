@@ -262,7 +262,9 @@ def _synthetic_samples(classifier: Classifier, options: AuditOptions, progress: 
 def _base_report(command: str, loaded: converters.LoadedModel, options: AuditOptions, parity) -> dict[str, Any]:
     return {
         "schema": REPORT_SCHEMA,
-        "tool": {"name": "auditor", "version": __version__, "torch": torch.__version__},
+        # the thread count changes floating-point reductions, and so the synthetic samples and the figures
+        "tool": {"name": "auditor", "version": __version__, "torch": torch.__version__,
+                 "torch_threads": torch.get_num_threads()},
         "command": command,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "input": {"path": str(loaded.path), "sha256": loaded.sha256, "opset": loaded.opset},

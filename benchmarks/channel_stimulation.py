@@ -5,6 +5,7 @@ of the other classes' samples one raised channel sends into the class), the top 
 and the detector's time. With ``--full`` it climbs every level instead of stopping.
 
     python benchmarks/channel_stimulation.py --smi 'runs/smi_scan/{model}.npz' sample_models/cifar10_wanet.onnx
+    python benchmarks/channel_stimulation.py --smi runs/smi_full/cifar10_input_aware.npz --relabel PURIFIED.onnx
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ def main() -> None:
     parser.add_argument("--full", action="store_true", help="climb every level (stop_share above 1)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--jsonl", type=Path, help="append one JSON line per model")
+    parser.add_argument("--relabel", action="store_true",
+                        help="label the samples with each model's own predictions, as the audit's re-scan of a "
+                             "purified model does")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     levels = {"levels": tuple(float(v) for v in args.levels.split(","))} if args.levels else {}
@@ -40,10 +44,12 @@ def main() -> None:
         converted = convert_file(path)
         clf = Classifier(converted.module, converted.loaded.spec).eval()
         synth = SynthSet.load(args.smi.format(model=path.stem))
-        result = detector.detect(clf, synth.images01.float(), synth.labels)
+        labels = clf.predict(synth.images01.float()) if args.relabel else synth.labels
+        result = detector.detect(clf, synth.images01.float(), labels)
         top, index = result.top()
         levels = result.summary["levels"]
-        print(f"{path.stem:28s} {result.seconds:5.0f}s top {top} ({index:5.2f})", flush=True)
+        print(f"{path.stem:28s} {result.seconds:5.0f}s top {top} ({index:5.2f})"
+              + ("" if result.conclusive else " inconclusive"), flush=True)
         for j, level in enumerate(levels):
             row = [r["share_by_level"][j] for r in result.per_class]
             print(f"    level {level:4g}: " + " ".join(f"{v:.2f}" for v in row), flush=True)

@@ -1,16 +1,17 @@
 """The detection table of docs/detection.md, from the reports of one ``auditor scan`` run.
 
-    auditor scan sample_models/*.onnx runs/holdout*/*.onnx --feature-reach --threads 1 \
-        --report-dir runs/scan_fr --fail-on never
-    python benchmarks/scan_table.py runs/scan_fr --manifest sample_models/manifest.json \
+    auditor scan sample_models/*.onnx runs/holdout*/*.onnx --report-dir runs/scan12 --fail-on never
+    python benchmarks/scan_table.py runs/scan12 --manifest sample_models/manifest.json \
         --manifest runs/holdout/manifest.json --manifest runs/holdout_w24/manifest.json
 
 One row per report folder: the verdict and what each detector saw. For every voting or reported
 detector, the most anomalous class and its index; for reach detectors also the true target's reach
 against the largest other class's. The true target comes from the manifests (a model missing from
-them is listed as unknown). The verdict is re-derived from the saved indices with ``--voters`` (default:
-reach only, the default scan's rule), so reports made with other options read the same way; feature
-reach's index is recomputed from its saved per-class reach with the current formula.
+them is listed as unknown). The verdict is re-derived from the saved indices with ``--voters``
+(default: the default scan's voters, reach and stimulation, with the current scales), so reports made
+with other options read the same way; feature reach's index is recomputed from its saved per-class
+reach with the current formula. Stimulation's cell says "inconclusive" where no channel reached its
+stop share (its index then does not vote).
 ``--rule DETECTOR:THRESHOLD`` marks a detector's top index when it is above the threshold.
 """
 
@@ -24,6 +25,13 @@ from typing import Any
 import torch
 
 from auditor.detect import DetectionResult, FeatureReachConfig, VerdictConfig, combine
+
+
+COLUMNS = ("reach", "stimulation", "feature_reach", "neural_cleanse")  # those that ran, in this order
+HEADERS = {"reach": "reach: top class (index); target / largest other",
+           "stimulation": "stimulation: top class (index); its share at the stop level",
+           "feature_reach": "feature reach: top class (index); target / largest other",
+           "neural_cleanse": "Neural Cleanse: top class (index)"}
 
 
 def load_truth(manifests: list[Path]) -> dict[str, dict[str, Any]]:
@@ -51,14 +59,15 @@ def rederive(report: dict[str, Any], voters: tuple[str, ...]) -> dict[str, Any]:
         median = float(reach.median())
         floor = result["config"].get("median_floor", FeatureReachConfig.median_floor)
         result["index"] = ((reach - median) / max(median, floor)).tolist()
-    results = {name: DetectionResult(name, r["config"], r["per_class"], r["index"], r.get("summary", {}))
+    results = {name: DetectionResult(name, r["config"], r["per_class"], r["index"], r.get("summary", {}),
+                                     conclusive=r.get("conclusive", True))
                for name, r in detectors.items()}
     verdict = combine(results, VerdictConfig(voters=voters))
     return {"detectors": detectors, "verdict": {"verdict": verdict.verdict, "suspected_targets": verdict.suspected_targets}}
 
 
 def row(report: dict[str, Any], truth: dict[str, Any] | None, thresholds: dict[str, float],
-        voters: tuple[str, ...] = ("reach",)) -> list[str]:
+        voters: tuple[str, ...] = VerdictConfig.voters, columns: tuple[str, ...] = COLUMNS) -> list[str]:
     derived = rederive(report, voters)
     detectors, verdict = derived["detectors"], derived["verdict"]
     target = None if truth is None else truth["target"]
@@ -66,7 +75,7 @@ def row(report: dict[str, Any], truth: dict[str, Any] | None, thresholds: dict[s
     label = attack if truth is None or truth["attack"] is None else f"{attack} ({'y+1' if truth['all_to_all'] else target})"
     cells = [Path(report["input"]["path"]).stem, label,
              f"**{verdict['verdict']}**", ", ".join(map(str, verdict["suspected_targets"])) or "-"]
-    for name in ("reach", "feature_reach", "neural_cleanse"):
+    for name in columns:
         result = detectors.get(name)
         if result is None:
             cells.append("not run")
@@ -79,6 +88,10 @@ def row(report: dict[str, Any], truth: dict[str, Any] | None, thresholds: dict[s
             cell += f"; {shares[target]:.2f} / {others:.2f}" if target is not None else f"; - / {others:.2f}"
             if name == "feature_reach":
                 cell += f" at r={result['summary']['radius']:.3f}"
+        if name == "stimulation":
+            share = result["per_class"][best]["share"]
+            cell += (f"; {share:.2f} at level {result['summary']['level']:g}"
+                     + ("" if result.get("conclusive", True) else ", inconclusive"))
         if name in thresholds:
             cell += " flags" if value > thresholds[name] else ""
         cells.append(cell)
@@ -102,17 +115,19 @@ def main() -> None:
     parser.add_argument("folder", type=Path, help="--report-dir of a scan of several models")
     parser.add_argument("--manifest", type=Path, action="append", default=[], help="zoo manifest(s) with the truth")
     parser.add_argument("--rule", action="append", default=[], help="DETECTOR:THRESHOLD, marks indices above it")
-    parser.add_argument("--voters", default="reach", help="comma-separated detectors whose index decides the verdict")
+    parser.add_argument("--voters", default=",".join(VerdictConfig.voters),
+                        help="comma-separated detectors whose index decides the verdict (default: the scan's)")
     args = parser.parse_args()
     truth = load_truth(args.manifest)
     thresholds = {name: float(value) for name, value in (r.split(":") for r in args.rule)}
-    print("| model | attack (target) | verdict | suspected | reach: top class (index); target / largest other | "
-          "feature reach: top class (index); target / largest other | Neural Cleanse: top class (index) | "
-          "found | scan wall (detector s) |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for path in sorted(args.folder.glob("*/report.json")):
-        report = json.loads(path.read_text())
-        cells = row(report, truth.get(path.parent.name), thresholds, tuple(args.voters.split(",")))
+    reports = [(path, json.loads(path.read_text())) for path in sorted(args.folder.glob("*/report.json"))]
+    ran = {name for _, report in reports for name in report["detection"]["detectors"]}
+    columns = tuple(name for name in COLUMNS if name in ran)
+    print("| model | attack (target) | verdict | suspected | "
+          + " | ".join(HEADERS[name] for name in columns) + " | found | scan wall (detector s) |")
+    print("|" + "---|" * (6 + len(columns)))
+    for path, report in reports:
+        cells = row(report, truth.get(path.parent.name), thresholds, tuple(args.voters.split(",")), columns)
         print("| " + " | ".join(cells) + " |")
 
 

@@ -112,3 +112,24 @@ def test_scan_table_says_whether_the_verdict_found_the_truth(truth, index, verdi
     assert cells[2] == f"**{verdict}**" and cells[-2] == found
     assert cells[4].startswith(f"1 ({index[1]:.2f})") and cells[4].endswith("flags") == (index[1] > 2)
     assert cells[5] == "not run"
+
+
+def test_trigger_on_smi_counts_only_the_images_not_already_in_the_target() -> None:
+    import numpy as np
+
+    into_target = _script("trigger_on_smi").into_target
+
+    class Brightness:  # predicts class 1 for bright images, 0 otherwise
+        def predict(self, x: np.ndarray) -> np.ndarray:
+            return (x.mean(axis=(1, 2, 3)) > 100).astype(np.int64)
+
+    class Whiten:  # a trigger that makes every image bright
+        def apply(self, x: np.ndarray) -> np.ndarray:
+            return np.full_like(x, 255)
+
+    x = np.zeros((4, 2, 2, 3), np.uint8)
+    x[0] = 200  # already predicted as the target: not counted
+    share, counted = into_target(Brightness(), x, Whiten(), target=1)
+    assert (share, counted) == (1.0, 3)
+    share, counted = into_target(Brightness(), x, Whiten(), target=0)  # the trigger moves nothing into 0
+    assert (share, counted) == (0.0, 1)

@@ -164,6 +164,28 @@ def test_either_voter_decides_and_the_score_is_the_largest_index() -> None:
     assert only_nc.verdict == "suspicious" and only_nc.suspected_targets == [1]
 
 
+def test_stimulation_votes_with_its_own_thresholds_and_only_when_conclusive() -> None:
+    reach = _result("reach", [0.1, 0.3, 0.0, 0.2])
+    # a natural class at 3.1 (Blended's class 2 on the zoo) is below stimulation's own threshold of 5
+    natural = combine({"reach": reach, "stimulation": _result("stimulation", [0.0, 0.5, 3.1, 0.2])})
+    assert natural.verdict == "clean" and natural.suspected_targets == []
+    found = combine({"reach": reach, "stimulation": _result("stimulation", [14.5, 0.5, 0.0, 0.2])})
+    assert found.verdict == "backdoored" and found.suspected_targets == [0]
+    assert any("raising one hidden channel" in r and "14.50 > 5" in r for r in found.reasons)
+    assert found.score == pytest.approx(14.5 / 2.5)  # on reach's scale, so that the thresholds apply to it
+    doubtful = combine({"reach": reach, "stimulation": _result("stimulation", [4.0, 0.5, 0.0, 0.2])})
+    assert doubtful.verdict == "suspicious" and any("4.00 > 3.75" in r for r in doubtful.reasons)
+    # no channel moved half the samples within the ladder: a large index from a small share does not count
+    weak = _result("stimulation", [14.5, 0.5, 0.0, 0.2])
+    weak.conclusive = False
+    assert combine({"reach": reach, "stimulation": weak}).verdict == "clean"
+    assert combine({"reach": reach, "stimulation": weak}).score == pytest.approx(0.3)
+    # its scale is configurable; voters without one are on reach's
+    unscaled = VerdictConfig(voter_scales=())
+    assert combine({"reach": reach, "stimulation": _result("stimulation", [0.0, 0.5, 3.1, 0.2])}, unscaled).verdict == "backdoored"
+    assert unscaled.scale("stimulation") == 1.0 and VerdictConfig().scale("reach") == 1.0
+
+
 def test_gate_rules() -> None:
     assert worst(["clean", "backdoored", "suspicious"]) == "backdoored" and worst([]) == "clean"
     assert fails("backdoored", "backdoored") and not fails("suspicious", "backdoored")
@@ -269,8 +291,9 @@ def test_feature_reach_without_the_shortcut_and_bad_options() -> None:
 def test_stimulation_finds_the_channel_that_carries_the_shortcut() -> None:
     classifier, x, y = _feature_samples(shortcut=True)
     before = [p.detach().clone() for p in classifier.parameters()]
-    detector = ChannelStimulation(depth=1.0, levels=(0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0), per_class=10, channel_batch=3)
+    detector = ChannelStimulation(depth=1.0, levels=(0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0), per_class=10)
     result = detector.detect(classifier, x, y, seed=0)
+    assert not result.summary["partial_replay"]  # a plain module: full passes with a hook
     best, index = result.top()
     print("stimulation per class:", [r["share_by_level"] for r in result.per_class], result.summary)
     assert best == TARGET and index > 2 and result.per_class[TARGET]["channel"] == 3
@@ -280,9 +303,11 @@ def test_stimulation_finds_the_channel_that_carries_the_shortcut() -> None:
     assert len(levels) == len(result.per_class[0]["share_by_level"])
     assert len(levels) == 1 or max(r["share_by_level"][-2] for r in result.per_class) < 0.5
     assert all(p.requires_grad and torch.equal(p, b) for p, b in zip(classifier.parameters(), before))
-    # channels stimulated one per pass or several per pass give the same shares
-    single = ChannelStimulation(depth=1.0, levels=(0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0), per_class=10, channel_batch=1)
-    assert single.detect(classifier, x, y, seed=0).to_json()["per_class"] == result.to_json()["per_class"]
+    # as an fx graph (what onnx2torch returns) only the layers after the channel run again, with the same shares
+    traced = Classifier(torch.fx.symbolic_trace(classifier.network), classifier.spec)
+    replayed = detector.detect(traced, x, y, seed=0)
+    assert replayed.summary["partial_replay"]
+    assert replayed.to_json()["per_class"] == result.to_json()["per_class"]
 
 
 def test_stimulation_without_the_shortcut_and_bad_options() -> None:
@@ -329,8 +354,9 @@ def test_the_patch_rule_is_model_level(flip_rate, shares, expected, targets) -> 
 
 
 def test_a_rescan_keeps_only_the_detectors_the_verdict_reads() -> None:
-    everything = DetectionConfig(detectors=("neural_cleanse", "reach", "weight_perturbation", "patch", "feature_reach"))
-    assert everything.deciding_only().detectors == ("reach", "patch")
+    everything = DetectionConfig(detectors=("neural_cleanse", "reach", "weight_perturbation", "patch", "feature_reach",
+                                            "stimulation"))
+    assert everything.deciding_only().detectors == ("reach", "patch", "stimulation")
     with_aux = DetectionConfig(detectors=everything.detectors, verdict=VerdictConfig(aux_threshold=3.0,
                                                                                      voters=("reach", "feature_reach")))
     assert with_aux.deciding_only().detectors == ("reach", "weight_perturbation", "patch", "feature_reach")

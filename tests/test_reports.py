@@ -84,7 +84,7 @@ def test_report_json_follows_the_schema(scanned: dict[str, Path]) -> None:
         assert len(report["detection"]["per_class"]) == CLASSES
         assert {"convert", "invert", "detect", "write", "total"} <= set(report["timings"])
     real = _load(scanned["real"])
-    assert set(real["detection"]["detectors"]) == {"neural_cleanse", "reach", "weight_perturbation"}
+    assert set(real["detection"]["detectors"]) == {"neural_cleanse", "reach", "weight_perturbation", "stimulation"}
     assert real["config"]["detection"]["settings"]["neural_cleanse"]["steps"] == 4
 
 

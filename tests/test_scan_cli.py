@@ -182,9 +182,10 @@ def test_patch_detector_is_opt_in() -> None:
 def test_any_registered_detector_can_be_added_and_made_to_vote(tiny: tuple[Path, Path]) -> None:
     from auditor.commands.scan import detection_config
 
-    config = detection_config({"extra_detectors": ("stimulation",), "extra_voters": ("max_margin",)})
-    assert config.detectors == ("neural_cleanse", "reach", "weight_perturbation", "stimulation", "max_margin")
-    assert config.verdict.voters == ("reach", "max_margin")
+    config = detection_config({"extra_detectors": ("feature_reach",), "extra_voters": ("max_margin",)})
+    assert config.detectors == ("neural_cleanse", "reach", "weight_perturbation", "stimulation", "feature_reach",
+                                "max_margin")
+    assert config.verdict.voters == ("reach", "stimulation", "max_margin")
     model, _ = tiny
     result = CliRunner().invoke(main, ["scan", str(model), "--detector", "nope", *FAST])
     assert result.exit_code == 2 and "unknown detector nope" in result.output, result.output

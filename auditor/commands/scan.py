@@ -28,9 +28,10 @@ def detection_options(func):
     """Thresholds and effort of detection, shared by ``scan`` and ``audit``."""
     options = [
         click.option("--threshold", type=float, default=None,
-                     help="A voting detector's anomaly index above which a class is a backdoor target (default 2)."),
+                     help="A voting detector's anomaly index above which a class is a backdoor target (default 2; "
+                          "channel stimulation's index is divided by 2.5 first, so 5 for it)."),
         click.option("--suspicious-threshold", type=float, default=None,
-                     help="Anomaly index above which a class is suspicious (default 1.5)."),
+                     help="Anomaly index above which a class is suspicious (default 1.5; for stimulation 3.75)."),
         click.option("--nc-steps", type=click.IntRange(1), default=None,
                      help="Trigger reverse-engineering steps (default 150)."),
         click.option("--patch-detector", is_flag=True,
@@ -103,7 +104,9 @@ def _report_dirs(models: list[Path], report_dir: Path | None) -> list[Path | Non
 @click.option("--generator", "generator_name", default=None, help="Generator: registry name or your own file.")
 @click.option("--synthetic", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Use samples from `auditor invert` instead of inverting (one model only).")
-@click.option("--threads", type=click.IntRange(1), default=None, help="CPU threads for torch (default: torch's for inversion, 1 for detection).")
+@click.option("--threads", type=click.IntRange(1), default=1, show_default=True,
+              help="CPU threads for torch. The thread count changes floating-point reductions and so the synthetic "
+                   "samples: one thread gives the same report on any machine (docs/detection.md).")
 @click.option("--json", "as_json", is_flag=True, help="Print the verdicts as JSON on stdout.")
 @click.option("--overwrite", is_flag=True, help="Replace existing reports.")
 @detection_options
@@ -115,9 +118,10 @@ def scan_cmd(ctx: click.Context, models: tuple[str, ...], report_dir: str | None
     """Look for a backdoor in each MODEL (ONNX) from the model alone; exit 1 if one is found.
 
     On stabilized model-inversion samples, measures for every class how many samples of the other
-    classes one small universal perturbation sends into it (reach) and flags classes whose reach is
-    an outlier; Neural Cleanse's reversed triggers are reported beside it. Several files: the exit
-    code follows the worst verdict.
+    classes one small universal perturbation sends into it (reach), and how many raising one hidden
+    channel sends into it (stimulation), and flags classes where either is an outlier; Neural
+    Cleanse's reversed triggers are reported beside them. Several files: the exit code follows the
+    worst verdict.
     """
     from dataclasses import replace
 

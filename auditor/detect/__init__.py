@@ -47,7 +47,7 @@ def list_detectors() -> list[str]:
 class DetectionConfig:
     """Which detectors run, their settings, and the verdict's thresholds."""
 
-    detectors: tuple[str, ...] = ("neural_cleanse", "reach", "weight_perturbation")  # "patch" on request: it
+    detectors: tuple[str, ...] = ("neural_cleanse", "reach", "weight_perturbation", "stimulation")  # "patch" on request: it
     # separates patch triggers on full SMI sets (audit-sized), not on the scan's quick ones (docs/detection.md)
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)  # detector name -> config overrides
     verdict: VerdictConfig = field(default_factory=VerdictConfig)

@@ -51,6 +51,9 @@ class DetectionResult:
     seconds: float = 0.0
     images: dict[str, Tensor] = field(default_factory=dict)  # e.g. reversed masks/patterns, not in the JSON
     notes: list[str] = field(default_factory=list)
+    # False when the detector saw no effect strong enough for its index to mean anything (stimulation: no
+    # channel moved half the samples within its ladder); the verdict then ignores the index
+    conclusive: bool = True
 
     def top(self) -> tuple[int, float]:
         """(class, index) of the most anomalous class."""

@@ -11,12 +11,13 @@ Per class t the figure is the largest share of the other classes' samples that a
 sends into t. The levels form a ladder that stops at the first level where some class reaches
 ``stop_share``: there a backdoor's target has been reached while natural classes are still far
 behind. The index is a class's share above the median class's, in medians (floored), as in
-feature reach.
+feature reach. Where no class reaches the stop share within the ladder the result is not
+``conclusive`` and its index does not vote.
 
-Measured (docs/detection.md): on the scan's samples it singles out Input-Aware's target (14.5; WaNet's
-1.81) but also a natural class of Blended (3.09), so it does not vote by default. I-BAU uses it to
-zero the blamed channels where one of them moves half the samples within a short ladder
-(docs/purification.md, "The stimulation step").
+Measured (docs/detection.md): on the scan's samples it singles out Input-Aware's target (14.5), which
+no other detector here finds; the largest index elsewhere was a natural class of Blended (3.09), so it
+votes with its own threshold (5, ``VerdictConfig.voter_thresholds``). I-BAU uses the same rule to
+zero the blamed channels (docs/purification.md, "The stimulation step").
 """
 
 from __future__ import annotations
@@ -25,22 +26,24 @@ import time
 from dataclasses import asdict, dataclass
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from auditor.errors import AuditorError
 from auditor.model import Classifier
 
-from .base import (DetectionResult, Detector, ProgressFn, balanced_pick, check_samples, conv_at_depth, frozen_eval,
-                   predictions_and_features)
+from auditor.replay import DownstreamReplay
+
+from .base import DetectionResult, Detector, ProgressFn, balanced_pick, check_samples, conv_at_depth, frozen_eval
 
 
 @dataclass(frozen=True)
 class StimulationConfig:
     depth: float = 0.75  # relative depth of the stimulated convolution among the model's convolutions
-    levels: tuple[float, ...] = (2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0)  # in units of each channel's spread
+    levels: tuple[float, ...] = (3.0, 4.0, 5.0, 6.0)  # in units of each channel's spread. A trigger channel works
+    # low (scan samples: Input-Aware's at level 4; audit samples: 5); natural classes needed 8-10 on the clean
+    # models, so a class that reaches the stop share within this ladder is what the index judges
     stop_share: float = 0.5  # the ladder stops at the first level where a class reaches this share
     per_class: int = 10  # synthetic samples used per class
-    channel_batch: int = 4  # channels stimulated in one forward pass (memory: channel_batch x samples images)
     median_floor: float = 0.02  # floor of the median share, the index's unit
 
     def to_json(self) -> dict:
@@ -59,19 +62,19 @@ class ChannelStimulation(Detector):
                progress: ProgressFn | None = None) -> DetectionResult:
         check_samples(classifier, images01, labels, self.name)
         cfg = self.config
-        if not 0 <= cfg.depth <= 1 or not cfg.levels or min(cfg.levels) <= 0 or cfg.channel_batch < 1:
-            raise AuditorError("stimulation: depth must be in [0, 1], levels positive, channel_batch >= 1")
+        if not 0 <= cfg.depth <= 1 or not cfg.levels or min(cfg.levels) <= 0:
+            raise AuditorError("stimulation: depth must be in [0, 1] and levels positive")
         started = time.perf_counter()
         k = classifier.num_classes
-        layer_name, layer = conv_at_depth(classifier, cfg.depth, self.name)
+        layer_name, _ = conv_at_depth(classifier, cfg.depth, self.name)
         idx = balanced_pick(labels, k, cfg.per_class, torch.Generator().manual_seed(seed))
         x = images01[idx].detach().float().to(classifier.device)
         rows, channels, shares = [], [], torch.zeros(0)
         with frozen_eval(classifier):
-            reference, features = predictions_and_features(classifier, x, layer)
-            spread = features.transpose(0, 1).flatten(1).std(1)  # per channel, over samples and positions
+            replay = DownstreamReplay(classifier, x, layer_name)
+            spread = replay.features.transpose(0, 1).flatten(1).std(1)  # per channel, over samples and positions
             for step, level in enumerate(sorted(cfg.levels)):
-                shares = stimulated_shares(classifier, x, reference, layer, spread * level, cfg.channel_batch)
+                shares = stimulated_shares(replay, spread * level, k)
                 best, channel = shares.max(0)
                 rows.append(best)
                 channels.append(channel)
@@ -80,6 +83,7 @@ class ChannelStimulation(Detector):
                 if float(best.max()) >= cfg.stop_share:
                     break
         share = rows[-1]
+        reached = bool(float(share.max()) >= cfg.stop_share)
         median = float(share.median())
         index = (share - median) / max(median, cfg.median_floor)
         levels = sorted(cfg.levels)[: len(rows)]
@@ -88,41 +92,27 @@ class ChannelStimulation(Detector):
         return DetectionResult(
             detector=self.name, config=cfg.to_json(), per_class=per_class, index=index.tolist(),
             summary={"samples": int(len(x)), "layer": layer_name, "layer_depth": cfg.depth, "channels": int(len(spread)),
-                     "level": levels[-1], "levels": levels, "median_share": median,
-                     "reached_stop_share": bool(float(share.max()) >= cfg.stop_share)},
+                     "level": levels[-1], "levels": levels, "median_share": median, "partial_replay": replay.partial,
+                     "reached_stop_share": reached},
+            # below the stop share a few percent over a median near zero is a large index (clean_a, audit samples:
+            # 10.6 from a share of 0.22), so the index only counts where one channel moved half the samples
+            conclusive=reached,
             seconds=round(time.perf_counter() - started, 3),
             images={"shares": shares},  # (channels, K) at the stop level: which channels do it
         )
 
 
-def stimulated_shares(classifier: Classifier, x: Tensor, reference: Tensor, layer: nn.Module, offsets: Tensor,
-                      channel_batch: int) -> Tensor:
+def stimulated_shares(replay: DownstreamReplay, offsets: Tensor, num_classes: int) -> Tensor:
     """(channels, K): for each channel c raised by ``offsets[c]``, the share of the samples not predicted
-    as t that now are, for every class t. Several channels share one forward pass (one copy of the
-    samples per channel)."""
-    k = classifier.num_classes
-    n, num_channels = len(x), len(offsets)
-    others = torch.bincount(reference, minlength=k).float()
-    others = (n - others).clamp_min(1).cpu()
-    shares = torch.zeros(num_channels, k)
-    current: dict[str, Tensor] = {}
-
-    def add(_module: nn.Module, _inputs: tuple, output: Tensor) -> Tensor:
-        return output + current["offset"]
-
-    handle = layer.register_forward_hook(add)
-    try:
-        with torch.no_grad():
-            for first in range(0, num_channels, channel_batch):
-                group = range(first, min(first + channel_batch, num_channels))
-                offset = torch.zeros(len(group), 1, num_channels, 1, 1, device=x.device)
-                for g, c in enumerate(group):
-                    offset[g, 0, c] = offsets[c]
-                current["offset"] = offset.repeat(1, n, 1, 1, 1).flatten(0, 1)
-                pred = classifier(x.repeat(len(group), 1, 1, 1)).argmax(1).view(len(group), n).cpu()
-                moved = pred != reference.cpu()
-                for g, c in enumerate(group):
-                    shares[c] = torch.bincount(pred[g][moved[g]], minlength=k).float() / others
-    finally:
-        handle.remove()
+    as t that now are, for every class t. Only the layers after the stimulated one run again."""
+    reference = replay.reference.cpu()
+    n, num_channels = len(reference), len(offsets)
+    others = (n - torch.bincount(reference, minlength=num_classes).float()).clamp_min(1)
+    shares = torch.zeros(num_channels, num_classes)
+    for c in range(num_channels):
+        edited = replay.features.clone()
+        edited[:, c] += offsets[c]
+        pred = replay.logits(edited).argmax(1).cpu()
+        moved = pred != reference
+        shares[c] = torch.bincount(pred[moved], minlength=num_classes).float() / others
     return shares

@@ -1,8 +1,11 @@
 """One verdict from the detectors' anomaly indices: ``clean``, ``suspicious`` or ``backdoored``.
 
 The voting detectors (``voters``) decide: a class whose anomaly index is above the threshold makes
-the model ``backdoored``, above the suspicious threshold ``suspicious``. By default only reach
-votes (a class that one small universal perturbation reaches far more easily than the others).
+the model ``backdoored``, above the suspicious threshold ``suspicious``. By default two detectors vote:
+reach (a class that one small universal perturbation reaches far more easily than the others), and
+channel stimulation (raising one hidden channel sends half the other classes' samples into the class,
+for per-image triggers that no universal input delta expresses), on its own scale
+(``voter_scales``: its index votes divided by 2.5) and only where its result is ``conclusive``.
 Feature reach (the same in a hidden layer's features, ``--feature-reach``) is reported, not voting:
 on audit-grade samples it singled out WaNet's and Input-Aware's targets, and two held-out clean
 models' class 7 more strongly still (docs/detection.md).
@@ -36,7 +39,12 @@ class VerdictConfig:
     aux_threshold: float | None = None  # weight-perturbation index above which a class is suspicious (None: off)
     # detectors whose index decides the verdict, where they ran (add "neural_cleanse" or "feature_reach" to let them
     # vote: both flagged held-out clean models, docs/detection.md)
-    voters: tuple[str, ...] = ("reach",)
+    voters: tuple[str, ...] = ("reach", "stimulation")
+    # (voter, scale) for voters whose index is on another scale: their index is divided by the scale before it is
+    # compared with the thresholds and enters the score. Stimulation's index is in medians of a share, not in MADs:
+    # Input-Aware's target 14.5 (scan samples), 25.6 (audit samples); the largest elsewhere a natural class of
+    # Blended, 3.09 (docs/detection.md). Divided by 2.5 it votes above 5 (backdoored) and 3.75 (suspicious)
+    voter_scales: tuple[tuple[str, float], ...] = (("stimulation", 2.5),)
     auxiliary: str = "weight_perturbation"
     # share of the samples a small universal patch flips (the patch detector, when it runs) above which the
     # model has a patch trigger, whatever its target mapping (None: off). Zoo, full SMI sets: BadNets and
@@ -45,6 +53,10 @@ class VerdictConfig:
     patch_threshold: float | None = 0.5
     patch_target_share: float = 0.5  # a class that receives this share of the patch's flips is its target
 
+    def scale(self, voter: str) -> float:
+        """What one voter's index is divided by before it votes (1 for reach's scale)."""
+        return dict(self.voter_scales).get(voter, 1.0)
+
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -52,7 +64,7 @@ class VerdictConfig:
 @dataclass
 class Verdict:
     verdict: str
-    score: float  # the voters' largest anomaly index (0 when none is positive)
+    score: float  # the voters' largest anomaly index, each divided by its scale (0 when none is positive)
     suspected_targets: list[int]  # most anomalous first
     reasons: list[str]
     config: VerdictConfig
@@ -71,7 +83,8 @@ def combine(results: dict[str, DetectionResult], config: VerdictConfig = Verdict
             class_names: list[str] | None = None) -> Verdict:
     """The verdict from every detector's per-class index (see the module docstring for the rule)."""
     name = (lambda t: f"{t} ({class_names[t]})") if class_names else str
-    voters = {v: results[v].index for v in config.voters if v in results}
+    voters = {v: [value / config.scale(v) for value in results[v].index]
+              for v in config.voters if v in results and results[v].conclusive}
     aux = results.get(config.auxiliary)
     ax = aux.index if aux is not None else []
     k = max([len(ix) for ix in voters.values()] + [len(ax), 0])
@@ -82,12 +95,13 @@ def combine(results: dict[str, DetectionResult], config: VerdictConfig = Verdict
     severity = 0
     for level, limit, verb in ((2, config.threshold, "is an outlier"), (1, config.suspicious_threshold, "stands out")):
         for voter, index in voters.items():
+            scale = config.scale(voter)
             for t, value in enumerate(index):
                 if value > limit and t not in targets:
                     targets[t] = best[t]
                     severity = max(severity, level)
-                    reasons.append(f"class {name(t)}: {_SIGNAL.get(voter, voter)} {verb} (anomaly index {value:.2f} > "
-                                   f"{limit:g})")
+                    reasons.append(f"class {name(t)}: {_SIGNAL.get(voter, voter)} {verb} (anomaly index "
+                                   f"{value * scale:.2f} > {limit * scale:g})")
     for t, value in enumerate(ax if config.aux_threshold is not None else []):
         if value <= config.aux_threshold or t in targets:
             continue
@@ -113,7 +127,8 @@ def combine(results: dict[str, DetectionResult], config: VerdictConfig = Verdict
 
 
 _SIGNAL = {"neural_cleanse": "its reversed trigger", "reach": "its reach by one small universal perturbation",
-           "feature_reach": "its reach by one small hidden-layer delta"}
+           "feature_reach": "its reach by one small hidden-layer delta",
+           "stimulation": "raising one hidden channel sends the other classes' samples into it"}
 
 
 def worst(verdicts: list[str]) -> str:
