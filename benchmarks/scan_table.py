@@ -90,8 +90,9 @@ def row(report: dict[str, Any], truth: dict[str, Any] | None, thresholds: dict[s
                 cell += f" at r={result['summary']['radius']:.3f}"
         if name == "stimulation":
             share = result["per_class"][best]["share"]
-            cell += (f"; {share:.2f} at level {result['summary']['level']:g}"
-                     + ("" if result.get("conclusive", True) else ", inconclusive"))
+            flags = result.get("conclusive", True)
+            conclusive = flags[best] if isinstance(flags, list) else flags
+            cell += f"; {share:.2f} at level {result['summary']['level']:g}" + ("" if conclusive else ", inconclusive")
         if name in thresholds:
             cell += " flags" if value > thresholds[name] else ""
         cells.append(cell)

@@ -180,6 +180,10 @@ def test_stimulation_votes_with_its_own_thresholds_and_only_when_conclusive() ->
     weak.conclusive = False
     assert combine({"reach": reach, "stimulation": weak}).verdict == "clean"
     assert combine({"reach": reach, "stimulation": weak}).score == pytest.approx(0.3)
+    # per class: only the class one channel filled votes (Input-Aware's audit: class 1 at 7.2 from a share of 0.16)
+    beside = _result("stimulation", [25.6, 7.2, 0.0, 0.2])
+    beside.conclusive = [True, False, False, False]
+    assert combine({"reach": reach, "stimulation": beside}).suspected_targets == [0]
     # its scale is configurable; voters without one are on reach's
     unscaled = VerdictConfig(voter_scales=())
     assert combine({"reach": reach, "stimulation": _result("stimulation", [0.0, 0.5, 3.1, 0.2])}, unscaled).verdict == "backdoored"
@@ -298,6 +302,7 @@ def test_stimulation_finds_the_channel_that_carries_the_shortcut() -> None:
     print("stimulation per class:", [r["share_by_level"] for r in result.per_class], result.summary)
     assert best == TARGET and index > 2 and result.per_class[TARGET]["channel"] == 3
     assert result.per_class[TARGET]["share"] >= 0.5
+    assert result.conclusive == [r["share"] >= 0.5 for r in result.per_class] and result.conclusive[TARGET]
     # the ladder stopped at the first level where a class reached the stop share
     levels = result.summary["levels"]
     assert len(levels) == len(result.per_class[0]["share_by_level"])

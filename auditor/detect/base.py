@@ -51,9 +51,15 @@ class DetectionResult:
     seconds: float = 0.0
     images: dict[str, Tensor] = field(default_factory=dict)  # e.g. reversed masks/patterns, not in the JSON
     notes: list[str] = field(default_factory=list)
-    # False when the detector saw no effect strong enough for its index to mean anything (stimulation: no
-    # channel moved half the samples within its ladder); the verdict then ignores the index
-    conclusive: bool = True
+    # False, for the whole result or per class, where the detector saw no effect strong enough for its index to
+    # mean anything (stimulation: no channel moved half the other classes' samples into the class within its
+    # ladder); the verdict ignores those indices
+    conclusive: bool | list[bool] = True
+
+    def voting_index(self) -> list[float]:
+        """The index where it is conclusive and 0 elsewhere: what the verdict reads."""
+        flags = self.conclusive if isinstance(self.conclusive, list) else [self.conclusive] * len(self.index)
+        return [value if ok else 0.0 for value, ok in zip(self.index, flags)]
 
     def top(self) -> tuple[int, float]:
         """(class, index) of the most anomalous class."""

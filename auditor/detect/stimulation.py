@@ -11,12 +11,12 @@ Per class t the figure is the largest share of the other classes' samples that a
 sends into t. The levels form a ladder that stops at the first level where some class reaches
 ``stop_share``: there a backdoor's target has been reached while natural classes are still far
 behind. The index is a class's share above the median class's, in medians (floored), as in
-feature reach. Where no class reaches the stop share within the ladder the result is not
-``conclusive`` and its index does not vote.
+feature reach. A class's index votes only where it reached the stop share within the ladder
+(``conclusive``).
 
 Measured (docs/detection.md): on the scan's samples it singles out Input-Aware's target (14.5), which
 no other detector here finds; the largest index elsewhere was a natural class of Blended (3.09), so it
-votes with its own threshold (5, ``VerdictConfig.voter_thresholds``). I-BAU uses the same rule to
+votes on its own scale (divided by 2.5, so above 5: ``VerdictConfig.voter_scales``). I-BAU uses the same rule to
 zero the blamed channels (docs/purification.md, "The stimulation step").
 """
 
@@ -95,8 +95,9 @@ class ChannelStimulation(Detector):
                      "level": levels[-1], "levels": levels, "median_share": median, "partial_replay": replay.partial,
                      "reached_stop_share": reached},
             # below the stop share a few percent over a median near zero is a large index (clean_a, audit samples:
-            # 10.6 from a share of 0.22), so the index only counts where one channel moved half the samples
-            conclusive=reached,
+            # 10.6 from a share of 0.22; Input-Aware's class 1 beside its target, 7.2 from 0.16), so a class's
+            # index only counts where one channel moved half the other classes' samples into it
+            conclusive=[bool(value >= cfg.stop_share) for value in share.tolist()],
             seconds=round(time.perf_counter() - started, 3),
             images={"shares": shares},  # (channels, K) at the stop level: which channels do it
         )

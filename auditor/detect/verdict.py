@@ -5,7 +5,7 @@ the model ``backdoored``, above the suspicious threshold ``suspicious``. By defa
 reach (a class that one small universal perturbation reaches far more easily than the others), and
 channel stimulation (raising one hidden channel sends half the other classes' samples into the class,
 for per-image triggers that no universal input delta expresses), on its own scale
-(``voter_scales``: its index votes divided by 2.5) and only where its result is ``conclusive``.
+(``voter_scales``: its index votes divided by 2.5) and only for classes where it is ``conclusive``.
 Feature reach (the same in a hidden layer's features, ``--feature-reach``) is reported, not voting:
 on audit-grade samples it singled out WaNet's and Input-Aware's targets, and two held-out clean
 models' class 7 more strongly still (docs/detection.md).
@@ -83,8 +83,7 @@ def combine(results: dict[str, DetectionResult], config: VerdictConfig = Verdict
             class_names: list[str] | None = None) -> Verdict:
     """The verdict from every detector's per-class index (see the module docstring for the rule)."""
     name = (lambda t: f"{t} ({class_names[t]})") if class_names else str
-    voters = {v: [value / config.scale(v) for value in results[v].index]
-              for v in config.voters if v in results and results[v].conclusive}
+    voters = {v: [value / config.scale(v) for value in results[v].voting_index()] for v in config.voters if v in results}
     aux = results.get(config.auxiliary)
     ax = aux.index if aux is not None else []
     k = max([len(ix) for ix in voters.values()] + [len(ax), 0])

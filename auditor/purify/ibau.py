@@ -358,7 +358,10 @@ class IBAU(Purifier):
         if key not in self._stimulations:
             detector = ChannelStimulation(levels=c.stimulation_levels)
             found = detector.detect(classifier, run.images01, run.targets, seed=run.generator.initial_seed())
-            target, index = found.top()
+            voting = found.voting_index()  # as the verdict reads it: classes one channel filled to the stop share
+            # the top voting class; where none votes, the top class by index, for the record
+            target = max(range(len(voting)), key=lambda t: (voting[t], found.index[t], -t))
+            index = found.index[target]
             level, layer_name = found.summary["level"], found.summary["layer"]
             shares = found.images["shares"][:, target]  # per channel, at the stop level
             ranked = [int(ch) for ch in shares.argsort(descending=True)[: c.stimulation_max_channels]
@@ -371,7 +374,7 @@ class IBAU(Purifier):
                 "reached_stop_share": found.summary["reached_stop_share"],
                 # the index alone is not enough: where no channel reaches the stop share, a few percent over a
                 # median of zero is a large index (clean_b, audit samples: 4.4 from a share of 0.09)
-                "blamed": index >= c.stimulation_index and found.summary["reached_stop_share"] and bool(ranked),
+                "blamed": voting[target] >= c.stimulation_index and bool(ranked),
             }
         return dict(self._stimulations[key])
 
