@@ -55,7 +55,7 @@ def _verdict_section(report: dict[str, Any]) -> str:
     targets = ", ".join(f"{t} ({escape(names[t])})" if t < len(names) else str(t) for t in v["suspected_targets"])
     parts = [f'<section class="verdict" style="background:{colour}">',
              f'<div class="big" id="verdict" data-verdict="{escape(v["verdict"])}">{escape(v["verdict"])}</div>',
-             f"<p>score (largest anomaly index) <b>{v['score']:.2f}</b> — flagged above "
+             f"<p>score (largest voting anomaly index, on reach's scale) <b>{v['score']:.2f}</b> — flagged above "
              f"{v.get('thresholds', {}).get('threshold', 2):g}"
              + (f"; suspected target class(es): <b>{targets}</b>" if targets else "") + "</p>"]
     parts += [f"<p>{escape(reason)}</p>" for reason in v.get("reasons", [])]

@@ -18,9 +18,10 @@ RULES: list[dict[str, Any]] = [
         "id": "AUD001",
         "name": "BackdoorTargetClass",
         "shortDescription": {"text": "Model has a backdoor target class"},
-        "fullDescription": {"text": "A class of this model can be reached from every other class with an "
-                                    "unusually small input trigger (Neural Cleanse anomaly index on model-inversion "
-                                    "samples): the signature of an all-to-one backdoor."},
+        "fullDescription": {"text": "A class of this model can be reached from every other class far more easily "
+                                    "than the others, by one small universal input perturbation or by raising one "
+                                    "hidden channel (anomaly indices on model-inversion samples): the signature of "
+                                    "an all-to-one backdoor."},
         "help": {"text": "Do not deploy the model as is. Run `auditor audit MODEL` to remove the backdoor without "
                          "clean data, or obtain the model from a trusted source.",
                  "markdown": "Do not deploy the model as is. Run `auditor audit MODEL` to remove the backdoor "

@@ -38,8 +38,8 @@ def render_summary(reports: list[dict[str, Any]], title: str = "auditor") -> str
     lines = [f"### {title}: {ICONS[worst]} {worst}", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += [summary_row(r) for r in reports]
-    lines += ["", "Score: the largest Neural Cleanse anomaly index over the classes (flagged above "
-              f"{_threshold(reports)}); details in each model's report.html.", ""]
+    lines += ["", "Score: the voting detectors' largest anomaly index over the classes, on reach's scale (flagged "
+              f"above {_threshold(reports)}); details in each model's report.html.", ""]
     return "\n".join(lines)
 
 
