@@ -49,7 +49,7 @@ def main() -> None:
         top, index = result.top()
         levels = result.summary["levels"]
         print(f"{path.stem:28s} {result.seconds:5.0f}s top {top} ({index:5.2f})"
-              + ("" if result.conclusive else " inconclusive"), flush=True)
+              + ("" if result.conclusive_for(top) else " inconclusive"), flush=True)
         for j, level in enumerate(levels):
             row = [r["share_by_level"][j] for r in result.per_class]
             print(f"    level {level:4g}: " + " ".join(f"{v:.2f}" for v in row), flush=True)

@@ -114,7 +114,7 @@ def _report_dirs(models: list[Path], report_dir: Path | None) -> list[Path | Non
 @click.pass_context
 def scan_cmd(ctx: click.Context, models: tuple[str, ...], report_dir: str | None, fail_on: str, seed: int, device: str,
              per_class: int | None, steps: int | None, pixels: bool, generator_name: str | None,
-             synthetic: str | None, threads: int | None, as_json: bool, overwrite: bool, **opts: Any) -> None:
+             synthetic: str | None, threads: int, as_json: bool, overwrite: bool, **opts: Any) -> None:
     """Look for a backdoor in each MODEL (ONNX) from the model alone; exit 1 if one is found.
 
     On stabilized model-inversion samples, measures for every class how many samples of the other
@@ -136,10 +136,9 @@ def scan_cmd(ctx: click.Context, models: tuple[str, ...], report_dir: str | None
 
     if synthetic and len(models) > 1:
         raise AuditorError("--synthetic holds samples of one model; scan one model with it")
-    if threads:
-        import torch
+    import torch
 
-        torch.set_num_threads(threads)
+    torch.set_num_threads(threads)
     inversion = scan_inversion()
     inversion = replace(inversion, seed=seed, **{k: v for k, v in (("per_class", per_class), ("steps", steps))
                                                   if v is not None})
@@ -148,8 +147,7 @@ def scan_cmd(ctx: click.Context, models: tuple[str, ...], report_dir: str | None
                           detection=detection_config(opts), spec_overrides=spec_overrides(opts),
                           max_model_bytes=limit, overwrite=overwrite,
                           synthetic=Path(synthetic) if synthetic else None)
-    if threads:
-        options.detection.threads = threads
+    options.detection.threads = threads
     paths = [Path(m) for m in models]
     folders = _report_dirs(paths, Path(report_dir) if report_dir else None)
     rows, reports, errors = [], [], 0

@@ -56,10 +56,13 @@ class DetectionResult:
     # ladder); the verdict ignores those indices
     conclusive: bool | list[bool] = True
 
+    def conclusive_for(self, t: int) -> bool:
+        """Whether class ``t``'s index may vote."""
+        return self.conclusive[t] if isinstance(self.conclusive, list) else self.conclusive
+
     def voting_index(self) -> list[float]:
         """The index where it is conclusive and 0 elsewhere: what the verdict reads."""
-        flags = self.conclusive if isinstance(self.conclusive, list) else [self.conclusive] * len(self.index)
-        return [value if ok else 0.0 for value, ok in zip(self.index, flags)]
+        return [value if self.conclusive_for(t) else 0.0 for t, value in enumerate(self.index)]
 
     def top(self) -> tuple[int, float]:
         """(class, index) of the most anomalous class."""

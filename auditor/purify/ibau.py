@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from auditor.detect.stimulation import ChannelStimulation
+from auditor.detect.stimulation import ChannelStimulation, StimulationConfig
 from auditor.errors import AuditorError
 from auditor.model import Classifier
 from auditor.universal import grid_patch, perturb, project_l2, stamp, targeted_universal, untargeted_patch
@@ -125,8 +125,9 @@ class IBAUConfig:
     # classes' samples into the class, at the level where the detector stopped; the step acts only where one
     # channel reached the detector's stop share (half the other classes' samples) within ``stimulation_levels``
     stimulation_max_channels: int = 4  # ... at most this many (Input-Aware: 2)
-    stimulation_levels: tuple[float, ...] = (3.0, 4.0, 5.0, 6.0)  # the detector's ladder (channel spreads); a
-    # trigger channel works low (Input-Aware: level 5, audit samples), natural classes need 8-10 (scan samples)
+    stimulation_levels: tuple[float, ...] = StimulationConfig.levels  # the detector's ladder (channel spreads), the
+    # scan's too, so that the step acts where the verdict flags. A trigger channel works low (Input-Aware: level 5,
+    # audit samples), natural classes needed 8-10 (scan samples)
 
 
 INNER_MODES = ("targeted", "untargeted", "both")
