@@ -27,7 +27,7 @@ import converters
 from converters import compare_with_onnxruntime, convert, load_onnx, save_onnx
 
 from . import __version__
-from .detect import DetectionConfig, DetectionResult, Verdict, combine, run_detectors
+from .detect import DETECTORS, DetectionConfig, DetectionResult, Verdict, combine, run_detectors
 from .errors import AuditorError
 from .inversion import InversionConfig, StabilityConfig, SynthSet, invert, save_class_grid
 from .inversion.synth import quantize
@@ -407,7 +407,9 @@ def _detection_section(results: dict[str, DetectionResult], num_classes: int,
                 if key != "class":
                     row[f"{name}.{key}"] = round(value, 5) if isinstance(value, float) else value
         rows.append(row)
-    return {"detectors": {name: r.to_json() for name, r in results.items()}, "per_class": rows}
+    meanings = {name: DETECTORS[name].meaning for name in results if name in DETECTORS}
+    return {"detectors": {name: {**r.to_json(), "meaning": meanings.get(name, "")} for name, r in results.items()},
+            "per_class": rows}
 
 
 def _audit_verdict(original: Verdict, purified: Verdict) -> dict[str, Any]:

@@ -8,10 +8,10 @@ One row per report folder: the verdict and what each detector saw. For every vot
 detector, the most anomalous class and its index; for reach detectors also the true target's reach
 against the largest other class's. The true target comes from the manifests (a model missing from
 them is listed as unknown). The verdict is re-derived from the saved indices with ``--voters``
-(default: the default scan's voters, reach and stimulation, with the current scales), so reports made
+(default: the default scan's voters, with the current scales), so reports made
 with other options read the same way; feature reach's index is recomputed from its saved per-class
-reach with the current formula. Stimulation's cell says "inconclusive" where no channel reached its
-stop share (its index then does not vote).
+reach with the current formula. A cell says "inconclusive" where the detector's top class did not
+reach its stop share (stimulation, warp reach: its index then does not vote).
 ``--rule DETECTOR:THRESHOLD`` marks a detector's top index when it is above the threshold.
 """
 
@@ -27,8 +27,9 @@ import torch
 from auditor.detect import DetectionResult, FeatureReachConfig, VerdictConfig, combine
 
 
-COLUMNS = ("reach", "stimulation", "feature_reach", "neural_cleanse")  # those that ran, in this order
+COLUMNS = ("reach", "stimulation", "warp_reach", "feature_reach", "neural_cleanse")  # those that ran, in this order
 HEADERS = {"reach": "reach: top class (index); target / largest other",
+           "warp_reach": "warp reach: top class (index); target / largest other",
            "stimulation": "stimulation: top class (index); its share at the stop level",
            "feature_reach": "feature reach: top class (index); target / largest other",
            "neural_cleanse": "Neural Cleanse: top class (index)"}
@@ -82,17 +83,18 @@ def row(report: dict[str, Any], truth: dict[str, Any] | None, thresholds: dict[s
             continue
         best, value = top(result["index"])
         cell = f"{best} ({value:.2f})"
-        if name in ("reach", "feature_reach"):
-            shares = [r["reach"] for r in result["per_class"]]
+        if name in ("reach", "feature_reach", "warp_reach"):
+            shares = [r.get("reach", r.get("share")) for r in result["per_class"]]
             others = max(s for k, s in enumerate(shares) if k != target) if target is not None else max(shares)
             cell += f"; {shares[target]:.2f} / {others:.2f}" if target is not None else f"; - / {others:.2f}"
             if name == "feature_reach":
                 cell += f" at r={result['summary']['radius']:.3f}"
+        conclusive = DetectionResult(name, {}, [], [], conclusive=result.get("conclusive", True)).conclusive_for(best)
         if name == "stimulation":
             share = result["per_class"][best]["share"]
-            flags = result.get("conclusive", True)
-            conclusive = flags[best] if isinstance(flags, list) else flags
-            cell += f"; {share:.2f} at level {result['summary']['level']:g}" + ("" if conclusive else ", inconclusive")
+            cell += f"; {share:.2f} at level {result['summary']['level']:g}"
+        if not conclusive:
+            cell += ", inconclusive"
         if name in thresholds:
             cell += " flags" if value > thresholds[name] else ""
         cells.append(cell)

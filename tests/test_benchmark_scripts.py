@@ -114,6 +114,27 @@ def test_scan_table_says_whether_the_verdict_found_the_truth(truth, index, verdi
     assert cells[5] == "not run"
 
 
+@pytest.mark.parametrize("shares, verdict, cell", [
+    ([0.05, 0.56, 0.0], "backdoored", "1 (2.29); 0.56 / 0.05"),
+    ([0.05, 0.28, 0.0], "clean", "1 (1.03); 0.28 / 0.05, inconclusive"),  # below the stop share: no vote
+])
+def test_scan_table_shows_warp_reach_and_votes_only_where_it_is_conclusive(shares, verdict, cell):
+    report = _scan_report([0.1, 1.0, 0.0])
+    report["detection"]["detectors"]["warp_reach"] = {
+        "index": [(s - 0.05) / (1.4826 * 0.15) for s in shares], "per_class": [{"share": s} for s in shares],
+        "summary": {}, "config": {}, "conclusive": [s >= 0.5 for s in shares]}
+    cells = _script("scan_table").row(report, {"attack": "wanet", "target": 1, "all_to_all": False}, {})
+    assert cells[2] == f"**{verdict}**" and cells[6] == cell
+
+
+def test_detector_on_smi_reads_typed_settings() -> None:
+    parse = _script("detector_on_smi").parse_settings
+    assert parse(["warp_reach.max_shift=1.0", "warp_reach.per_class=8", "signal_reach.axis=height"]) == {
+        "warp_reach": {"max_shift": 1.0, "per_class": 8}, "signal_reach": {"axis": "height"}}
+    with pytest.raises(SystemExit, match="detector.field=value"):
+        parse(["max_shift=1.0"])
+
+
 def test_trigger_on_smi_counts_only_the_images_not_already_in_the_target() -> None:
     import numpy as np
 

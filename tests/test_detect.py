@@ -7,8 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from auditor.detect import (ChannelStimulation, MaxMargin, DetectionConfig, DetectionResult, FeatureReach, NeuralCleanse, Patch, Reach, VerdictConfig, WeightPerturbation, anomaly_index,
+from auditor.detect import (ChannelStimulation, MaxMargin, DetectionConfig, DetectionResult, FeatureReach, NeuralCleanse, Patch, Reach, SignalReach, VerdictConfig, WarpReach, WeightPerturbation, anomaly_index,
                             combine, fails, get_detector, list_detectors, worst)
+from auditor.detect.trigger_family import smooth_warp
 from auditor.errors import AuditorError
 from auditor.model import Classifier
 from converters import ModelSpec
@@ -114,8 +115,8 @@ def test_weight_perturbation_reports_a_share_per_class() -> None:
 
 
 def test_registry_and_bad_options() -> None:
-    assert list_detectors() == ["feature_reach", "max_margin", "neural_cleanse", "patch", "reach", "stimulation",
-                              "weight_perturbation"]
+    assert list_detectors() == ["feature_reach", "max_margin", "neural_cleanse", "patch", "reach", "signal_reach",
+                                "stimulation", "warp_reach", "weight_perturbation"]
     assert isinstance(get_detector("neural_cleanse", steps=3), NeuralCleanse)
     with pytest.raises(AuditorError, match="unknown detector"):
         get_detector("nope")
@@ -379,3 +380,84 @@ def test_max_margin_finds_the_planted_target_without_samples() -> None:
     clean = detector.detect(_classifier(backdoor=False), empty, torch.zeros(0, dtype=torch.long), seed=0)
     assert clean.summary["p_value"] > result.summary["p_value"]
     assert result.to_json() == detector.detect(classifier, empty, torch.zeros(0, dtype=torch.long), seed=0).to_json()
+
+
+class StructuredBackdoor(nn.Module):
+    """The linear toy (``Planted`` without its patch) plus a backdoor keyed to a whole-image change:
+    ``"signal"`` boosts TARGET when the column profile correlates with a sinusoid along the width (SIG),
+    ``"warp"`` when the image loses most of its pixel-to-pixel detail, which bilinear resampling through a
+    sub-pixel warp does (what WaNet's networks learn from); ``None`` has no backdoor."""
+
+    def __init__(self, kind: str | None) -> None:
+        super().__init__()
+        self.linear = Planted(backdoor=False)
+        self.kind = kind
+        self.register_buffer("wave", torch.sin(2 * torch.pi * torch.arange(SIDE) * 2 / SIDE))
+
+    @property
+    def weight(self) -> torch.Tensor:  # what ``_samples`` builds its class prototypes from
+        return self.linear.weight
+
+    @staticmethod
+    def detail(x: torch.Tensor) -> torch.Tensor:
+        return (x[..., 1:] - x[..., :-1]).abs().mean((1, 2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.linear(x)
+        if self.kind is None:
+            return logits
+        if self.kind == "signal":
+            profile = x.mean((1, 2))
+            evidence = ((profile - profile.mean(1, keepdim=True)) * self.wave).mean(1) - 0.03
+        else:
+            evidence = 0.2 - self.detail(x)
+        onehot = torch.zeros(K)
+        onehot[TARGET] = 1
+        return logits + 50 * torch.sigmoid(300 * evidence)[:, None] * onehot
+
+
+@pytest.mark.parametrize("detector_cls, kind", [(WarpReach, "warp"), (SignalReach, "signal")])
+def test_trigger_family_reach_finds_a_backdoor_of_its_family(detector_cls, kind) -> None:
+    classifier = Classifier(StructuredBackdoor(kind), ModelSpec("input", "logits", 3, SIDE, SIDE, K))
+    x, y = _samples(classifier)
+    detail = StructuredBackdoor.detail(x)
+    assert float(detail.min()) > 0.2, "the toy's samples must not trigger the warp backdoor by themselves"
+    before = [p.detach().clone() for p in classifier.parameters()]
+    detector = detector_cls(per_class=6, steps=30)
+    result = detector.detect(classifier, x, y, seed=0)
+    shares = [r["share"] for r in result.per_class]
+    print(kind, "shares:", [round(v, 2) for v in shares], "index", [round(v, 2) for v in result.index])
+    assert result.top()[0] == TARGET and result.index[TARGET] > 2
+    assert result.conclusive_for(TARGET) and shares[TARGET] >= 0.5
+    assert result.conclusive == [s >= detector.config.stop_share for s in shares]
+    # the warp screens: one untargeted warp picks the classes that get their own search, the target among them
+    assert result.summary["searched"] == (sorted(result.summary["searched"]) if kind == "warp" else list(range(K)))
+    if kind == "warp":
+        assert TARGET in result.summary["searched"] and len(result.summary["searched"]) == 2
+        assert all(r["share"] == r["flow_share"] for r in result.per_class if not r["searched"])
+    assert all(p.requires_grad and torch.equal(p, b) for p, b in zip(classifier.parameters(), before))
+    assert result.to_json() == detector.detect(classifier, x, y, seed=0).to_json()
+    # without the backdoor the same search does not reach the class
+    plain = Classifier(StructuredBackdoor(None), classifier.spec)
+    assert not detector.detect(plain, x, classifier.predict(x) * 0 + y, seed=0).conclusive_for(TARGET)
+
+
+def test_trigger_family_shapes_bounds_and_bad_options() -> None:
+    x = torch.rand(4, 3, SIDE, SIDE, generator=torch.Generator().manual_seed(5))
+    warp = WarpReach(max_shift=0.5)
+    still = warp.apply(x, torch.zeros(warp.parameter_shape((3, SIDE, SIDE))))
+    assert torch.allclose(still, x, atol=1e-5)  # no displacement: the identity
+    # a uniform shift of half a pixel moves every interior pixel halfway to its neighbour
+    shifted = smooth_warp(x, torch.full((1, 2, 4, 4), 0.5) * torch.tensor([1.0, 0.0]).view(1, 2, 1, 1))
+    assert torch.allclose(shifted[..., :-1], (x[..., :-1] + x[..., 1:]) / 2, atol=1e-5)
+    signal = SignalReach(amplitude=0.08)
+    params = torch.randn(signal.parameter_shape((3, SIDE, SIDE))) * 10
+    assert params.shape == (1, 1, 1, SIDE)
+    change = signal.apply(torch.full_like(x, 0.5), params) - 0.5
+    assert float(change.abs().max()) <= 0.08 + 1e-6 and torch.equal(change[:, :, 0], change[:, :, -1])
+    assert SignalReach(axis="height").parameter_shape((3, SIDE, SIDE)) == (1, 1, SIDE, 1)
+    classifier = _classifier()
+    samples = _samples(classifier)
+    for bad in (WarpReach(max_shift=0), WarpReach(grid=1), SignalReach(axis="depth"), SignalReach(steps=0)):
+        with pytest.raises(AuditorError):
+            bad.detect(classifier, *samples)

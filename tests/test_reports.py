@@ -35,8 +35,13 @@ def _forced_backdoor(*_args, **_kwargs) -> dict[str, DetectionResult]:
     mask[3, :, -3:, -3:] = 1
     images = {"mask": mask, "pattern": torch.ones(CLASSES, *IMAGE)}
     reach = [{"class": k, "reach": 0.3 + 0.15 * index[k], "delta_l2": 2.0} for k in range(CLASSES)]
+    # warp reach rates class 3 higher still, and class 1 higher than reach does, but not conclusively there
+    warp_index = [0.0] * CLASSES
+    warp_index[3], warp_index[1] = 6.5, 5.0
+    warp = [{"class": k, "share": 0.7 if k == 3 else 0.0, "searched": k in (1, 3)} for k in range(CLASSES)]
     return {"neural_cleanse": DetectionResult("neural_cleanse", {}, per_class, index, images=images),
-            "reach": DetectionResult("reach", {}, reach, index)}
+            "reach": DetectionResult("reach", {}, reach, index),
+            "warp_reach": DetectionResult("warp_reach", {}, warp, warp_index, conclusive=[k == 3 for k in range(CLASSES)])}
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +89,8 @@ def test_report_json_follows_the_schema(scanned: dict[str, Path]) -> None:
         assert len(report["detection"]["per_class"]) == CLASSES
         assert {"convert", "invert", "detect", "write", "total"} <= set(report["timings"])
     real = _load(scanned["real"])
-    assert set(real["detection"]["detectors"]) == {"neural_cleanse", "reach", "weight_perturbation", "stimulation"}
+    assert set(real["detection"]["detectors"]) == {"neural_cleanse", "reach", "weight_perturbation", "stimulation",
+                                                        "warp_reach"}
     assert real["config"]["detection"]["settings"]["neural_cleanse"]["steps"] == 4
 
 
@@ -117,6 +123,8 @@ def test_sarif_has_one_result_per_finding(scanned: dict[str, Path]) -> None:
     assert result["ruleId"] == "AUD001" and rule_ids[result["ruleIndex"]] == "AUD001"
     assert result["level"] == "error" and result["message"]["text"]
     assert result["properties"]["class"] == 3
+    # the index a finding cites is the highest conclusive voter's, as the verdict reads it
+    assert (result["properties"]["anomalyIndex"], result["properties"]["indexFrom"]) == (6.5, "warp_reach")
     uri = result["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
     assert uri.endswith("model.onnx")
     assert re.fullmatch(r"[0-9a-f]{64}/3", result["partialFingerprints"]["modelSha256/class"])
@@ -142,6 +150,19 @@ def test_html_is_self_contained_and_shows_the_verdict_first(scanned: dict[str, P
     assert html.count("src='data:image/png;base64,") == 2
     assert not re.search(r"""(src|href)=["']?(https?:|file:|//)""", html)
     assert "<script" not in html and "<link" not in html
+    # every detector that ran has its columns, voters marked, with the legend of what its index means
+    assert "<th>warp reach index (votes)</th><th>warp reach share</th>" in html
+    assert "<th>reach index (votes)</th><th>reach share</th>" in html and "smooth sub-pixel warp" in html
+
+
+def test_markdown_tables_every_detector_that_ran(scanned: dict[str, Path]) -> None:
+    markdown = (scanned["forced"] / "report.md").read_text()
+    head = next(line for line in markdown.splitlines() if line.startswith("| class | NC anomaly index"))
+    assert head.endswith("| reach index (votes) | reach share | warp reach index (votes) | warp reach share |")
+    row = next(line for line in markdown.splitlines() if line.startswith("| 3 "))
+    assert row.endswith("| 4.2 | 93.0% | 6.5 | 70.0% |")
+    real = (scanned["real"] / "report.md").read_text()
+    assert "stimulation index (votes)" in real and "weight perturbation index |" in real
 
 
 def test_summary_is_short_and_names_the_target(scanned: dict[str, Path]) -> None:

@@ -40,10 +40,9 @@ def detection_options(func):
                           "quick ones."),
         click.option("--feature-reach", is_flag=True,
                      help="Also report reach in a hidden layer's features (for triggers that are not one small "
-                          "input delta: warping, per-image patterns). It does not vote: it flagged held-out clean "
-                          "models (docs/detection.md)."),
+                          "input delta). It does not vote: it flagged held-out clean models (docs/detection.md)."),
         click.option("--detector", "extra_detectors", multiple=True, metavar="NAME",
-                     help="Also run this registered detector (repeatable): max_margin, stimulation, feature_reach, "
+                     help="Also run this registered detector (repeatable): max_margin, signal_reach, feature_reach, "
                           "patch, ... Reported; it votes only with --voter."),
         click.option("--voter", "extra_voters", multiple=True, metavar="NAME",
                      help="Let this detector's anomaly index vote beside reach (repeatable; it is run if needed)."),
@@ -118,9 +117,10 @@ def scan_cmd(ctx: click.Context, models: tuple[str, ...], report_dir: str | None
     """Look for a backdoor in each MODEL (ONNX) from the model alone; exit 1 if one is found.
 
     On stabilized model-inversion samples, measures for every class how many samples of the other
-    classes one small universal perturbation sends into it (reach), and how many raising one hidden
-    channel sends into it (stimulation), and flags classes where either is an outlier; Neural
-    Cleanse's reversed triggers are reported beside them. Several files: the exit code follows the
+    classes one small universal perturbation sends into it (reach), how many raising one hidden
+    channel sends into it (stimulation) and how many one smooth sub-pixel warp sends into it (warp
+    reach), and flags classes where any is an outlier; Neural Cleanse's reversed triggers are
+    reported beside them. Several files: the exit code follows the
     worst verdict.
     """
     from dataclasses import replace

@@ -24,10 +24,12 @@ from .patch import Patch, PatchConfig
 from .perturbation import WeightPerturbation, WeightPerturbationConfig
 from .reach import Reach, ReachConfig
 from .stimulation import ChannelStimulation, StimulationConfig
+from .trigger_family import SignalReach, SignalReachConfig, TriggerFamilyReach, WarpReach, WarpReachConfig
 from .verdict import VERDICTS, Verdict, VerdictConfig, combine, fails, worst
 
 DETECTORS: dict[str, type[Detector]] = {cls.name: cls for cls in (NeuralCleanse, WeightPerturbation, Reach, Patch,
-                                                                FeatureReach, ChannelStimulation, MaxMargin)}
+                                                                FeatureReach, ChannelStimulation, MaxMargin, WarpReach,
+                                                                SignalReach)}
 
 
 def get_detector(name: str, **config: Any) -> Detector:
@@ -47,7 +49,8 @@ def list_detectors() -> list[str]:
 class DetectionConfig:
     """Which detectors run, their settings, and the verdict's thresholds."""
 
-    detectors: tuple[str, ...] = ("neural_cleanse", "reach", "weight_perturbation", "stimulation")  # "patch" on request: it
+    detectors: tuple[str, ...] = ("neural_cleanse", "reach", "weight_perturbation", "stimulation", "warp_reach")  # "patch" on
+    # request: it
     # separates patch triggers on full SMI sets (audit-sized), not on the scan's quick ones (docs/detection.md)
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)  # detector name -> config overrides
     verdict: VerdictConfig = field(default_factory=VerdictConfig)
@@ -87,6 +90,6 @@ def run_detectors(classifier: Classifier, images01: Tensor, labels: Tensor, conf
         torch.set_num_threads(before)
 
 
-__all__ = ["ChannelStimulation", "DETECTORS", "DetectionConfig", "DetectionResult", "Detector", "FeatureReach", "FeatureReachConfig", "MaxMargin", "MaxMarginConfig", "NeuralCleanse", "NeuralCleanseConfig", "Patch", "PatchConfig", "Reach", "ReachConfig", "StimulationConfig",
-           "VERDICTS", "Verdict", "VerdictConfig", "WeightPerturbation", "WeightPerturbationConfig", "anomaly_index",
+__all__ = ["ChannelStimulation", "DETECTORS", "DetectionConfig", "DetectionResult", "Detector", "FeatureReach", "FeatureReachConfig", "MaxMargin", "MaxMarginConfig", "NeuralCleanse", "NeuralCleanseConfig", "Patch", "PatchConfig", "Reach", "ReachConfig", "SignalReach", "SignalReachConfig", "StimulationConfig", "TriggerFamilyReach",
+           "VERDICTS", "Verdict", "VerdictConfig", "WarpReach", "WarpReachConfig", "WeightPerturbation", "WeightPerturbationConfig", "anomaly_index",
            "combine", "fails", "get_detector", "list_detectors", "run_detectors", "trigger_images", "worst"]

@@ -1,11 +1,13 @@
 """One verdict from the detectors' anomaly indices: ``clean``, ``suspicious`` or ``backdoored``.
 
 The voting detectors (``voters``) decide: a class whose anomaly index is above the threshold makes
-the model ``backdoored``, above the suspicious threshold ``suspicious``. By default two detectors vote:
-reach (a class that one small universal perturbation reaches far more easily than the others), and
+the model ``backdoored``, above the suspicious threshold ``suspicious``. By default three detectors vote:
+reach (a class that one small universal perturbation reaches far more easily than the others);
 channel stimulation (raising one hidden channel sends half the other classes' samples into the class,
 for per-image triggers that no universal input delta expresses), on its own scale
-(``voter_scales``: its index votes divided by 2.5) and only for classes where it is ``conclusive``.
+(``voter_scales``: its index votes divided by 2.5); and warp reach (one smooth sub-pixel warp sends
+half the other classes' samples into the class: WaNet). The last two vote only for classes where
+they are ``conclusive``.
 Feature reach (the same in a hidden layer's features, ``--feature-reach``) is reported, not voting:
 on audit-grade samples it singled out WaNet's and Input-Aware's targets, and two held-out clean
 models' class 7 more strongly still (docs/detection.md).
@@ -39,7 +41,7 @@ class VerdictConfig:
     aux_threshold: float | None = None  # weight-perturbation index above which a class is suspicious (None: off)
     # detectors whose index decides the verdict, where they ran (add "neural_cleanse" or "feature_reach" to let them
     # vote: both flagged held-out clean models, docs/detection.md)
-    voters: tuple[str, ...] = ("reach", "stimulation")
+    voters: tuple[str, ...] = ("reach", "stimulation", "warp_reach")
     # (voter, scale) for voters whose index is on another scale: their index is divided by the scale before it is
     # compared with the thresholds and enters the score. Stimulation's index is in medians of a share, not in MADs:
     # Input-Aware's target 14.5 (scan samples), 25.6 (audit samples); the largest elsewhere a natural class of
@@ -127,7 +129,9 @@ def combine(results: dict[str, DetectionResult], config: VerdictConfig = Verdict
 
 _SIGNAL = {"neural_cleanse": "its reversed trigger", "reach": "its reach by one small universal perturbation",
            "feature_reach": "its reach by one small hidden-layer delta",
-           "stimulation": "raising one hidden channel sends the other classes' samples into it"}
+           "stimulation": "raising one hidden channel sends the other classes' samples into it",
+           "warp_reach": "one smooth sub-pixel warp sends the other classes' samples into it",
+           "signal_reach": "one 1-D signal across the image sends the other classes' samples into it"}
 
 
 def worst(verdicts: list[str]) -> str:

@@ -11,6 +11,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from .columns import detector_columns
 from .images import data_uri
 
 COLOURS = {"clean": "#1a7f37", "suspicious": "#9a6700", "backdoored": "#cf222e"}
@@ -91,26 +92,31 @@ def _detection_section(report: dict[str, Any], key: str = "detection", title: st
     flagged = set((report.get("verdict") or {}).get("suspected_targets", [])) if key == "detection" else set()
     rows = det["per_class"]
     top = max([r.get("neural_cleanse.mask_l1") or 0 for r in rows] + [1e-9])
+    columns = detector_columns(report)
     head = ("<tr><th class='l'>class</th><th>NC anomaly index</th><th>trigger L1 norm</th><th class='l'></th>"
-            "<th>trigger success</th><th>reach index</th><th>reach</th><th>weight-perturbation index</th>"
-            "<th>flip-in share</th></tr>")
+            "<th>trigger success</th>"
+            + "".join(f"<th>{escape(c.label)} index{' (votes)' if c.votes else ''}</th>"
+                      + (f"<th>{escape(c.heading)}</th>" if c.figure else "")
+                      for c in columns) + "</tr>")
     body = []
     for r in rows:
         norm = r.get("neural_cleanse.mask_l1")
         width = int(160 * (norm or 0) / top)
+        cells = "".join(f"<td>{_num(r.get(f'{c.detector}.index'))}</td>"
+                        + ((f"<td>{_pct(r.get(f'{c.detector}.{c.figure}'))}</td>" if c.percent
+                            else f"<td>{_num(r.get(f'{c.detector}.{c.figure}'))}</td>") if c.figure else "")
+                        for c in columns)
         body.append(
             f"<tr class=\"{'flag' if r['class'] in flagged else ''}\"><td>{r['class']} {escape(r['name'])}</td>"
             f"<td>{_num(r.get('neural_cleanse.index'))}</td><td>{_num(norm, 1)}</td>"
             f"<td class='l'><span class='bar' style='width:{width}px'></span></td>"
-            f"<td>{_pct(r.get('neural_cleanse.attack_success'))}</td>"
-            f"<td>{_num(r.get('reach.index'))}</td><td>{_pct(r.get('reach.reach'))}</td>"
-            f"<td>{_num(r.get('weight_perturbation.index'))}</td><td>{_pct(r.get('weight_perturbation.flip_in_share'))}</td></tr>")
+            f"<td>{_pct(r.get('neural_cleanse.attack_success'))}</td>{cells}</tr>")
+    meanings = "".join(f" <b>{escape(c.label)}</b>: {escape(det['detectors'][c.detector].get('meaning', ''))}."
+                       for c in columns if det["detectors"][c.detector].get("meaning"))
     note = ("<p class='muted'>Neural Cleanse on synthetic samples: the smallest mask+pattern that flips the other "
             "classes into each class. A backdoor target needs a much smaller trigger than natural classes: anomaly "
-            "index = (median − norm) / (1.4826 × MAD). Reach: share of other classes' samples that one small universal "
-            "perturbation (L2-bounded) sends into the class; a backdoor target is reached far more easily (index on "
-            "the high side). Weight perturbation: share of other classes' samples that flip "
-            "into the class under worst-case weights.</p>")
+            "index = (median − norm) / (1.4826 × MAD). The other detectors' indices are high where a class stands "
+            "out; only the voting ones decide the verdict." + meanings + "</p>")
     return f"<section><h2>{title}</h2>{note}<table>{head}{''.join(body)}</table></section>"
 
 

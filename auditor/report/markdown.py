@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .columns import detector_columns
+
 
 def _pct(value: Any) -> str:
     return "n/a" if value is None else f"{100 * float(value):.1f}%"
@@ -57,13 +59,22 @@ def render_markdown(report: dict[str, Any]) -> str:
 
     detection = report.get("detection")
     if detection:
-        lines += ["## Detection per class", "", "| class | NC anomaly index | trigger L1 | trigger success | "
-                  "reach index | reach | weight-perturbation index |", "|---|---|---|---|---|---|---|"]
+        columns = detector_columns(report)
+        head = ["class", "NC anomaly index", "trigger L1", "trigger success"]
+        for c in columns:
+            head.append(f"{c.label} index{' (votes)' if c.votes else ''}")
+            if c.figure:
+                head.append(c.heading)
+        lines += ["## Detection per class", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for row in detection["per_class"]:
-            lines.append(f"| {row['class']} {row['name']} | {row.get('neural_cleanse.index', 'n/a')} | "
-                         f"{row.get('neural_cleanse.mask_l1', 'n/a')} | {_pct(row.get('neural_cleanse.attack_success'))} | "
-                         f"{row.get('reach.index', 'n/a')} | {_pct(row.get('reach.reach'))} | "
-                         f"{row.get('weight_perturbation.index', 'n/a')} |")
+            cells = [f"{row['class']} {row['name']}", str(row.get("neural_cleanse.index", "n/a")),
+                     str(row.get("neural_cleanse.mask_l1", "n/a")), _pct(row.get("neural_cleanse.attack_success"))]
+            for c in columns:
+                cells.append(str(row.get(f"{c.detector}.index", "n/a")))
+                if c.figure:
+                    value = row.get(f"{c.detector}.{c.figure}")
+                    cells.append(_pct(value) if c.percent else str(value if value is not None else "n/a"))
+            lines.append("| " + " | ".join(cells) + " |")
         lines.append("")
         if (report.get("artifacts") or {}).get("triggers"):
             lines += ["![reversed triggers: mask, pattern, mask x pattern per class](triggers.png)", ""]

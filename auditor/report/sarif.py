@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .columns import cited_index
+
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 INFO_URI = "https://github.com/auditor/auditor/blob/main/docs/ci.md"
 
@@ -19,9 +21,10 @@ RULES: list[dict[str, Any]] = [
         "name": "BackdoorTargetClass",
         "shortDescription": {"text": "Model has a backdoor target class"},
         "fullDescription": {"text": "A class of this model can be reached from every other class far more easily "
-                                    "than the others, by one small universal input perturbation or by raising one "
-                                    "hidden channel (anomaly indices on model-inversion samples): the signature of "
-                                    "an all-to-one backdoor."},
+                                    "than the others, by one small universal input perturbation, one smooth warp, or "
+                                    "by raising one hidden channel (anomaly indices on model-inversion samples): the "
+                                    "signature of an "
+                                    "all-to-one backdoor."},
         "help": {"text": "Do not deploy the model as is. Run `auditor audit MODEL` to remove the backdoor without "
                          "clean data, or obtain the model from a trusted source.",
                  "markdown": "Do not deploy the model as is. Run `auditor audit MODEL` to remove the backdoor "
@@ -66,8 +69,7 @@ def sarif_results(report: dict[str, Any], base: Path | None = None) -> list[dict
         for target in verdict["suspected_targets"]:
             row = rows.get(target, {})
             name = row.get("name", str(target))
-            index = max((row.get(f"{v}.index") for v in ("neural_cleanse", "reach")
-                         if row.get(f"{v}.index") is not None), default=None)
+            index, detector = cited_index(report, row)
             results.append({
                 "ruleId": "AUD001", "ruleIndex": 0, "level": level, "kind": "fail",
                 "message": {"text": f"{uri}: class {target} ({name}) looks like a backdoor target "
@@ -75,7 +77,7 @@ def sarif_results(report: dict[str, Any], base: Path | None = None) -> list[dict
                 "locations": location,
                 "partialFingerprints": {"modelSha256/class": f"{sha}/{target}"},
                 "properties": {"verdict": verdict["verdict"], "class": target, "className": name,
-                               "anomalyIndex": index, "score": verdict["score"],
+                               "anomalyIndex": index, "indexFrom": detector, "score": verdict["score"],
                                "maskL1": row.get("neural_cleanse.mask_l1"), "reach": row.get("reach.reach")},
             })
     rescan = verdict.get("rescan")
