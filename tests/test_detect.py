@@ -382,16 +382,20 @@ def test_max_margin_finds_the_planted_target_without_samples() -> None:
     assert result.to_json() == detector.detect(classifier, empty, torch.zeros(0, dtype=torch.long), seed=0).to_json()
 
 
-class StructuredBackdoor(nn.Module):
-    """The linear toy (``Planted`` without its patch) plus a backdoor keyed to a whole-image change:
-    ``"signal"`` boosts TARGET when the column profile correlates with a sinusoid along the width (SIG),
-    ``"warp"`` when the image loses most of its pixel-to-pixel detail, which bilinear resampling through a
-    sub-pixel warp does (what WaNet's networks learn from); ``None`` has no backdoor."""
+COLOURS = torch.tensor([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]], dtype=torch.float)
 
-    def __init__(self, kind: str | None) -> None:
+
+class StructuredBackdoor(nn.Module):
+    """A toy classifier with a backdoor keyed to a whole-image change. ``"signal"``: the linear toy
+    (``Planted`` without its patch), plus TARGET when the column profile correlates with a sinusoid along
+    the width (SIG). ``"warp"``: classes by mean colour (which a small warp leaves alone), plus TARGET when
+    the image loses most of its pixel-to-pixel detail, which bilinear resampling through a sub-pixel warp
+    does (what WaNet's networks learn from). ``backdoor=False``: the same classifier without it."""
+
+    def __init__(self, kind: str, backdoor: bool = True) -> None:
         super().__init__()
         self.linear = Planted(backdoor=False)
-        self.kind = kind
+        self.kind, self.backdoor = kind, backdoor
         self.register_buffer("wave", torch.sin(2 * torch.pi * torch.arange(SIDE) * 2 / SIDE))
 
     @property
@@ -403,27 +407,41 @@ class StructuredBackdoor(nn.Module):
         return (x[..., 1:] - x[..., :-1]).abs().mean((1, 2, 3))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.linear(x)
-        if self.kind is None:
-            return logits
         if self.kind == "signal":
+            logits = self.linear(x)
             profile = x.mean((1, 2))
             evidence = ((profile - profile.mean(1, keepdim=True)) * self.wave).mean(1) - 0.03
         else:
-            evidence = 0.2 - self.detail(x)
+            logits = 20 * (x.mean((2, 3)) - 0.5) @ COLOURS.T
+            evidence = 0.045 - self.detail(x)
+        if not self.backdoor:
+            return logits
         onehot = torch.zeros(K)
         onehot[TARGET] = 1
         return logits + 50 * torch.sigmoid(300 * evidence)[:, None] * onehot
 
 
-@pytest.mark.parametrize("detector_cls, kind", [(WarpReach, "warp"), (SignalReach, "signal")])
-def test_trigger_family_reach_finds_a_backdoor_of_its_family(detector_cls, kind) -> None:
+def _structured_samples(classifier: Classifier, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
+    if kind == "signal":
+        return _samples(classifier)
+    # per class its colour, with pixel noise of +-0.1: detail 0.059-0.077, a uniform half-pixel shift halves it
+    g = torch.Generator().manual_seed(1)
+    x = torch.cat([0.5 + 0.15 * COLOURS[c][:, None, None] + (torch.rand(12, 3, SIDE, SIDE, generator=g) - 0.5) * 0.2
+                   for c in range(K)])
+    return x, classifier.predict(x)
+
+
+# the toy's images are 8x8: fields of 2x2 and 4x4 are as coarse for them as the default 4x4 and 8x8 are at 32x32
+@pytest.mark.parametrize("detector_cls, kind, options", [(WarpReach, "warp", {"grids": (2, 4)}),
+                                                         (SignalReach, "signal", {})])
+def test_trigger_family_reach_finds_a_backdoor_of_its_family(detector_cls, kind, options) -> None:
     classifier = Classifier(StructuredBackdoor(kind), ModelSpec("input", "logits", 3, SIDE, SIDE, K))
-    x, y = _samples(classifier)
-    detail = StructuredBackdoor.detail(x)
-    assert float(detail.min()) > 0.2, "the toy's samples must not trigger the warp backdoor by themselves"
+    x, y = _structured_samples(classifier, kind)
+    if kind == "warp":  # the colour toy puts each sample in its colour's class
+        assert torch.equal(y, torch.arange(K).repeat_interleave(12))
+    assert not bool((classifier.predict(x) == TARGET).all()), "the samples must not trigger the backdoor by themselves"
     before = [p.detach().clone() for p in classifier.parameters()]
-    detector = detector_cls(per_class=6, steps=30)
+    detector = detector_cls(per_class=6, steps=30, **options)
     result = detector.detect(classifier, x, y, seed=0)
     shares = [r["share"] for r in result.per_class]
     print(kind, "shares:", [round(v, 2) for v in shares], "index", [round(v, 2) for v in result.index])
@@ -435,16 +453,19 @@ def test_trigger_family_reach_finds_a_backdoor_of_its_family(detector_cls, kind)
     if kind == "warp":
         assert TARGET in result.summary["searched"] and len(result.summary["searched"]) == 2
         assert all(r["share"] == r["flow_share"] for r in result.per_class if not r["searched"])
+        gains = [r["flow_gain"] for r in result.per_class]
+        assert sorted(result.summary["searched"]) == sorted(sorted(range(K), key=lambda t: -gains[t])[:2])
     assert all(p.requires_grad and torch.equal(p, b) for p, b in zip(classifier.parameters(), before))
     assert result.to_json() == detector.detect(classifier, x, y, seed=0).to_json()
-    # without the backdoor the same search does not reach the class
-    plain = Classifier(StructuredBackdoor(None), classifier.spec)
-    assert not detector.detect(plain, x, classifier.predict(x) * 0 + y, seed=0).conclusive_for(TARGET)
+    # without the backdoor the same search reaches no class
+    plain = Classifier(StructuredBackdoor(kind, backdoor=False), classifier.spec)
+    assert not any(detector.detect(plain, x, plain.predict(x), seed=0).conclusive)
 
 
 def test_trigger_family_shapes_bounds_and_bad_options() -> None:
     x = torch.rand(4, 3, SIDE, SIDE, generator=torch.Generator().manual_seed(5))
     warp = WarpReach(max_shift=0.5)
+    assert warp.parameter_shape((3, SIDE, SIDE)) == (1, 2 * (16 + 64))  # a 4x4 and an 8x8 field
     still = warp.apply(x, torch.zeros(warp.parameter_shape((3, SIDE, SIDE))))
     assert torch.allclose(still, x, atol=1e-5)  # no displacement: the identity
     # a uniform shift of half a pixel moves every interior pixel halfway to its neighbour
@@ -458,6 +479,6 @@ def test_trigger_family_shapes_bounds_and_bad_options() -> None:
     assert SignalReach(axis="height").parameter_shape((3, SIDE, SIDE)) == (1, 1, SIDE, 1)
     classifier = _classifier()
     samples = _samples(classifier)
-    for bad in (WarpReach(max_shift=0), WarpReach(grid=1), SignalReach(axis="depth"), SignalReach(steps=0)):
+    for bad in (WarpReach(max_shift=0), WarpReach(grids=(4, 1)), WarpReach(grids=()), SignalReach(axis="depth"), SignalReach(steps=0)):
         with pytest.raises(AuditorError):
             bad.detect(classifier, *samples)

@@ -52,10 +52,11 @@ def detection_options(func):
     return func
 
 
-def detection_config(opts: dict[str, Any]):
+def detection_config(opts: dict[str, Any], audit: bool = False):
+    """The detection settings the options ask for; ``audit``: starting from the audit's detectors."""
     from dataclasses import replace
 
-    from auditor.detect import DetectionConfig, VerdictConfig, list_detectors
+    from auditor.detect import DetectionConfig, VerdictConfig, audit_detection, list_detectors
 
     verdict = VerdictConfig()
     if opts.get("threshold") is not None:
@@ -69,7 +70,8 @@ def detection_config(opts: dict[str, Any]):
     if unknown:
         raise click.BadParameter(f"unknown detector {', '.join(unknown)}; known: {', '.join(list_detectors())}",
                                  param_hint="--detector/--voter")
-    detectors = tuple(dict.fromkeys(DetectionConfig().detectors + extra))
+    base = audit_detection() if audit else DetectionConfig()
+    detectors = tuple(dict.fromkeys(base.detectors + extra))
     if opts.get("extra_voters"):
         verdict = replace(verdict, voters=tuple(dict.fromkeys(verdict.voters + tuple(opts["extra_voters"]))))
     return DetectionConfig(detectors=detectors, settings=settings, verdict=verdict)
