@@ -193,3 +193,18 @@ def test_html_opens_offline_in_a_headless_browser(scanned: dict[str, Path], tmp_
     with Image.open(shot) as image:  # the verdict banner (red for backdoored) is at the top of the page
         r, g, b = image.convert("RGB").getpixel((600, 60))
         assert r > 150 and g < 100 and b < 100
+
+
+def test_detection_tables_take_their_columns_from_their_own_section() -> None:
+    # an audit's re-scan runs only the voters: its table must not ask for the detection's other columns
+    from auditor.report.html import _detection_section
+
+    rows = [{"class": 0, "name": "a", "reach.index": 0.5, "reach.reach": 0.4,
+             "weight_perturbation.index": 0.1, "weight_perturbation.flip_in_share": 0.2}]
+    report = {"verdict": {"suspected_targets": [], "thresholds": {"voters": ["reach"]}},
+              "detection": {"detectors": {"reach": {}, "weight_perturbation": {}}, "per_class": rows},
+              "rescan": {"detectors": {"reach": {}}, "per_class": [{k: v for k, v in rows[0].items()
+                                                                    if not k.startswith("weight")}]}}
+    rescan = _detection_section(report, "rescan", "Re-scan")
+    assert "reach index (votes)" in rescan and "weight perturbation" not in rescan
+    assert "weight perturbation index" in _detection_section(report)

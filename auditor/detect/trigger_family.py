@@ -1,4 +1,4 @@
-"""Reach within a trigger family: can a universal trigger of a known shape, with a handful of
+"""Reach within a trigger family: can a universal trigger of a known shape, with a few dozen
 parameters, send the other classes' samples into a class?
 
 Reach (``auditor.detect.reach``) searches a dense L2 ball: 3,072 free numbers find a shortcut into
@@ -6,17 +6,16 @@ natural classes too, so only triggers that outrun them (patches, blends) stand o
 cover the whole image with a structured change do not: a smooth warp (WaNet) or a 1-D signal added
 to every row (SIG's sinusoid and ramp, Barni et al. 2019). Restricting the search to the family
 a trigger belongs to takes that freedom away from the natural classes while a backdoor keyed to a
-member of the family is still reached: on the zoo's scan samples a 4x4 warp of at most half a pixel
-sends 0.73-0.86 of the samples into WaNet's target and at most 0.13 into any other class, of any
-model (docs/detection.md).
+member of the family is still reached: on the scan's samples of two draws, a smooth warp of at most
+a pixel sent 0.59-0.83 of them into the targets of the zoo's WaNet and of two held-out WaNet models
+(one with an 8x8 field), and at most 0.27 into any other class of any model (docs/detection.md).
 
 Per class t the figure is the share of the other classes' samples that the family's best universal
 trigger for t (Adam on its parameters, full batch) sends into t. With ``screen`` > 0 only that many
 classes get their own search: first one untargeted trigger pushes every sample off its class, and
 the classes whose probability it raises most are searched (a backdoor's trigger is the easiest way
 off any class, so its target leads); the other classes keep the untargeted trigger's share, a lower
-bound of theirs. That is
-3 searches instead of 10, so each can afford twice the samples. The index is reach's anomaly index
+bound of theirs. That is 3 searches instead of 10, so each can afford twice the samples. The index is reach's anomaly index
 (high side, floored MAD); a class votes only where its share reached ``stop_share`` (``conclusive``),
 as stimulation does, so a natural class's few percent over a median of zero never counts.
 """

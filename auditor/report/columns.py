@@ -37,9 +37,10 @@ class Column:
         return f"{self.label} {FIGURE_LABELS.get(self.figure or '', self.figure)}"
 
 
-def detector_columns(report: dict[str, Any]) -> list[Column]:
-    """One column pair per detector that ran, Neural Cleanse excepted (its table has its own three columns)."""
-    detection = report.get("detection") or {}
+def detector_columns(report: dict[str, Any], key: str = "detection") -> list[Column]:
+    """One column pair per detector that ran in ``report[key]`` (the detection, or an audit's re-scan),
+    Neural Cleanse excepted (its table has its own three columns)."""
+    detection = report.get(key) or {}
     rows = detection.get("per_class") or [{}]
     voters = set(((report.get("verdict") or {}).get("thresholds") or {}).get("voters", ()))
     columns = []

@@ -92,7 +92,7 @@ def _detection_section(report: dict[str, Any], key: str = "detection", title: st
     flagged = set((report.get("verdict") or {}).get("suspected_targets", [])) if key == "detection" else set()
     rows = det["per_class"]
     top = max([r.get("neural_cleanse.mask_l1") or 0 for r in rows] + [1e-9])
-    columns = detector_columns(report)
+    columns = detector_columns(report, key)
     head = ("<tr><th class='l'>class</th><th>NC anomaly index</th><th>trigger L1 norm</th><th class='l'></th>"
             "<th>trigger success</th>"
             + "".join(f"<th>{escape(c.label)} index{' (votes)' if c.votes else ''}</th>"
