@@ -27,7 +27,7 @@ import converters
 from converters import compare_with_onnxruntime, convert, load_onnx, save_onnx
 
 from . import __version__
-from .detect import DETECTORS, DetectionConfig, audit_detection, DetectionResult, Verdict, combine, run_detectors
+from .detect import DETECTORS, DetectionConfig, DetectionResult, Verdict, combine, run_detectors
 from .errors import AuditorError
 from .inversion import InversionConfig, StabilityConfig, SynthSet, invert, save_class_grid
 from .inversion.synth import quantize
@@ -59,7 +59,7 @@ class AuditOptions:
     spec_overrides: dict[str, Any] = field(default_factory=dict)
     max_model_bytes: int | None = None
     overwrite: bool = False
-    detection: DetectionConfig = field(default_factory=audit_detection)
+    detection: DetectionConfig = field(default_factory=DetectionConfig)
     rescan: bool = True  # detect on the original model and re-scan the purified one
 
     def to_json(self) -> dict[str, Any]:

@@ -186,13 +186,6 @@ def test_any_registered_detector_can_be_added_and_made_to_vote(tiny: tuple[Path,
     assert config.detectors == ("neural_cleanse", "reach", "weight_perturbation", "stimulation", "warp_reach",
                                 "feature_reach", "max_margin")
     assert config.verdict.voters == ("reach", "stimulation", "warp_reach", "max_margin")
-    # the audit skips warp reach (it cannot vote on audit-grade samples) unless asked for
-    from auditor.pipeline import AuditOptions
-
-    assert "warp_reach" not in detection_config({}, audit=True).detectors
-    assert "warp_reach" not in AuditOptions().detection.detectors
-    assert "warp_reach" in detection_config({"extra_detectors": ("warp_reach",)}, audit=True).detectors
-    assert detection_config({}, audit=True).verdict.voters == detection_config({}).verdict.voters
     model, _ = tiny
     result = CliRunner().invoke(main, ["scan", str(model), "--detector", "nope", *FAST])
     assert result.exit_code == 2 and "unknown detector nope" in result.output, result.output

@@ -83,7 +83,7 @@ def _options(opts: dict[str, Any], **extra: Any):
         pixels=opts.get("pixels", False), generator=opts.get("generator_name"),
         purifier_config=_parse_purifier_options(opts.get("purifier_options", ())), guard=guard,
         spec_overrides=spec_overrides(opts), max_model_bytes=limit, overwrite=opts["overwrite"],
-        detection=detection_config(opts, audit=True), **extra,
+        detection=detection_config(opts), **extra,
     )
 
 

@@ -52,11 +52,10 @@ def detection_options(func):
     return func
 
 
-def detection_config(opts: dict[str, Any], audit: bool = False):
-    """The detection settings the options ask for; ``audit``: starting from the audit's detectors."""
+def detection_config(opts: dict[str, Any]):
     from dataclasses import replace
 
-    from auditor.detect import DetectionConfig, VerdictConfig, audit_detection, list_detectors
+    from auditor.detect import DetectionConfig, VerdictConfig, list_detectors
 
     verdict = VerdictConfig()
     if opts.get("threshold") is not None:
@@ -70,8 +69,7 @@ def detection_config(opts: dict[str, Any], audit: bool = False):
     if unknown:
         raise click.BadParameter(f"unknown detector {', '.join(unknown)}; known: {', '.join(list_detectors())}",
                                  param_hint="--detector/--voter")
-    base = audit_detection() if audit else DetectionConfig()
-    detectors = tuple(dict.fromkeys(base.detectors + extra))
+    detectors = tuple(dict.fromkeys(DetectionConfig().detectors + extra))
     if opts.get("extra_voters"):
         verdict = replace(verdict, voters=tuple(dict.fromkeys(verdict.voters + tuple(opts["extra_voters"]))))
     return DetectionConfig(detectors=detectors, settings=settings, verdict=verdict)

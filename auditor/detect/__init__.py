@@ -72,19 +72,6 @@ class DetectionConfig:
         return replace(self, detectors=tuple(d for d in self.detectors if d in needed))
 
 
-# On the audit's full synthetic sets (250 per class, inverted far longer than the scan's 20, so more
-# stable) no half-pixel warp moved more than 0.04 of any zoo model's samples into a class, WaNet's target
-# included (0.03; 0.72 on the scan's samples): warp reach cannot vote there, so the audit and its re-scan
-# skip it (docs/detection.md); ``--detector warp_reach`` brings it back
-AUDIT_SKIPS = ("warp_reach",)
-
-
-def audit_detection(config: DetectionConfig | None = None) -> DetectionConfig:
-    """``config`` (default: the scan's) without the detectors that cannot vote on audit-grade samples."""
-    config = config or DetectionConfig()
-    return replace(config, detectors=tuple(d for d in config.detectors if d not in AUDIT_SKIPS))
-
-
 def run_detectors(classifier: Classifier, images01: Tensor, labels: Tensor, config: DetectionConfig = DetectionConfig(),
                   *, seed: int = 0, progress: ProgressFn | None = None) -> dict[str, DetectionResult]:
     """Every configured detector on the same synthetic samples, in a fixed order."""
@@ -104,5 +91,5 @@ def run_detectors(classifier: Classifier, images01: Tensor, labels: Tensor, conf
 
 
 __all__ = ["ChannelStimulation", "DETECTORS", "DetectionConfig", "DetectionResult", "Detector", "FeatureReach", "FeatureReachConfig", "MaxMargin", "MaxMarginConfig", "NeuralCleanse", "NeuralCleanseConfig", "Patch", "PatchConfig", "Reach", "ReachConfig", "SignalReach", "SignalReachConfig", "StimulationConfig", "TriggerFamilyReach",
-           "AUDIT_SKIPS", "VERDICTS", "Verdict", "VerdictConfig", "WarpReach", "WarpReachConfig", "WeightPerturbation", "WeightPerturbationConfig", "anomaly_index", "audit_detection",
+           "VERDICTS", "Verdict", "VerdictConfig", "WarpReach", "WarpReachConfig", "WeightPerturbation", "WeightPerturbationConfig", "anomaly_index",
            "combine", "fails", "get_detector", "list_detectors", "run_detectors", "trigger_images", "worst"]
