@@ -125,6 +125,7 @@ def test_sarif_has_one_result_per_finding(scanned: dict[str, Path]) -> None:
     assert result["properties"]["class"] == 3
     # the index a finding cites is the highest conclusive voter's, as the verdict reads it
     assert (result["properties"]["anomalyIndex"], result["properties"]["indexFrom"]) == (6.5, "warp_reach")
+    assert result["message"]["text"].endswith("(verdict backdoored, anomaly index 6.50 from warp_reach).")
     uri = result["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
     assert uri.endswith("model.onnx")
     assert re.fullmatch(r"[0-9a-f]{64}/3", result["partialFingerprints"]["modelSha256/class"])

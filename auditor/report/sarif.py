@@ -23,8 +23,7 @@ RULES: list[dict[str, Any]] = [
         "fullDescription": {"text": "A class of this model can be reached from every other class far more easily "
                                     "than the others, by one small universal input perturbation, one smooth warp, or "
                                     "by raising one hidden channel (anomaly indices on model-inversion samples): the "
-                                    "signature of an "
-                                    "all-to-one backdoor."},
+                                    "signature of an all-to-one backdoor."},
         "help": {"text": "Do not deploy the model as is. Run `auditor audit MODEL` to remove the backdoor without "
                          "clean data, or obtain the model from a trusted source.",
                  "markdown": "Do not deploy the model as is. Run `auditor audit MODEL` to remove the backdoor "
@@ -73,7 +72,9 @@ def sarif_results(report: dict[str, Any], base: Path | None = None) -> list[dict
             results.append({
                 "ruleId": "AUD001", "ruleIndex": 0, "level": level, "kind": "fail",
                 "message": {"text": f"{uri}: class {target} ({name}) looks like a backdoor target "
-                                    f"(verdict {verdict['verdict']}, anomaly index {index})."},
+                                    f"(verdict {verdict['verdict']}, anomaly index "
+                                    f"{'n/a' if index is None else f'{index:.2f}'}"
+                                    f"{f' from {detector}' if detector else ''})."},
                 "locations": location,
                 "partialFingerprints": {"modelSha256/class": f"{sha}/{target}"},
                 "properties": {"verdict": verdict["verdict"], "class": target, "className": name,
