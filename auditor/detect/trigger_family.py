@@ -152,7 +152,8 @@ class TriggerFamilyReach(Detector):
 @dataclass(frozen=True)
 class WarpReachConfig(FamilySearch):
     screen: int = 2
-    stop_share: float = 0.35  # zoo scan samples: WaNet's target 0.53-0.68, any other class of any model <= 0.16
+    # scan samples, two draws: the targets of three WaNet models 0.59-0.83, any other class of any model <= 0.27
+    stop_share: float = 0.35
     mad_floor: float = 0.1  # so that 0.3 above the median is an index of 2
     # control points per side of each field, upsampled bicubically and added: WaNet's k is 4 by default; a 4x4 field
     # alone missed a held-out WaNet with k = 8 (0.03), an 8x8 one alone reached it (0.40), both 0.54
