@@ -120,8 +120,7 @@ def scan_cmd(ctx: click.Context, models: tuple[str, ...], report_dir: str | None
     classes one small universal perturbation sends into it (reach), how many raising one hidden
     channel sends into it (stimulation) and how many one smooth sub-pixel warp sends into it (warp
     reach), and flags classes where any is an outlier; Neural Cleanse's reversed triggers are
-    reported beside them. Several files: the exit code follows the
-    worst verdict.
+    reported beside them. Several files: the exit code follows the worst verdict.
     """
     from dataclasses import replace
 

@@ -47,7 +47,7 @@ def detector_columns(report: dict[str, Any], key: str = "detection") -> list[Col
     for name in detection.get("detectors", {}):
         if name == "neural_cleanse":
             continue
-        figure = next((key for key in FIGURES if f"{name}.{key}" in rows[0]), None)
+        figure = next((figure for figure in FIGURES if f"{name}.{figure}" in rows[0]), None)
         columns.append(Column(name, LABELS.get(name, name), figure, name in voters))
     return columns
 
