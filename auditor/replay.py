@@ -21,6 +21,19 @@ from torch import Tensor, fx, nn
 from .model import Classifier
 
 
+def predictions_and_features(classifier: Classifier, x: Tensor, layer: nn.Module) -> tuple[Tensor, Tensor]:
+    """The model's own predictions on ``x`` and ``layer``'s output on the way, in one forward pass (feature
+    reach, and the replay where it falls back to full passes)."""
+    captured: dict[str, Tensor] = {}
+    handle = layer.register_forward_hook(lambda m, i, o: captured.__setitem__("features", o.detach()))
+    try:
+        with torch.no_grad():
+            reference = classifier(x).argmax(1)
+    finally:
+        handle.remove()
+    return reference, captured["features"]
+
+
 class _Recorder(fx.Interpreter):
     """Keeps every node's value (the default interpreter frees them after their last use)."""
 
@@ -48,8 +61,7 @@ class DownstreamReplay:
                 if len(calls) == 1:
                     self._prepare_partial(network, calls[0])
             if self._node is None:
-                self.features, full = self._hooked(None)
-                self.reference = full.argmax(1)
+                self.reference, self.features = predictions_and_features(classifier, images01, self.layer)
         self.partial = self._node is not None
 
     def _prepare_partial(self, network: fx.GraphModule, node: fx.Node) -> None:
@@ -72,7 +84,7 @@ class DownstreamReplay:
     def logits(self, edited: Tensor) -> Tensor:
         """Logits with ``edited`` (same shape as ``features``) as the layer's output."""
         with torch.no_grad():
-            return self._partial(edited) if self._node is not None else self._hooked(edited)[1]
+            return self._partial(edited) if self._node is not None else self._hooked(edited)
 
     def _partial(self, edited: Tensor) -> Tensor:
         env = dict(self._cached)  # the interpreter frees values from its environment as it goes
@@ -80,16 +92,10 @@ class DownstreamReplay:
         out = fx.Interpreter(self.classifier.network).run(self._model_input, initial_env=env)
         return self.classifier.logits_from_network_output(out)
 
-    def _hooked(self, edited: Tensor | None) -> tuple[Tensor, Tensor]:
-        captured: dict[str, Tensor] = {}
-
-        def swap(_module: nn.Module, _inputs: tuple, output: Tensor) -> Tensor:
-            captured["features"] = output.detach()
-            return output if edited is None else edited
-
-        handle = self.layer.register_forward_hook(swap)
+    def _hooked(self, edited: Tensor) -> Tensor:
+        """Logits of a full pass with ``edited`` swapped in for the layer's output."""
+        handle = self.layer.register_forward_hook(lambda _module, _inputs, _output: edited)
         try:
-            logits = self.classifier(self.images01)
+            return self.classifier(self.images01)
         finally:
             handle.remove()
-        return captured["features"], logits

@@ -143,14 +143,3 @@ def conv_at_depth(classifier: Classifier, depth: float, name: str) -> tuple[str,
         raise AuditorError(f"{name}: the model has no convolution to act on")
     return convs[round(depth * (len(convs) - 1))]
 
-
-def predictions_and_features(classifier: Classifier, x: Tensor, layer: nn.Module) -> tuple[Tensor, Tensor]:
-    """The model's own predictions on ``x`` and ``layer``'s output on the way, in one forward pass."""
-    captured: dict[str, Tensor] = {}
-    handle = layer.register_forward_hook(lambda m, i, o: captured.__setitem__("features", o.detach()))
-    try:
-        with torch.no_grad():
-            reference = classifier(x).argmax(1)
-    finally:
-        handle.remove()
-    return reference, captured["features"]

@@ -33,8 +33,9 @@ from torch import Tensor, nn
 from auditor.errors import AuditorError
 from auditor.model import Classifier
 
-from .base import (DetectionResult, Detector, ProgressFn, balanced_pick, check_samples, conv_at_depth, frozen_eval,
-                   predictions_and_features)
+from auditor.replay import predictions_and_features
+
+from .base import DetectionResult, Detector, ProgressFn, balanced_pick, check_samples, conv_at_depth, frozen_eval
 
 
 @dataclass(frozen=True)
