@@ -27,9 +27,10 @@ import torch
 from auditor.detect import DetectionResult, FeatureReachConfig, VerdictConfig, combine
 
 
-COLUMNS = ("reach", "stimulation", "warp_reach", "feature_reach", "neural_cleanse")  # those that ran, in this order
+COLUMNS = ("reach", "stimulation", "warp_reach", "sine_reach", "feature_reach", "neural_cleanse")  # those that ran, in this order
 HEADERS = {"reach": "reach: top class (index); target / largest other",
            "warp_reach": "warp reach: top class (index); target / largest other",
+           "sine_reach": "sine reach: top class (index); target / largest other",
            "stimulation": "stimulation: top class (index); its share at the stop level",
            "feature_reach": "feature reach: top class (index); target / largest other",
            "neural_cleanse": "Neural Cleanse: top class (index)"}
@@ -83,7 +84,7 @@ def row(report: dict[str, Any], truth: dict[str, Any] | None, thresholds: dict[s
             continue
         best, value = top(result["index"])
         cell = f"{best} ({value:.2f})"
-        if name in ("reach", "feature_reach", "warp_reach"):
+        if name in ("reach", "feature_reach", "warp_reach", "sine_reach"):
             shares = [r.get("reach", r.get("share")) for r in result["per_class"]]
             others = max(s for k, s in enumerate(shares) if k != target) if target is not None else max(shares)
             cell += f"; {shares[target]:.2f} / {others:.2f}" if target is not None else f"; - / {others:.2f}"

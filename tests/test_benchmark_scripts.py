@@ -114,17 +114,18 @@ def test_scan_table_says_whether_the_verdict_found_the_truth(truth, index, verdi
     assert cells[5] == "not run"
 
 
+@pytest.mark.parametrize("detector, column", [("warp_reach", 6), ("sine_reach", 7)])
 @pytest.mark.parametrize("shares, verdict, cell", [
     ([0.05, 0.56, 0.0], "backdoored", "1 (2.29); 0.56 / 0.05"),
     ([0.05, 0.28, 0.0], "clean", "1 (1.03); 0.28 / 0.05, inconclusive"),  # below the stop share: no vote
 ])
-def test_scan_table_shows_warp_reach_and_votes_only_where_it_is_conclusive(shares, verdict, cell):
+def test_scan_table_shows_family_reach_and_votes_only_where_it_is_conclusive(detector, column, shares, verdict, cell):
     report = _scan_report([0.1, 1.0, 0.0])
-    report["detection"]["detectors"]["warp_reach"] = {
+    report["detection"]["detectors"][detector] = {
         "index": [(s - 0.05) / (1.4826 * 0.15) for s in shares], "per_class": [{"share": s} for s in shares],
         "summary": {}, "config": {}, "conclusive": [s >= 0.5 for s in shares]}
     cells = _script("scan_table").row(report, {"attack": "wanet", "target": 1, "all_to_all": False}, {})
-    assert cells[2] == f"**{verdict}**" and cells[6] == cell
+    assert cells[2] == f"**{verdict}**" and cells[column] == cell
 
 
 def test_detector_on_smi_reads_typed_settings() -> None:

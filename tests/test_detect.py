@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from auditor.detect import (ChannelStimulation, MaxMargin, DetectionConfig, DetectionResult, FeatureReach, NeuralCleanse, Patch, Reach, SignalReach, VerdictConfig, WarpReach, WeightPerturbation, anomaly_index,
+from auditor.detect import (ChannelStimulation, MaxMargin, DetectionConfig, DetectionResult, FeatureReach, NeuralCleanse, Patch, Reach, SignalReach, SineReach, VerdictConfig, WarpReach, WeightPerturbation, anomaly_index,
                             combine, fails, get_detector, list_detectors, worst)
 from auditor.detect.trigger_family import smooth_warp
 from auditor.errors import AuditorError
@@ -116,7 +116,7 @@ def test_weight_perturbation_reports_a_share_per_class() -> None:
 
 def test_registry_and_bad_options() -> None:
     assert list_detectors() == ["feature_reach", "max_margin", "neural_cleanse", "patch", "reach", "signal_reach",
-                                "stimulation", "warp_reach", "weight_perturbation"]
+                                "sine_reach", "stimulation", "warp_reach", "weight_perturbation"]
     assert isinstance(get_detector("neural_cleanse", steps=3), NeuralCleanse)
     with pytest.raises(AuditorError, match="unknown detector"):
         get_detector("nope")
@@ -460,6 +460,37 @@ def test_trigger_family_reach_finds_a_backdoor_of_its_family(detector_cls, kind,
     # without the backdoor the same search reaches no class
     plain = Classifier(StructuredBackdoor(kind, backdoor=False), classifier.spec)
     assert not any(detector.detect(plain, x, plain.predict(x), seed=0).conclusive)
+
+
+def test_sine_reach_finds_a_sinusoid_backdoor_and_nothing_without_it() -> None:
+    classifier = Classifier(StructuredBackdoor("signal"), ModelSpec("input", "logits", 3, SIDE, SIDE, K))
+    x, y = _structured_samples(classifier, "signal")  # the toy's backdoor: 2 periods across its 8 columns
+    before = [p.detach().clone() for p in classifier.parameters()]
+    detector = SineReach(per_class=6)
+    result = detector.detect(classifier, x, y, seed=0)
+    shares = [r["share"] for r in result.per_class]
+    print("sine shares:", [round(v, 2) for v in shares], "index", [round(v, 2) for v in result.index])
+    assert result.top()[0] == TARGET and result.index[TARGET] > 2 and result.conclusive_for(TARGET)
+    assert result.conclusive == [s >= detector.config.stop_share for s in shares]
+    best = result.per_class[TARGET]
+    assert (best["axis"], best["periods"], best["phase"]) == ("width", 2, 0.0)
+    assert torch.equal(result.images["signal"][TARGET, 0, 0], detector.config.amplitude * classifier.network.wave)
+    assert all(p.requires_grad and torch.equal(p, b) for p, b in zip(classifier.parameters(), before))
+    assert result.to_json() == detector.detect(classifier, x, y, seed=0).to_json()
+    plain = Classifier(StructuredBackdoor("signal", backdoor=False), classifier.spec)
+    assert not any(detector.detect(plain, x, plain.predict(x), seed=0).conclusive)
+
+
+def test_sine_reach_bank_stops_at_the_shortest_period() -> None:
+    bank = SineReach(phases=2, shortest_period=3.0, amplitude=0.1).bank(32, 32)
+    assert len(bank) == 2 * 10 * 2  # two axes, 1-10 periods (a period of 3.2 pixels), two phases
+    assert {(axis, wave.shape) for axis, _, _, wave in bank} == {("width", (1, 1, 32)), ("height", (1, 32, 1))}
+    assert max(float(wave.abs().max()) for *_, wave in bank) <= 0.1 + 1e-6
+    assert len(SineReach(axes=("width",), phases=1, shortest_period=4.0).bank(32, 32)) == 8
+    classifier = _classifier()
+    for bad in (SineReach(axes=()), SineReach(axes=("depth",)), SineReach(shortest_period=2), SineReach(amplitude=0)):
+        with pytest.raises(AuditorError):
+            bad.detect(classifier, *_samples(classifier))
 
 
 def test_trigger_family_shapes_bounds_and_bad_options() -> None:

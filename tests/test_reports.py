@@ -90,7 +90,7 @@ def test_report_json_follows_the_schema(scanned: dict[str, Path]) -> None:
         assert {"convert", "invert", "detect", "write", "total"} <= set(report["timings"])
     real = _load(scanned["real"])
     assert set(real["detection"]["detectors"]) == {"neural_cleanse", "reach", "weight_perturbation", "stimulation",
-                                                        "warp_reach"}
+                                                        "warp_reach", "sine_reach"}
     assert real["config"]["detection"]["settings"]["neural_cleanse"]["steps"] == 4
 
 

@@ -184,8 +184,8 @@ def test_any_registered_detector_can_be_added_and_made_to_vote(tiny: tuple[Path,
 
     config = detection_config({"extra_detectors": ("feature_reach",), "extra_voters": ("max_margin",)})
     assert config.detectors == ("neural_cleanse", "reach", "weight_perturbation", "stimulation", "warp_reach",
-                                "feature_reach", "max_margin")
-    assert config.verdict.voters == ("reach", "stimulation", "warp_reach", "max_margin")
+                                "sine_reach", "feature_reach", "max_margin")
+    assert config.verdict.voters == ("reach", "stimulation", "warp_reach", "sine_reach", "max_margin")
     model, _ = tiny
     result = CliRunner().invoke(main, ["scan", str(model), "--detector", "nope", *FAST])
     assert result.exit_code == 2 and "unknown detector nope" in result.output, result.output

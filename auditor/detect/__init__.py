@@ -24,12 +24,13 @@ from .patch import Patch, PatchConfig
 from .perturbation import WeightPerturbation, WeightPerturbationConfig
 from .reach import Reach, ReachConfig
 from .stimulation import ChannelStimulation, StimulationConfig
-from .trigger_family import SignalReach, SignalReachConfig, TriggerFamilyReach, WarpReach, WarpReachConfig
+from .trigger_family import (SignalReach, SignalReachConfig, SineReach, SineReachConfig, TriggerFamilyReach, WarpReach,
+                             WarpReachConfig)
 from .verdict import VERDICTS, Verdict, VerdictConfig, combine, fails, worst
 
 DETECTORS: dict[str, type[Detector]] = {cls.name: cls for cls in (NeuralCleanse, WeightPerturbation, Reach, Patch,
                                                                 FeatureReach, ChannelStimulation, MaxMargin, WarpReach,
-                                                                SignalReach)}
+                                                                SignalReach, SineReach)}
 
 
 def get_detector(name: str, **config: Any) -> Detector:
@@ -51,7 +52,8 @@ class DetectionConfig:
 
     # "patch" on request: it separates patch triggers on full SMI sets (audit-sized), not on the scan's quick ones
     # (docs/detection.md)
-    detectors: tuple[str, ...] = ("neural_cleanse", "reach", "weight_perturbation", "stimulation", "warp_reach")
+    detectors: tuple[str, ...] = ("neural_cleanse", "reach", "weight_perturbation", "stimulation", "warp_reach",
+                                  "sine_reach")
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)  # detector name -> config overrides
     verdict: VerdictConfig = field(default_factory=VerdictConfig)
     # torch CPU threads while detecting (restored after); None keeps torch's setting. The batches are
@@ -90,6 +92,6 @@ def run_detectors(classifier: Classifier, images01: Tensor, labels: Tensor, conf
         torch.set_num_threads(before)
 
 
-__all__ = ["ChannelStimulation", "DETECTORS", "DetectionConfig", "DetectionResult", "Detector", "FeatureReach", "FeatureReachConfig", "MaxMargin", "MaxMarginConfig", "NeuralCleanse", "NeuralCleanseConfig", "Patch", "PatchConfig", "Reach", "ReachConfig", "SignalReach", "SignalReachConfig", "StimulationConfig", "TriggerFamilyReach",
+__all__ = ["ChannelStimulation", "DETECTORS", "DetectionConfig", "DetectionResult", "Detector", "FeatureReach", "FeatureReachConfig", "MaxMargin", "MaxMarginConfig", "NeuralCleanse", "NeuralCleanseConfig", "Patch", "PatchConfig", "Reach", "ReachConfig", "SignalReach", "SignalReachConfig", "SineReach", "SineReachConfig", "StimulationConfig", "TriggerFamilyReach",
            "VERDICTS", "Verdict", "VerdictConfig", "WarpReach", "WarpReachConfig", "WeightPerturbation", "WeightPerturbationConfig", "anomaly_index",
            "combine", "fails", "get_detector", "list_detectors", "run_detectors", "trigger_images", "worst"]

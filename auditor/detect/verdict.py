@@ -41,7 +41,7 @@ class VerdictConfig:
     aux_threshold: float | None = None  # weight-perturbation index above which a class is suspicious (None: off)
     # detectors whose index decides the verdict, where they ran (add "neural_cleanse" or "feature_reach" to let them
     # vote: both flagged held-out clean models, docs/detection.md)
-    voters: tuple[str, ...] = ("reach", "stimulation", "warp_reach")
+    voters: tuple[str, ...] = ("reach", "stimulation", "warp_reach", "sine_reach")
     # (voter, scale) for voters whose index is on another scale: their index is divided by the scale before it is
     # compared with the thresholds and enters the score. Stimulation's index is in medians of a share, not in MADs:
     # Input-Aware's target 14.5 (scan samples), 25.6 (audit samples); the largest elsewhere a natural class of
@@ -131,7 +131,8 @@ _SIGNAL = {"neural_cleanse": "its reversed trigger", "reach": "its reach by one 
            "feature_reach": "its reach by one small hidden-layer delta",
            "stimulation": "raising one hidden channel sends the other classes' samples into it",
            "warp_reach": "one smooth sub-pixel warp sends the other classes' samples into it",
-           "signal_reach": "one 1-D signal across the image sends the other classes' samples into it"}
+           "signal_reach": "one 1-D signal across the image sends the other classes' samples into it",
+           "sine_reach": "one sinusoid across the image sends the other classes' samples into it"}
 
 
 def worst(verdicts: list[str]) -> str:

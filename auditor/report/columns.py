@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 LABELS = {"neural_cleanse": "NC", "reach": "reach", "stimulation": "stimulation", "warp_reach": "warp reach",
-          "signal_reach": "signal reach", "weight_perturbation": "weight perturbation",
+          "signal_reach": "signal reach", "sine_reach": "sine reach", "weight_perturbation": "weight perturbation",
           "feature_reach": "feature reach", "patch": "patch", "max_margin": "max margin"}
 # the per-class figure shown beside each detector's index, first one present
 FIGURES = ("reach", "share", "flip_in_share", "share_of_flips", "max_margin")
