@@ -39,6 +39,14 @@ from auditor.model import Classifier
 from .base import DetectionResult, Detector, ProgressFn, anomaly_index, balanced_pick, check_samples, frozen_eval
 
 
+def picked_on_device(classifier: Classifier, images01: Tensor, labels: Tensor, per_class: int,
+                     draw: torch.Generator) -> tuple[Tensor, Tensor]:
+    """At most ``per_class`` samples of each class and their labels, on the model's device: what both
+    family detectors search or probe with."""
+    idx = balanced_pick(labels, classifier.num_classes, per_class, draw)
+    return images01[idx].detach().float().to(classifier.device), labels[idx].to(classifier.device)
+
+
 @dataclass(frozen=True)
 class FamilySearch:
     """The settings every family shares."""
@@ -82,8 +90,7 @@ class TriggerFamilyReach(Detector):
         started = time.perf_counter()
         k = classifier.num_classes
         draw = torch.Generator().manual_seed(seed)
-        idx = balanced_pick(labels, k, cfg.per_class, draw)
-        x, y = images01[idx].detach().float().to(classifier.device), labels[idx].to(classifier.device)
+        x, y = picked_on_device(classifier, images01, labels, cfg.per_class, draw)
         shape = self.parameter_shape(tuple(x.shape[1:]))
         fresh = lambda: (torch.randn(shape, generator=draw) * 0.01).to(classifier.device).requires_grad_(True)
         with frozen_eval(classifier):  # only the trigger's parameters are optimized
@@ -293,8 +300,7 @@ class SineReach(Detector):
         cfg = self.config
         started = time.perf_counter()
         k = classifier.num_classes
-        idx = balanced_pick(labels, k, cfg.per_class, torch.Generator().manual_seed(seed))
-        x, y = images01[idx].detach().float().to(classifier.device), labels[idx].to(classifier.device)
+        x, y = picked_on_device(classifier, images01, labels, cfg.per_class, torch.Generator().manual_seed(seed))
         others = torch.stack([(y != t).sum() for t in range(k)]).clamp_min(1).float().cpu()
         bank = self.bank(x.shape[2], x.shape[3])
         best = torch.zeros(k)
