@@ -123,8 +123,9 @@ def _to_tensor(x_uint8_nhwc: np.ndarray) -> torch.Tensor:
 
 def _options(config: str, setup: BenchSetup, folder: Path, model: Path, spec, x_clean, y_clean, x_public) -> AuditOptions:
     smi_cache = folder / "smi.npz"
-    # no detection / re-scan: the bench compares defenses; `auditor audit` times its detection separately
-    base = AuditOptions(seed=setup.seed, inversion=setup.inversion, overwrite=True, rescan=False)
+    # guarded rows detect and re-scan as the audit does: the guard's prior threshold depends on the verdict
+    # before purification (GuardConfig.min_prior_agreement_backdoored); the unguarded references below do not
+    base = AuditOptions(seed=setup.seed, inversion=setup.inversion, overwrite=True, rescan=True)
     if config == "smi_ibau":
         return replace(base, synthetic=_cached_smi(model, smi_cache, setup))
     if config == "nostab_ibau":
@@ -151,10 +152,10 @@ def _options(config: str, setup: BenchSetup, folder: Path, model: Path, spec, x_
         images = _to_tensor(x_public)
         labels = _self_labels(model, images)
         return replace(base, clean_data=(images, labels), synthetic=_cached_smi(model, smi_cache, setup),
-                       guard=unguarded)
+                       guard=unguarded, rescan=False)
     if config == "clean_ibau":
         return replace(base, clean_data=(_to_tensor(x_clean), torch.from_numpy(y_clean).long()),
-                       synthetic=_cached_smi(model, smi_cache, setup), guard=unguarded)
+                       synthetic=_cached_smi(model, smi_cache, setup), guard=unguarded, rescan=False)
     raise ValueError(f"unknown bench config {config!r}")
 
 

@@ -137,8 +137,10 @@ def audit(
         # predictions on a different draw of them (the anchors).
         prior_probe = _prior_samples(classifier, options, options.guard_prior_samples, options.seed + 7)
         anchors = _prior_samples(classifier, options, options.anchor_samples, options.seed + 11)
+        # a detected backdoor buys a larger accuracy budget (GuardConfig.min_prior_agreement_backdoored)
+        guard_config = options.guard.for_verdict(original[1].verdict if original is not None else None)
         guard = guarded_purify(
-            classifier, purifier, train_images, train_labels, holdout.images01, holdout.labels, options.guard,
+            classifier, purifier, train_images, train_labels, holdout.images01, holdout.labels, guard_config,
             progress=progress, seed=options.seed, data_source=source, anchors=anchors, prior_images=prior_probe,
         )
 
@@ -158,6 +160,7 @@ def audit(
         report["rescan"] = _detection_section(rescanned[0], loaded.spec.num_classes, loaded.spec.class_names)
     report["inversion"] = _inversion_section(synth, train, holdout)
     report["purification"] = guard.to_json()
+    report["purification"]["threshold_basis"] = _threshold_basis(options.guard, guard_config, original)
     written = False
     try:
         with stages("write"):
@@ -200,6 +203,17 @@ def audit(
             output.unlink()
         raise
     return AuditResult(report=report, output=output, report_dir=report_dir)
+
+
+def _threshold_basis(default: GuardConfig, applied: GuardConfig,
+                     original: tuple[dict[str, DetectionResult], Verdict] | None) -> str:
+    """Why the guard used the prior-probe threshold it did, for the report."""
+    if applied.min_prior_agreement != default.min_prior_agreement:
+        return (f"the detection found a backdoor, so the guard allowed prior agreement down to "
+                f"{applied.min_prior_agreement:g} (default {default.min_prior_agreement:g})")
+    if original is None:
+        return f"no detection ran: default prior threshold {default.min_prior_agreement:g}"
+    return f"detection verdict {original[1].verdict}: default prior threshold {default.min_prior_agreement:g}"
 
 
 def _prior_samples(classifier: Classifier, options: AuditOptions, count: int, seed: int) -> torch.Tensor | None:

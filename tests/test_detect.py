@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from auditor.detect import (ChannelStimulation, MaxMargin, DetectionConfig, DetectionResult, FeatureReach, NeuralCleanse, Patch, Reach, SignalReach, SineReach, VerdictConfig, WarpReach, WeightPerturbation, anomaly_index,
-                            combine, fails, get_detector, list_detectors, worst)
+                            combine, fails, get_detector, list_detectors, run_detectors, worst)
 from auditor.detect.trigger_family import smooth_warp
 from auditor.errors import AuditorError
 from auditor.model import Classifier
@@ -513,3 +513,39 @@ def test_trigger_family_shapes_bounds_and_bad_options() -> None:
     for bad in (WarpReach(max_shift=0), WarpReach(grids=(4, 1)), WarpReach(grids=()), SignalReach(axis="depth"), SignalReach(steps=0)):
         with pytest.raises(AuditorError):
             bad.detect(classifier, *samples)
+
+
+def test_detectors_side_by_side_give_the_figures_of_one_after_another() -> None:
+    """Workers run on private copies of the model with one torch thread each: same figures, same order,
+    the caller's model untouched, progress counted per finished detector."""
+    classifier = _classifier()
+    x, y = _samples(classifier, per_class=6)
+    before = classifier.network.weight.detach().clone()
+    names = ("neural_cleanse", "reach", "weight_perturbation", "sine_reach")
+    settings = {"neural_cleanse": {"steps": 20}, "reach": {"steps": 10}}
+    serial = run_detectors(classifier, x, y, DetectionConfig(detectors=names, settings=settings, workers=1), seed=3)
+    calls: list[tuple[int, int]] = []
+    parallel = run_detectors(classifier, x, y, DetectionConfig(detectors=names, settings=settings, workers=2), seed=3,
+                             progress=lambda step, total, message="": calls.append((step, total)))
+    assert list(parallel) == list(serial) == list(names)
+    for name in names:
+        assert parallel[name].to_json() == serial[name].to_json(), name
+        assert torch.equal(torch.as_tensor(parallel[name].index), torch.as_tensor(serial[name].index))
+    assert calls == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    assert torch.equal(classifier.network.weight, before)
+    assert torch.get_num_threads() == 1  # the caller's thread count is restored
+    with pytest.raises(AuditorError, match="at least one worker"):
+        run_detectors(classifier, x, y, DetectionConfig(detectors=names, workers=0))
+
+
+def test_a_failing_detector_fails_the_side_by_side_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    classifier = _classifier()
+    x, y = _samples(classifier, per_class=6)
+
+    def boom(self, *args, **kwargs):
+        raise RuntimeError("detector failed in its worker")
+
+    monkeypatch.setattr(Reach, "detect", boom)
+    config = DetectionConfig(detectors=("sine_reach", "reach", "weight_perturbation"), workers=2)
+    with pytest.raises(RuntimeError, match="in its worker"):
+        run_detectors(classifier, x, y, config)

@@ -15,6 +15,7 @@ from auditor.cli import main
 from auditor.inversion import InversionConfig
 from auditor.inversion.stability import StabilityConfig
 from auditor.pipeline import AuditOptions, audit, report_hash
+from auditor.purify.guard import GuardConfig
 from converters import sha256_file
 from model_matrix import build, export
 
@@ -54,6 +55,12 @@ def test_audit_writes_model_metadata_and_report(model: Path, tmp_path: Path) -> 
     assert set(report["rescan"]["detectors"]) == set(FAST.detection.verdict.voters)
     assert result.report["purification"]["status"] in ("accepted", "accepted_after_backoff", "rejected",
                                                        "accepted_mildest_below_threshold")
+    # the report says which prior threshold the guard applied, and why (the verdict before purification)
+    verdict = report["verdict"]["verdict"]
+    basis = report["purification"]["threshold_basis"]
+    applied = report["purification"]["guard"]["min_prior_agreement"]
+    assert (verdict in basis and applied == GuardConfig().min_prior_agreement) if verdict != "backdoored" else \
+        ("found a backdoor" in basis and applied == GuardConfig().min_prior_agreement_backdoored)
 
 
 @pytest.mark.parametrize("stage", ["convert", "invert", "purify", "export", "report"])

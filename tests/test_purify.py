@@ -645,6 +645,37 @@ def test_guard_rejects_on_the_prior_probe_even_when_the_holdout_agrees(backdoore
     assert strict.attempts[0].agreement >= 0.5 and not strict.attempts[0].passed
 
 
+def test_a_detected_backdoor_relaxes_only_the_prior_threshold(backdoored) -> None:
+    """The verdict "backdoored" buys accuracy budget; any other verdict, or none, keeps the default."""
+    assert GuardConfig().for_verdict("backdoored").min_prior_agreement == GuardConfig().min_prior_agreement_backdoored
+    assert GuardConfig().min_prior_agreement_backdoored < GuardConfig().min_prior_agreement
+    for verdict in ("clean", "suspicious", None):
+        assert GuardConfig().for_verdict(verdict) == GuardConfig()
+    assert GuardConfig(min_prior_agreement_backdoored=None).for_verdict("backdoored") == \
+        GuardConfig(min_prior_agreement_backdoored=None)
+    # a "relaxed" threshold above the default never tightens it
+    assert GuardConfig(min_prior_agreement_backdoored=0.9).for_verdict("backdoored").min_prior_agreement == 0.75
+
+    target = load(backdoored)
+    classifier = target.classifier
+    x, y = shapes(200, torch.Generator().manual_seed(23))
+    prior = torch.rand(60, *x.shape[1:], generator=torch.Generator().manual_seed(24))
+    purifier = Finetune(lr=0.05, epochs=2, batch_size=40)
+    original = snapshot(classifier)
+    measured = guarded_purify(classifier, purifier, x[:160], y[:160], x[160:], y[160:],
+                              GuardConfig(min_agreement=0.5, max_backoffs=0, min_prior_agreement=0.0),
+                              prior_images=prior).attempts[0].prior_agreement
+    assert measured is not None and 0.05 < measured < 1.0
+    config = GuardConfig(min_agreement=0.5, max_backoffs=0, interpolation=(), min_prior_agreement=measured + 0.01,
+                         min_prior_agreement_backdoored=measured - 0.01)
+    outcomes = {}
+    for verdict in ("clean", "suspicious", "backdoored"):
+        restore(classifier, original)
+        outcomes[verdict] = guarded_purify(classifier, purifier, x[:160], y[:160], x[160:], y[160:],
+                                           config.for_verdict(verdict), prior_images=prior).status
+    assert outcomes == {"clean": "rejected", "suspicious": "rejected", "backdoored": "accepted"}
+
+
 def test_guard_restores_when_a_purifier_fails(tiny) -> None:
     classifier = tiny.classifier
     x, y = samples(32)

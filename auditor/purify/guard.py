@@ -32,6 +32,12 @@ class GuardConfig:
     # more per point of accuracy (and removing a backdoor moves the ones it claimed): I-BAU then CLP cost
     # SIG 1.8 points at 0.79, with ANP WaNet 2.8 points at 0.776, hence 0.75, not 0.8 (docs/purification.md)
     min_prior_agreement: float = 0.75
+    # the same where the detection before purification found a backdoor (verdict "backdoored"; None: no change).
+    # Evidence buys accuracy: the issue allows a backdoored model 5 points, a clean one 2. In the pruning
+    # calibration (docs/pruning_calibration.jsonl, training split) probes of 0.70-0.75 went with drops of 3.5-7.0
+    # points (mean 4.7). On Blended every attempt agreed 0.68-0.74 (4 channels that CLP prunes whatever the
+    # back-off), so at 0.75 the guard kept a 99.6% ASR model (docs/bench.md, thirteenth session)
+    min_prior_agreement_backdoored: float | None = 0.70
     max_backoffs: int = 3  # milder retries after the first attempt
     # Before a milder rerun, shrink the failed attempt's weight change: theta0 + alpha * (theta - theta0), largest
     # alpha first (weights the purifier zeroed, its pruning, stay zero). Seconds instead of a 190-290 s rerun;
@@ -41,6 +47,13 @@ class GuardConfig:
     interpolation: tuple[float, ...] = (0.9, 0.8, 0.7, 0.6, 0.5)
     max_accuracy_drop: float | None = None  # also bound the drop in holdout accuracy vs given labels, if set
     on_exhausted: Literal["restore", "accept_mildest"] = "restore"  # when no attempt passes
+
+    def for_verdict(self, verdict: str | None) -> "GuardConfig":
+        """The thresholds for a model the detection judged ``verdict`` (None: no detection ran)."""
+        relaxed = self.min_prior_agreement_backdoored
+        if verdict == "backdoored" and relaxed is not None and relaxed < self.min_prior_agreement:
+            return dataclasses.replace(self, min_prior_agreement=relaxed)
+        return self
 
 
 @dataclass

@@ -147,8 +147,10 @@ def _purification_section(report: dict[str, Any]) -> str:
                    f"<td>{float(a.get('interpolation', 1.0)):g}</td><td>{_pct(a.get('agreement'))}</td>"
                    f"<td>{_pct(a.get('prior_agreement'))}</td><td>{'yes' if a.get('passed') else 'no'}</td></tr>"
                    for a in pur.get("attempts", []))
+    basis = (f"<p class='muted'>Guard threshold: {escape(str(pur['threshold_basis']))}.</p>"
+             if pur.get("threshold_basis") else "")
     return (f"<section><h2>Purification: {escape(str(pur.get('status')))}</h2><p>{escape(str(pur.get('message', '')))}</p>"
-            "<table><tr><th class='l'>attempt</th><th class='l'>method</th><th>share of the change kept</th>"
+            f"{basis}<table><tr><th class='l'>attempt</th><th class='l'>method</th><th>share of the change kept</th>"
             "<th>holdout agreement</th><th>prior-probe agreement</th><th>passed</th></tr>"
             f"{rows}</table></section>")
 

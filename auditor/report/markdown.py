@@ -80,7 +80,10 @@ def render_markdown(report: dict[str, Any]) -> str:
             lines += ["![reversed triggers: mask, pattern, mask x pattern per class](triggers.png)", ""]
 
     if purification:
-        lines += ["## Purification attempts", "", "| attempt | method | share of the change kept | holdout agreement | "
+        lines += ["## Purification attempts", ""]
+        if purification.get("threshold_basis"):
+            lines += [f"Guard threshold: {purification['threshold_basis']}.", ""]
+        lines += ["| attempt | method | share of the change kept | holdout agreement | "
                   "prior-probe agreement | passed |", "|---|---|---|---|---|---|"]
         for attempt in purification.get("attempts", []):
             lines.append(f"| {attempt['attempt']} | {attempt['purifier']} | {attempt.get('interpolation', 1.0):g} | "
