@@ -32,7 +32,7 @@ from .errors import AuditorError
 from .inversion import InversionConfig, StabilityConfig, SynthSet, invert, save_class_grid
 from .inversion.synth import quantize
 from .model import Classifier, pick_device
-from .purify import get_purifier
+from .purify import PURIFIERS, get_purifier
 from .purify.guard import GuardConfig, guarded_purify
 
 _LOG = logging.getLogger(__name__)
@@ -124,8 +124,10 @@ def audit(
         with stages("detect"):
             original = _detect(classifier, synth.images01, synth.labels, options.detection, options.seed, progress)
 
+    # a detected backdoor buys accuracy budget; none found, the guard keeps accuracy (GuardConfig.for_verdict)
+    guard_config = options.guard.for_verdict(original[1].verdict if original is not None else None)
     with stages("purify"):
-        purifier = get_purifier(options.method, **options.purifier_config)
+        purifier = get_purifier(options.method, **_purifier_overrides(options, guard_config))
         if options.clean_data is not None:
             train_images, train_labels, source = options.clean_data[0], options.clean_data[1], "clean"
         else:
@@ -137,8 +139,6 @@ def audit(
         # predictions on a different draw of them (the anchors).
         prior_probe = _prior_samples(classifier, options, options.guard_prior_samples, options.seed + 7)
         anchors = _prior_samples(classifier, options, options.anchor_samples, options.seed + 11)
-        # a detected backdoor buys a larger accuracy budget (GuardConfig.min_prior_agreement_backdoored)
-        guard_config = options.guard.for_verdict(original[1].verdict if original is not None else None)
         guard = guarded_purify(
             classifier, purifier, train_images, train_labels, holdout.images01, holdout.labels, guard_config,
             progress=progress, seed=options.seed, data_source=source, anchors=anchors, prior_images=prior_probe,
@@ -205,15 +205,32 @@ def audit(
     return AuditResult(report=report, output=output, report_dir=report_dir)
 
 
+def _purifier_overrides(options: AuditOptions, guard: GuardConfig) -> dict[str, Any]:
+    """The purifier's config: ANP's pruning rule (anchor agreement) never looser than the guard's threshold, so
+    that a model with no backdoor found is not pruned into a loss the guard then cannot undo by interpolation."""
+    config = dict(options.purifier_config)
+    cls = PURIFIERS.get(options.method)
+    fields = getattr(cls.Config, "__dataclass_fields__", {}) if cls is not None else {}
+    if "anp_min_anchor_agreement" in fields and "anp_min_anchor_agreement" not in config:
+        default = fields["anp_min_anchor_agreement"].default
+        if guard.min_prior_agreement > default:
+            config["anp_min_anchor_agreement"] = guard.min_prior_agreement
+    return config
+
+
 def _threshold_basis(default: GuardConfig, applied: GuardConfig,
                      original: tuple[dict[str, DetectionResult], Verdict] | None) -> str:
     """Why the guard used the prior-probe threshold it did, for the report."""
-    if applied.min_prior_agreement != default.min_prior_agreement:
-        return (f"the detection found a backdoor, so the guard allowed prior agreement down to "
-                f"{applied.min_prior_agreement:g} (default {default.min_prior_agreement:g})")
+    found = (f"; an attempt whose purifier found a backdoor itself needs {default.min_prior_agreement_backdoored:g}"
+             if default.min_prior_agreement_backdoored is not None else "")
     if original is None:
-        return f"no detection ran: default prior threshold {default.min_prior_agreement:g}"
-    return f"detection verdict {original[1].verdict}: default prior threshold {default.min_prior_agreement:g}"
+        return f"no detection ran: prior threshold {applied.min_prior_agreement:g}{found}"
+    verdict = original[1].verdict
+    if verdict == "backdoored":
+        return (f"the detection found a backdoor, so the guard allowed prior agreement down to "
+                f"{applied.min_prior_agreement:g} (no detection: {default.min_prior_agreement:g})")
+    return (f"detection verdict {verdict}, no backdoor found: the guard kept accuracy, prior threshold "
+            f"{applied.min_prior_agreement:g} (no detection: {default.min_prior_agreement:g}){found}")
 
 
 def _prior_samples(classifier: Classifier, options: AuditOptions, count: int, seed: int) -> torch.Tensor | None:

@@ -59,8 +59,8 @@ def test_audit_writes_model_metadata_and_report(model: Path, tmp_path: Path) -> 
     verdict = report["verdict"]["verdict"]
     basis = report["purification"]["threshold_basis"]
     applied = report["purification"]["guard"]["min_prior_agreement"]
-    assert (verdict in basis and applied == GuardConfig().min_prior_agreement) if verdict != "backdoored" else \
-        ("found a backdoor" in basis and applied == GuardConfig().min_prior_agreement_backdoored)
+    assert applied == GuardConfig().for_verdict(verdict).min_prior_agreement
+    assert ("found a backdoor" in basis) if verdict == "backdoored" else (f"verdict {verdict}" in basis)
 
 
 @pytest.mark.parametrize("stage", ["convert", "invert", "purify", "export", "report"])

@@ -17,8 +17,8 @@ from torch import nn
 import converters
 from auditor.errors import AuditorError
 from auditor.model import AuditTarget
-from auditor.purify import (ANP, CLP, IBAU, PURIFIERS, Finetune, GuardConfig, channel_lipschitz, get_purifier,
-                            guarded_purify, interpolate, list_purifiers, restore, snapshot)
+from auditor.purify import (ANP, CLP, IBAU, PURIFIERS, Finetune, GuardConfig, PurifyResult, channel_lipschitz,
+                            get_purifier, guarded_purify, interpolate, list_purifiers, restore, snapshot)
 from auditor.purify.neurons import masked_conv_layers, masked_forward, prune_lowest
 from auditor.universal import grid_patch, stamp, untargeted_patch
 
@@ -331,11 +331,13 @@ def test_ibau_stimulation_step_zeroes_the_blamed_channels_last() -> None:
     assert record["channels"] == [3] and record["layer"] == "conv2" and min(record["shares"]) >= 0.25
     assert torch.all(classifier.network.conv2.weight[3] == 0) and float(classifier.network.conv2.bias[3].detach()) == 0
     assert any("stimulation step" in note for note in result.notes)
+    assert result.findings and "trigger channels" in result.findings[0]  # evidence for the guard's budget
 
     for overrides in ({"stimulation_index": 1e9}, {"stimulation_levels": (0.001,)}):
         untouched, x, y = _feature_samples(shortcut=True)
         quiet = IBAU(**dict(config, **overrides)).purify(untouched, x, y, generator=torch.Generator().manual_seed(0))
         assert not quiet.stimulation["blamed"] and not quiet.stimulation["zeroed"], overrides
+        assert quiet.findings == []
         assert not any(torch.all(untouched.network.conv2.weight[c] == 0) for c in range(4))
     with pytest.raises(AuditorError, match="stimulation"):
         IBAU(stimulation_levels=())
@@ -460,8 +462,10 @@ def test_ibau_patch_step_unlearns_only_past_its_gate(backdoored, min_flip, pixel
     if result.patch["unlearned"]:
         assert result.patch["flip_rate_after"] < result.patch["flip_rate"]
         assert any("patch step" in note for note in result.notes)
+        assert any("patch trigger" in finding for finding in result.findings)
     else:
         assert "flip_rate_after" not in result.patch
+        assert result.findings == []
 
 
 def test_a_shut_patch_gate_leaves_the_purification_bit_for_bit(tmp_path) -> None:
@@ -645,35 +649,60 @@ def test_guard_rejects_on_the_prior_probe_even_when_the_holdout_agrees(backdoore
     assert strict.attempts[0].agreement >= 0.5 and not strict.attempts[0].passed
 
 
-def test_a_detected_backdoor_relaxes_only_the_prior_threshold(backdoored) -> None:
-    """The verdict "backdoored" buys accuracy budget; any other verdict, or none, keeps the default."""
-    assert GuardConfig().for_verdict("backdoored").min_prior_agreement == GuardConfig().min_prior_agreement_backdoored
-    assert GuardConfig().min_prior_agreement_backdoored < GuardConfig().min_prior_agreement
-    for verdict in ("clean", "suspicious", None):
-        assert GuardConfig().for_verdict(verdict) == GuardConfig()
-    assert GuardConfig(min_prior_agreement_backdoored=None).for_verdict("backdoored") == \
-        GuardConfig(min_prior_agreement_backdoored=None)
-    # a "relaxed" threshold above the default never tightens it
-    assert GuardConfig(min_prior_agreement_backdoored=0.9).for_verdict("backdoored").min_prior_agreement == 0.75
+def test_the_accuracy_budget_follows_the_evidence() -> None:
+    """A backdoor found buys accuracy budget; none found, the guard keeps accuracy; no detection, the default."""
+    default = GuardConfig()
+    assert default.min_prior_agreement_backdoored < default.min_prior_agreement < default.min_prior_agreement_unflagged
+    assert default.for_verdict(None) == default
+    assert default.for_verdict("backdoored").min_prior_agreement == default.min_prior_agreement_backdoored
+    assert default.for_verdict("backdoored").interpolation == default.interpolation
+    for verdict in ("clean", "suspicious"):
+        kept = default.for_verdict(verdict)
+        assert kept.min_prior_agreement == default.min_prior_agreement_unflagged
+        assert kept.interpolation == default.unflagged_interpolation and len(kept.interpolation) > len(default.interpolation)
+    off = GuardConfig(min_prior_agreement_backdoored=None, min_prior_agreement_unflagged=None)
+    assert all(off.for_verdict(v) == off for v in ("backdoored", "clean", "suspicious", None))
+    # a finding of the purifier's own relaxes an attempt's threshold, never tightens it
+    plain, found = PurifyResult("ibau", {}), PurifyResult("ibau", {}, findings=["patch trigger"])
+    kept = default.for_verdict("clean")
+    assert kept.prior_threshold(plain) == default.min_prior_agreement_unflagged
+    assert kept.prior_threshold(found) == default.min_prior_agreement_backdoored
+    assert GuardConfig(min_prior_agreement=0.5).prior_threshold(found) == 0.5
+    assert off.prior_threshold(found) == off.min_prior_agreement
 
+
+def test_the_guard_applies_the_threshold_of_the_evidence(backdoored) -> None:
+    """The same purification is rejected without evidence and accepted with a detected backdoor or a finding."""
     target = load(backdoored)
     classifier = target.classifier
     x, y = shapes(200, torch.Generator().manual_seed(23))
     prior = torch.rand(60, *x.shape[1:], generator=torch.Generator().manual_seed(24))
-    purifier = Finetune(lr=0.05, epochs=2, batch_size=40)
     original = snapshot(classifier)
-    measured = guarded_purify(classifier, purifier, x[:160], y[:160], x[160:], y[160:],
-                              GuardConfig(min_agreement=0.5, max_backoffs=0, min_prior_agreement=0.0),
+    measured = guarded_purify(classifier, Finetune(lr=0.05, epochs=2, batch_size=40), x[:160], y[:160], x[160:],
+                              y[160:], GuardConfig(min_agreement=0.5, max_backoffs=0, min_prior_agreement=0.0),
                               prior_images=prior).attempts[0].prior_agreement
     assert measured is not None and 0.05 < measured < 1.0
-    config = GuardConfig(min_agreement=0.5, max_backoffs=0, interpolation=(), min_prior_agreement=measured + 0.01,
-                         min_prior_agreement_backdoored=measured - 0.01)
+    config = GuardConfig(min_agreement=0.5, max_backoffs=0, interpolation=(), unflagged_interpolation=(),
+                         min_prior_agreement=measured + 0.01, min_prior_agreement_backdoored=measured - 0.01,
+                         min_prior_agreement_unflagged=measured + 0.02)
+
+    class FindsAPatch(Finetune):
+        def purify(self, *args, **kwargs):
+            result = super().purify(*args, **kwargs)
+            result.findings.append("patch trigger (test)")
+            return result
+
     outcomes = {}
-    for verdict in ("clean", "suspicious", "backdoored"):
+    for verdict, purifier in (("clean", Finetune), ("suspicious", Finetune), (None, Finetune), ("backdoored", Finetune),
+                              ("clean+finding", FindsAPatch)):
         restore(classifier, original)
-        outcomes[verdict] = guarded_purify(classifier, purifier, x[:160], y[:160], x[160:], y[160:],
-                                           config.for_verdict(verdict), prior_images=prior).status
-    assert outcomes == {"clean": "rejected", "suspicious": "rejected", "backdoored": "accepted"}
+        report = guarded_purify(classifier, purifier(lr=0.05, epochs=2, batch_size=40), x[:160], y[:160], x[160:],
+                                y[160:], config.for_verdict(verdict.split("+")[0] if verdict else None),
+                                prior_images=prior)
+        outcomes[verdict] = (report.status, report.attempts[0].prior_threshold)
+    assert outcomes == {"clean": ("rejected", measured + 0.02), "suspicious": ("rejected", measured + 0.02),
+                        None: ("rejected", measured + 0.01), "backdoored": ("accepted", measured - 0.01),
+                        "clean+finding": ("accepted", measured - 0.01)}
 
 
 def test_guard_restores_when_a_purifier_fails(tiny) -> None:

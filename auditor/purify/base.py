@@ -44,6 +44,9 @@ class PurifyResult:
     num_anchors: int = 0  # unlabelled anchor images whose original predictions were kept
     backoffs: list[dict[str, Any]] = field(default_factory=list)  # filled in by the guard
     notes: list[str] = field(default_factory=list)
+    # backdoor evidence the purifier found by itself (a patch trigger it unlearned, trigger channels it zeroed): the
+    # guard gives such a run the accuracy budget of a detected backdoor (GuardConfig.min_prior_agreement_backdoored)
+    findings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return jsonable(dataclasses.asdict(self))

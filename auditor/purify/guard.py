@@ -32,12 +32,20 @@ class GuardConfig:
     # more per point of accuracy (and removing a backdoor moves the ones it claimed): I-BAU then CLP cost
     # SIG 1.8 points at 0.79, with ANP WaNet 2.8 points at 0.776, hence 0.75, not 0.8 (docs/purification.md)
     min_prior_agreement: float = 0.75
-    # the same where the detection before purification found a backdoor (verdict "backdoored"; None: no change).
-    # Evidence buys accuracy: the issue allows a backdoored model 5 points, a clean one 2. In the pruning
-    # calibration (docs/pruning_calibration.jsonl, training split) probes of 0.70-0.75 went with drops of 3.5-7.0
-    # points (mean 4.7). On Blended every attempt agreed 0.68-0.74 (4 channels that CLP prunes whatever the
-    # back-off), so at 0.75 the guard kept a 99.6% ASR model (docs/bench.md, thirteenth session)
+    # Evidence buys accuracy: the issue allows a backdoored model 5 points and a clean one 2, so the threshold
+    # above (used where no detection ran) moves with what the audit knows (for_verdict):
+    # - a backdoor found, by the detection before purification (verdict "backdoored") or by the purifier itself
+    #   (PurifyResult.findings: a patch trigger unlearned, trigger channels zeroed). In the pruning calibration
+    #   (docs/pruning_calibration.jsonl, training split) probes of 0.70-0.75 went with drops of 3.5-7.0 points (mean
+    #   4.7). On Blended every attempt agreed 0.68-0.74 (four channels that CLP prunes whatever the back-off, and
+    #   that take its ASR to 0%), so at 0.75 the guard kept the 99.6% ASR model (docs/bench.md, 14th session);
     min_prior_agreement_backdoored: float | None = 0.70
+    # - none found (verdict "clean" or "suspicious", no finding): keep accuracy. Interpolating the zoo's audits
+    #   (benchmarks/interpolation_curve.py, training split): clean_b's change cost 2.0 points at probe 0.81 and 0.8 at
+    #   0.87; clean_a's ANP neurons held it at 0.75 whatever the share (3 points), hence ANP's own rule follows this
+    #   threshold in an audit. The longer ladder below finds a passing share without a 200-300 s rerun
+    min_prior_agreement_unflagged: float | None = 0.85
+    unflagged_interpolation: tuple[float, ...] = (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1)
     max_backoffs: int = 3  # milder retries after the first attempt
     # Before a milder rerun, shrink the failed attempt's weight change: theta0 + alpha * (theta - theta0), largest
     # alpha first (weights the purifier zeroed, its pruning, stay zero). Seconds instead of a 190-290 s rerun;
@@ -50,10 +58,18 @@ class GuardConfig:
 
     def for_verdict(self, verdict: str | None) -> "GuardConfig":
         """The thresholds for a model the detection judged ``verdict`` (None: no detection ran)."""
-        relaxed = self.min_prior_agreement_backdoored
-        if verdict == "backdoored" and relaxed is not None and relaxed < self.min_prior_agreement:
-            return dataclasses.replace(self, min_prior_agreement=relaxed)
+        if verdict == "backdoored" and self.min_prior_agreement_backdoored is not None:
+            return dataclasses.replace(self, min_prior_agreement=self.min_prior_agreement_backdoored)
+        if verdict in ("clean", "suspicious") and self.min_prior_agreement_unflagged is not None:
+            return dataclasses.replace(self, min_prior_agreement=self.min_prior_agreement_unflagged,
+                                       interpolation=self.unflagged_interpolation)
         return self
+
+    def prior_threshold(self, result: PurifyResult) -> float:
+        """The prior-probe threshold for one attempt: a backdoor the purifier found buys the detected budget."""
+        if result.findings and self.min_prior_agreement_backdoored is not None:
+            return min(self.min_prior_agreement, self.min_prior_agreement_backdoored)
+        return self.min_prior_agreement
 
 
 @dataclass
@@ -67,6 +83,7 @@ class GuardAttempt:
     passed: bool
     result: PurifyResult
     interpolation: float = 1.0  # share of the attempt's weight change kept (1.0: the purifier's own weights)
+    prior_threshold: float | None = None  # the prior agreement this attempt needed (None without a prior probe)
 
 
 @dataclass
@@ -167,12 +184,13 @@ def guarded_purify(
             prior_agree = (float((predict_logits(classifier, prior_images).argmax(1) == prior_pred).float().mean())
                            if finite else 0.0)
         passed = finite and agree >= guard.min_agreement
+        threshold = guard.prior_threshold(result) if prior_agree is not None else None
         if prior_agree is not None:
-            passed = passed and prior_agree >= guard.min_prior_agreement
+            passed = passed and prior_agree >= threshold
         if passed and guard.max_accuracy_drop is not None and accuracy is not None and original_accuracy is not None:
             passed = original_accuracy - accuracy <= guard.max_accuracy_drop
         entry = GuardAttempt(attempt, current.name, dataclasses.asdict(current.config), agree, prior_agree, accuracy,
-                             passed, result, alpha)
+                             passed, result, alpha, threshold)
         report.attempts.append(entry)
         return entry
 
@@ -212,7 +230,7 @@ def guarded_purify(
             if checked.interpolation < 1.0:
                 how.append(f"interpolation to {checked.interpolation:g} of the weight change")
             report.message = (f"{current.name}: holdout agreement {checked.agreement:.3f} >= {guard.min_agreement}"
-                              + (f", prior agreement {checked.prior_agreement:.3f} >= {guard.min_prior_agreement}"
+                              + (f", prior agreement {checked.prior_agreement:.3f} >= {checked.prior_threshold:g}"
                                  if checked.prior_agreement is not None else "")
                               + (f" after {' and '.join(how)}" if how else ""))
             return report
@@ -228,7 +246,7 @@ def guarded_purify(
         restore(classifier, original_state)
         report.status = "rejected"
         report.message = (f"guard rejected purification: {purifier.name} never reached holdout agreement "
-                          f"{guard.min_agreement}" + (f" with prior agreement {guard.min_prior_agreement}"
+                          f"{guard.min_agreement}" + (f" with prior agreement {last.prior_threshold:g}"
                                                       if prior_images is not None else "")
                           + f" in {len(report.attempts)} attempt(s) (best holdout "
                           f"{max(a.agreement for a in report.attempts):.3f}"

@@ -222,6 +222,8 @@ class IBAU(Purifier):
         if c.patch_pixels:
             result.patch = self._unlearn_patch(classifier, run, optimizer, counter)
             if result.patch["unlearned"]:
+                result.findings.append(f"patch trigger: a {c.patch_pixels}-pixel patch flips "
+                                       f"{result.patch['flip_rate']:.2f} of the samples into several classes")
                 result.notes.append(f"patch step: a {c.patch_pixels}-pixel patch flipped {result.patch['flip_rate']:.2f} "
                                     f"of the samples (>= {c.patch_min_flip}) into several classes; unlearned for "
                                     f"{c.patch_epochs} epoch(s)")
@@ -290,6 +292,8 @@ class IBAU(Purifier):
         if blamed is not None:
             result.stimulation = _zero_blamed(classifier, blamed)
             if result.stimulation["zeroed"]:
+                result.findings.append(f"trigger channels: stimulation blamed channel(s) {blamed['channels']} for "
+                                       f"class {blamed['class']}")
                 result.notes.append(f"stimulation step: class {blamed['class']} (index {blamed['index']:.2f}); zeroed "
                                     f"channel(s) {blamed['channels']} of {blamed['layer']}")
         counter.finish("ibau done")  # targeted rounds skip the target's own samples: fewer steps than planned
