@@ -124,7 +124,7 @@ def _to_tensor(x_uint8_nhwc: np.ndarray) -> torch.Tensor:
 def _options(config: str, setup: BenchSetup, folder: Path, model: Path, spec, x_clean, y_clean, x_public) -> AuditOptions:
     smi_cache = folder / "smi.npz"
     # guarded rows detect and re-scan as the audit does: the guard's prior threshold depends on the verdict
-    # before purification (GuardConfig.min_prior_agreement_backdoored); the unguarded references below do not
+    # before purification (GuardConfig.for_verdict); the unguarded references below do not
     base = AuditOptions(seed=setup.seed, inversion=setup.inversion, overwrite=True, rescan=True)
     if config == "smi_ibau":
         return replace(base, synthetic=_cached_smi(model, smi_cache, setup))

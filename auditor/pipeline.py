@@ -12,6 +12,7 @@ before it is moved into place, and a failure after that removes it again.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -33,7 +34,7 @@ from .inversion import InversionConfig, StabilityConfig, SynthSet, invert, save_
 from .inversion.synth import quantize
 from .model import Classifier, pick_device
 from .purify import PURIFIERS, get_purifier
-from .purify.guard import GuardConfig, guarded_purify
+from .purify.guard import GuardConfig, GuardReport, guarded_purify
 
 _LOG = logging.getLogger(__name__)
 Progress = Callable[..., None]
@@ -144,6 +145,8 @@ def audit(
             progress=progress, seed=options.seed, data_source=source, anchors=anchors, prior_images=prior_probe,
         )
 
+    if original is not None:
+        original = (original[0], _with_findings(original[1], guard))
     rescanned: tuple[dict[str, DetectionResult], Verdict] | None = None
     if original is not None:
         with stages("rescan"):
@@ -203,6 +206,18 @@ def audit(
             output.unlink()
         raise
     return AuditResult(report=report, output=output, report_dir=report_dir)
+
+
+def _with_findings(verdict: Verdict, guard: GuardReport) -> Verdict:
+    """The original model's verdict, raised to ``backdoored`` by what the first purification attempt found on it
+    (a patch trigger that flips most samples into several classes, trigger channels): the same searches as the
+    patch detector and channel stimulation, on the audit's full synthetic set, before any weight changed."""
+    findings = guard.attempts[0].result.findings if guard.attempts else []
+    if not findings or verdict.verdict == "backdoored":
+        return verdict
+    reasons = [r for r in verdict.reasons if not r.startswith("no class stands out")]
+    return dataclasses.replace(verdict, verdict="backdoored",
+                               reasons=reasons + [f"purification found {finding}" for finding in findings])
 
 
 def _purifier_overrides(options: AuditOptions, guard: GuardConfig) -> dict[str, Any]:

@@ -145,3 +145,29 @@ def test_prior_samples_for_the_guard_probe_and_the_anchors(model: Path) -> None:
     assert not torch.equal(a, _prior_samples(classifier, FAST, 12, seed=18))  # the anchors are another draw
     assert _prior_samples(classifier, FAST, 0, seed=7) is None
     assert _prior_samples(classifier, replace(FAST, pixels=True), 12, seed=7) is None
+
+
+def test_the_audit_verdict_reads_what_the_purifier_found_on_the_original() -> None:
+    """A patch trigger the purifier's first attempt unlearned makes the original's verdict `backdoored`."""
+    from auditor.detect import VerdictConfig, Verdict
+    from auditor.pipeline import _with_findings
+    from auditor.purify import GuardReport, PurifyResult
+    from auditor.purify.guard import GuardAttempt
+
+    def report(findings: list[str]) -> GuardReport:
+        result = PurifyResult("ibau", {}, findings=findings)
+        return GuardReport("accepted", "", {}, None, 10, attempts=[GuardAttempt(0, "ibau", {}, 1.0, 0.8, None, True,
+                                                                                   result)])
+
+    clean = Verdict("clean", 0.4, [], ["no class stands out (largest anomaly index 0.40 <= 1.5)"], VerdictConfig())
+    raised = _with_findings(clean, report(["patch trigger: a 16-pixel patch flips 0.90 of the samples"]))
+    assert raised.verdict == "backdoored" and raised.score == clean.score and raised.suspected_targets == []
+    assert raised.reasons == ["purification found patch trigger: a 16-pixel patch flips 0.90 of the samples"]
+    assert clean.verdict == "clean"  # the detection's own verdict object is left as it was
+    assert _with_findings(clean, report([])) is clean
+    assert _with_findings(clean, GuardReport("rejected", "", {}, None, 10)) is clean
+    suspicious = Verdict("suspicious", 1.6, [9], ["class 9: ..."], VerdictConfig())
+    assert _with_findings(suspicious, report(["trigger channels"])).reasons == ["class 9: ...",
+                                                                                 "purification found trigger channels"]
+    backdoored = Verdict("backdoored", 4.0, [0], ["class 0: ..."], VerdictConfig())
+    assert _with_findings(backdoored, report(["trigger channels"])) is backdoored

@@ -179,6 +179,18 @@ def test_patch_detector_is_opt_in() -> None:
     assert detection_config({"patch_detector": True}).detectors[-1] == "patch"
 
 
+def test_detector_workers_default_to_the_cores_and_can_be_set(tiny: tuple[Path, Path]) -> None:
+    import os
+
+    from auditor.commands.scan import detection_config
+
+    assert detection_config({}).workers == min(2, os.cpu_count() or 1)
+    assert detection_config({"detector_workers": 1}).workers == 1
+    model, _ = tiny
+    result = CliRunner().invoke(main, ["scan", str(model), "--detector-workers", "0", *FAST])
+    assert result.exit_code == 2 and "--detector-workers" in result.output, result.output
+
+
 def test_any_registered_detector_can_be_added_and_made_to_vote(tiny: tuple[Path, Path]) -> None:
     from auditor.commands.scan import detection_config
 

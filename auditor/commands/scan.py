@@ -46,6 +46,9 @@ def detection_options(func):
                           "patch, ... Reported; it votes only with --voter."),
         click.option("--voter", "extra_voters", multiple=True, metavar="NAME",
                      help="Let this detector's anomaly index vote beside reach (repeatable; it is run if needed)."),
+        click.option("--detector-workers", type=click.IntRange(1), default=None,
+                     help="Detectors run side by side in this many workers, one CPU thread each (default 2, 1 on a "
+                          "one-core machine). The figures do not depend on it."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -72,7 +75,8 @@ def detection_config(opts: dict[str, Any]):
     detectors = tuple(dict.fromkeys(DetectionConfig().detectors + extra))
     if opts.get("extra_voters"):
         verdict = replace(verdict, voters=tuple(dict.fromkeys(verdict.voters + tuple(opts["extra_voters"]))))
-    return DetectionConfig(detectors=detectors, settings=settings, verdict=verdict)
+    workers = {"workers": opts["detector_workers"]} if opts.get("detector_workers") else {}
+    return DetectionConfig(detectors=detectors, settings=settings, verdict=verdict, **workers)
 
 
 def _report_dirs(models: list[Path], report_dir: Path | None) -> list[Path | None]:

@@ -1,0 +1,76 @@
+"""The audits' purified models on the whole CIFAR-10 test set (measurement only, issue 6's bar).
+
+``benchmarks/audit_time.py`` evaluates each audit on the committed 1,000-image subset, where one
+image is 0.1 point and a 2-point bar sits within the noise. This script takes the purified models
+such a run left (``DIR/MODEL/purified.onnx``) and measures them and the originals on all 10,000
+test images with onnxruntime: ACC, ASR, RA and DER as ``auditor bench`` computes them, plus the
+guard's status and the verdicts from each audit's report. Prints a markdown table.
+
+    python benchmarks/audit_test_set.py runs/audit_t14 [--zoo sample_models] [--out runs/audit_t14/test_set.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from auditor.attacks import attack_from_params
+from auditor.bench import _metrics
+from auditor.data.cifar10 import load_cifar10
+from auditor.evaluate import OnnxClassifier, evaluate
+from auditor.zoo.manifest import read_manifest
+from converters import load_onnx
+
+
+def pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("audits", type=Path, help="folder with MODEL/purified.onnx and MODEL/report/report.json")
+    parser.add_argument("--zoo", type=Path, default=Path("sample_models"))
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    x, y = load_cifar10("test", args.data_dir)
+    rows = []
+    for entry in read_manifest(args.zoo)["models"]:
+        folder = args.audits / entry["name"]
+        if not (folder / "purified.onnx").exists():
+            continue
+        original = args.zoo / entry["file"]
+        spec = load_onnx(original).spec
+        attack = attack_from_params(entry["attack"], base_dir=args.zoo) if entry.get("attack") else None
+        before = evaluate(OnnxClassifier(original, spec), x, y, attack).to_json()
+        after = evaluate(OnnxClassifier(folder / "purified.onnx", spec), x, y, attack).to_json()
+        report = json.loads((folder / "report" / "report.json").read_text())
+        rows.append({"model": entry["name"], "before": before, "after": after, **_metrics(before, after),
+                     "acc_drop": round(100 * (before["acc"] - after["acc"]), 2),
+                     "verdict": report["verdict"]["verdict"], "rescan": report["verdict"]["rescan"]["verdict"],
+                     "guard": report["purification"]["status"]})
+        print(f"{entry['name']}: done", flush=True)
+    print(f"\nCIFAR-10 test set, {len(x)} images\n")
+    print("| model | ACC before → after | drop | ASR before → after | RA after | DER | verdict | re-scan | guard |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        b, a = r["before"], r["after"]
+        print(f"| {r['model']} | {pct(b['acc'])} → {pct(a['acc'])} | {r['acc_drop']:.1f} | {pct(b.get('asr'))} → "
+              f"{pct(a.get('asr'))} | {pct(a.get('ra'))} | {pct(r['der'])} | {r['verdict']} | {r['rescan']} | "
+              f"{r['guard']} |")
+    backdoored = [r for r in rows if r["after"].get("asr") is not None]
+    clean = [r for r in rows if r["after"].get("asr") is None]
+    if backdoored:
+        print(f"\nbackdoored: mean ASR after {pct(sum(r['after']['asr'] for r in backdoored) / len(backdoored))}%, "
+              f"max {pct(max(r['after']['asr'] for r in backdoored))}%, mean DER "
+              f"{pct(sum(r['der'] for r in backdoored) / len(backdoored))}, largest drop "
+              f"{max(r['acc_drop'] for r in backdoored):.1f} points")
+    if clean:
+        print(f"clean: largest drop {max(r['acc_drop'] for r in clean):.1f} points")
+    if args.out:
+        args.out.write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
