@@ -127,6 +127,7 @@ def audit(
 
     # a detected backdoor buys accuracy budget; none found, the guard keeps accuracy (GuardConfig.for_verdict)
     guard_config = options.guard.for_verdict(original[1].verdict if original is not None else None)
+    threshold_basis = _threshold_basis(options.guard, guard_config, original)
     with stages("purify"):
         purifier = get_purifier(options.method, **_purifier_overrides(options, guard_config))
         if options.clean_data is not None:
@@ -163,7 +164,7 @@ def audit(
         report["rescan"] = _detection_section(rescanned[0], loaded.spec.num_classes, loaded.spec.class_names)
     report["inversion"] = _inversion_section(synth, train, holdout)
     report["purification"] = guard.to_json()
-    report["purification"]["threshold_basis"] = _threshold_basis(options.guard, guard_config, original)
+    report["purification"]["threshold_basis"] = threshold_basis  # from the detection's own verdict, before findings
     written = False
     try:
         with stages("write"):

@@ -55,12 +55,15 @@ def test_audit_writes_model_metadata_and_report(model: Path, tmp_path: Path) -> 
     assert set(report["rescan"]["detectors"]) == set(FAST.detection.verdict.voters)
     assert result.report["purification"]["status"] in ("accepted", "accepted_after_backoff", "rejected",
                                                        "accepted_mildest_below_threshold")
-    # the report says which prior threshold the guard applied, and why (the verdict before purification)
+    # the report says which prior threshold the guard applied, and why (the detection's verdict before purification;
+    # the report's verdict may since have been raised by the purifier's findings)
     verdict = report["verdict"]["verdict"]
     basis = report["purification"]["threshold_basis"]
     applied = report["purification"]["guard"]["min_prior_agreement"]
-    assert applied == GuardConfig().for_verdict(verdict).min_prior_agreement
-    assert ("found a backdoor" in basis) if verdict == "backdoored" else (f"verdict {verdict}" in basis)
+    if "the detection found a backdoor" in basis:
+        assert verdict == "backdoored" and applied == GuardConfig().min_prior_agreement_backdoored
+    else:
+        assert "no backdoor found" in basis and applied == GuardConfig().min_prior_agreement_unflagged
 
 
 @pytest.mark.parametrize("stage", ["convert", "invert", "purify", "export", "report"])
@@ -171,3 +174,30 @@ def test_the_audit_verdict_reads_what_the_purifier_found_on_the_original() -> No
                                                                                  "purification found trigger channels"]
     backdoored = Verdict("backdoored", 4.0, [0], ["class 0: ..."], VerdictConfig())
     assert _with_findings(backdoored, report(["trigger channels"])) is backdoored
+
+
+def test_a_finding_raises_the_verdict_but_not_the_guard_budget_it_was_given(model: Path, tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Detection says clean, the purifier finds a patch trigger: the report's verdict is backdoored, while the
+    guard's stated basis (and the threshold it started from) stay those of the clean verdict."""
+    import auditor.pipeline as pipeline
+    from auditor.detect import Verdict, VerdictConfig
+
+    monkeypatch.setattr(pipeline, "combine", lambda *a, **k: Verdict("clean", 0.1, [], ["no class stands out"],
+                                                                     VerdictConfig()))
+    real_guard = pipeline.guarded_purify
+
+    def finding_guard(*args, **kwargs):
+        report = real_guard(*args, **kwargs)
+        report.attempts[0].result.findings.append("patch trigger: injected by the test")
+        return report
+
+    monkeypatch.setattr(pipeline, "guarded_purify", finding_guard)
+    report = audit(model, tmp_path / "out.onnx", tmp_path / "report", FAST).report
+    assert report["verdict"]["verdict"] == "backdoored"
+    reasons = report["verdict"]["reasons"]  # the tiny model's stimulation step may find channels of its own
+    assert reasons[-1] == "purification found patch trigger: injected by the test"
+    assert all(r.startswith("purification found") for r in reasons)
+    assert report["verdict"]["rescan"]["verdict"] == "clean"  # the re-scan, forced clean too, decides the exit code
+    assert "verdict clean" in report["purification"]["threshold_basis"]
+    assert report["purification"]["guard"]["min_prior_agreement"] == GuardConfig().min_prior_agreement_unflagged
