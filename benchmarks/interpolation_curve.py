@@ -24,14 +24,14 @@ from auditor.pipeline import AuditOptions, _prior_samples
 from auditor.purify import snapshot
 from auditor.purify.guard import interpolate
 from auditor.zoo.manifest import read_manifest
-from converters import convert, load_onnx
+from converters import convert_file
 from tune_purifier import measure, tuning_split  # the sibling script: the same split and measurement
 
 ALPHAS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.0)
 
 
 def load(path: Path) -> Classifier:
-    converted = convert(load_onnx(path))
+    converted = convert_file(path)
     return Classifier(converted.module, converted.loaded.spec).eval()
 
 

@@ -632,19 +632,25 @@ def test_guard_tries_every_interpolation_step_before_giving_up(backdoored) -> No
     assert all(torch.equal(original[k], now[k]) for k in original)
 
 
+def _prior_probe_case(backdoored, purifier: Finetune, config: GuardConfig, classifier=None):
+    """``purifier`` on 160 shapes, guarded on 40 held-out ones and a prior probe of 60 noise images (far from the
+    class modes); returns the model (pass it back in to continue on the same one) and the guard's report."""
+    classifier = classifier if classifier is not None else load(backdoored).classifier
+    x, y = shapes(200, torch.Generator().manual_seed(23))
+    prior = torch.rand(60, *x.shape[1:], generator=torch.Generator().manual_seed(24))
+    report = guarded_purify(classifier, purifier, x[:160], y[:160], x[160:], y[160:], config, prior_images=prior)
+    return classifier, report
+
+
 def test_guard_rejects_on_the_prior_probe_even_when_the_holdout_agrees(backdoored) -> None:
     """A purification can keep its own samples and still move the function everywhere else."""
-    target = load(backdoored)
-    classifier = target.classifier
-    x, y = shapes(200, torch.Generator().manual_seed(23))
-    prior = torch.rand(60, *x.shape[1:], generator=torch.Generator().manual_seed(24))  # far from the class modes
     purifier = Finetune(lr=0.05, epochs=2, batch_size=40)
-    loose = guarded_purify(classifier, purifier, x[:160], y[:160], x[160:], y[160:],
-                           GuardConfig(min_agreement=0.5, max_backoffs=0, min_prior_agreement=0.0), prior_images=prior)
+    classifier, loose = _prior_probe_case(backdoored, purifier,
+                                          GuardConfig(min_agreement=0.5, max_backoffs=0, min_prior_agreement=0.0))
     attempt = loose.attempts[0]
     assert loose.status == "accepted" and attempt.prior_agreement is not None and loose.prior_size == 60
-    strict = guarded_purify(classifier, purifier, x[:160], y[:160], x[160:], y[160:],
-                            GuardConfig(min_agreement=0.5, max_backoffs=0, min_prior_agreement=1.01), prior_images=prior)
+    _, strict = _prior_probe_case(backdoored, purifier,
+                                  GuardConfig(min_agreement=0.5, max_backoffs=0, min_prior_agreement=1.01), classifier)
     assert strict.status == "rejected" and "prior agreement" in strict.message
     assert strict.attempts[0].agreement >= 0.5 and not strict.attempts[0].passed
 
@@ -673,14 +679,11 @@ def test_the_accuracy_budget_follows_the_evidence() -> None:
 
 def test_the_guard_applies_the_threshold_of_the_evidence(backdoored) -> None:
     """The same purification is rejected without evidence and accepted with a detected backdoor or a finding."""
-    target = load(backdoored)
-    classifier = target.classifier
-    x, y = shapes(200, torch.Generator().manual_seed(23))
-    prior = torch.rand(60, *x.shape[1:], generator=torch.Generator().manual_seed(24))
+    classifier = load(backdoored).classifier
     original = snapshot(classifier)
-    measured = guarded_purify(classifier, Finetune(lr=0.05, epochs=2, batch_size=40), x[:160], y[:160], x[160:],
-                              y[160:], GuardConfig(min_agreement=0.5, max_backoffs=0, min_prior_agreement=0.0),
-                              prior_images=prior).attempts[0].prior_agreement
+    _, loose = _prior_probe_case(backdoored, Finetune(lr=0.05, epochs=2, batch_size=40),
+                                 GuardConfig(min_agreement=0.5, max_backoffs=0, min_prior_agreement=0.0), classifier)
+    measured = loose.attempts[0].prior_agreement
     assert measured is not None and 0.05 < measured < 1.0
     config = GuardConfig(min_agreement=0.5, max_backoffs=0, interpolation=(), unflagged_interpolation=(),
                          min_prior_agreement=measured + 0.01, min_prior_agreement_backdoored=measured - 0.01,
@@ -696,9 +699,8 @@ def test_the_guard_applies_the_threshold_of_the_evidence(backdoored) -> None:
     for verdict, purifier in (("clean", Finetune), ("suspicious", Finetune), (None, Finetune), ("backdoored", Finetune),
                               ("clean+finding", FindsAPatch)):
         restore(classifier, original)
-        report = guarded_purify(classifier, purifier(lr=0.05, epochs=2, batch_size=40), x[:160], y[:160], x[160:],
-                                y[160:], config.for_verdict(verdict.split("+")[0] if verdict else None),
-                                prior_images=prior)
+        _, report = _prior_probe_case(backdoored, purifier(lr=0.05, epochs=2, batch_size=40),
+                                      config.for_verdict(verdict.split("+")[0] if verdict else None), classifier)
         outcomes[verdict] = (report.status, report.attempts[0].prior_threshold)
     assert outcomes == {"clean": ("rejected", measured + 0.02), "suspicious": ("rejected", measured + 0.02),
                         None: ("rejected", measured + 0.01), "backdoored": ("accepted", measured - 0.01),
