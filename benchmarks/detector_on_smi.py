@@ -7,7 +7,8 @@ the attack's true target from the zoo manifest (measurement only: the detectors 
     python benchmarks/detector_on_smi.py --smi 'runs/smi_scan/{model}.npz' --detector warp_reach \\
         --detector signal_reach sample_models/*.onnx
     python benchmarks/detector_on_smi.py ... --set warp_reach.max_shift=1.0
-    python benchmarks/detector_on_smi.py --smi runs/smi_full/cifar10_wanet.npz --relabel PURIFIED.onnx ...
+    python benchmarks/detector_on_smi.py --smi 'runs/smi_full/{model}.npz' --detector patch --relabel \\
+        DIR/cifar10_wanet.onnx   # a purified model under its original's name, as the audit's re-scan sees it
 """
 
 from __future__ import annotations
@@ -62,8 +63,8 @@ def main() -> None:
         for entry in json.loads(args.manifest.read_text())["models"]:
             attack = entry.get("attack") or {}
             targets[Path(entry["file"]).stem] = "all" if attack.get("all_to_all") else entry.get("target")
-    print("| model | target | detector | share per class | top (index) | votes | seconds |")
-    print("|---|---|---|---|---|---|---|")
+    print("| model | target | detector | share per class | top (index) | votes | flip rate | seconds |")
+    print("|---|---|---|---|---|---|---|---|")
     for path in args.models:
         converted = convert_file(path)
         clf = Classifier(converted.module, converted.loaded.spec).eval()
@@ -72,9 +73,12 @@ def main() -> None:
         for detector in detectors:
             result = detector.detect(clf, synth.images01.float(), labels, seed=args.seed)
             top, index = result.top()
-            figures = " ".join(f"{row.get('share', row.get('reach', float('nan'))):.2f}" for row in result.per_class)
+            figures = " ".join(f"{row.get('share', row.get('reach', row.get('share_of_flips', float('nan')))):.2f}"
+                               for row in result.per_class)
+            flip = result.summary.get("flip_rate")  # the patch detector's model-level figure
             print(f"| {path.stem} | {targets.get(path.stem, '-')} | {detector.name} | {figures} | {top} ({index:.2f}) "
-                  f"| {'yes' if result.conclusive_for(top) else 'no'} | {result.seconds:.1f} |", flush=True)
+                  f"| {'yes' if result.conclusive_for(top) else 'no'} | {'-' if flip is None else f'{flip:.3f}'} "
+                  f"| {result.seconds:.1f} |", flush=True)
             if args.jsonl:
                 with args.jsonl.open("a") as fh:
                     fh.write(json.dumps({"model": path.stem, "seconds": result.seconds, **result.to_json()}) + "\n")

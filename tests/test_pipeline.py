@@ -52,7 +52,7 @@ def test_audit_writes_model_metadata_and_report(model: Path, tmp_path: Path) -> 
     assert (reports / "synthetic_samples.png").stat().st_size > 0
     # the re-scan runs only what the verdict reads; the original's scan keeps every reported detector
     assert set(report["detection"]["detectors"]) == set(FAST.detection.detectors)
-    assert set(report["rescan"]["detectors"]) == set(FAST.detection.verdict.voters)
+    assert set(report["rescan"]["detectors"]) == set(FAST.detection.verdict.voters) | {"patch"}
     assert result.report["purification"]["status"] in ("accepted", "accepted_after_backoff", "rejected",
                                                        "accepted_mildest_below_threshold")
     # the report says which prior threshold the guard applied, and why (the detection's verdict before purification;

@@ -89,8 +89,8 @@ def test_report_json_follows_the_schema(scanned: dict[str, Path]) -> None:
         assert len(report["detection"]["per_class"]) == CLASSES
         assert {"convert", "invert", "detect", "write", "total"} <= set(report["timings"])
     real = _load(scanned["real"])
-    assert set(real["detection"]["detectors"]) == {"neural_cleanse", "reach", "weight_perturbation", "stimulation",
-                                                        "warp_reach", "sine_reach"}
+    assert set(real["detection"]["detectors"]) == {"neural_cleanse", "reach", "patch", "weight_perturbation",
+                                                        "stimulation", "warp_reach", "sine_reach"}
     assert real["config"]["detection"]["settings"]["neural_cleanse"]["steps"] == 4
 
 

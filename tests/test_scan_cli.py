@@ -172,11 +172,21 @@ def test_audit_exits_by_the_purified_models_rescan(rescan: str, code: int, tiny:
     assert rules == (["AUD001"] if rescan == "clean" else ["AUD001", "AUD002"])
 
 
-def test_patch_detector_is_opt_in() -> None:
+def test_patch_detector_runs_by_default_and_can_be_left_out(tiny: tuple[Path, Path], tmp_path: Path) -> None:
     from auditor.commands.scan import detection_config
 
-    assert "patch" not in detection_config({}).detectors
-    assert detection_config({"patch_detector": True}).detectors[-1] == "patch"
+    assert "patch" in detection_config({}).detectors
+    assert "patch" in detection_config({"patch_detector": True}).detectors
+    assert "patch" not in detection_config({"patch_detector": False}).detectors
+    assert "patch" in detection_config({"patch_detector": False, "extra_detectors": ("patch",)}).detectors
+    model, synth = tiny
+    for flag, expected in (("--no-patch-detector", False), ("--patch-detector", True)):
+        out = tmp_path / flag.strip("-")
+        result = CliRunner().invoke(main, ["scan", str(model), "--synthetic", str(synth), flag, "--fail-on", "never",
+                                           "--report-dir", str(out), *FAST])
+        assert result.exit_code == 0, result.output
+        report = json.loads((out / "report.json").read_text())
+        assert ("patch" in report["detection"]["detectors"]) == expected
 
 
 def test_detector_workers_default_to_the_cores_and_can_be_set(tiny: tuple[Path, Path]) -> None:
@@ -195,7 +205,7 @@ def test_any_registered_detector_can_be_added_and_made_to_vote(tiny: tuple[Path,
     from auditor.commands.scan import detection_config
 
     config = detection_config({"extra_detectors": ("feature_reach",), "extra_voters": ("max_margin",)})
-    assert config.detectors == ("neural_cleanse", "reach", "weight_perturbation", "stimulation", "warp_reach",
+    assert config.detectors == ("neural_cleanse", "reach", "patch", "weight_perturbation", "stimulation", "warp_reach",
                                 "sine_reach", "feature_reach", "max_margin")
     assert config.verdict.voters == ("reach", "stimulation", "warp_reach", "sine_reach", "max_margin")
     model, _ = tiny

@@ -34,10 +34,9 @@ def detection_options(func):
                      help="Anomaly index above which a class is suspicious (default 1.5; for stimulation 3.75)."),
         click.option("--nc-steps", type=click.IntRange(1), default=None,
                      help="Trigger reverse-engineering steps (default 150)."),
-        click.option("--patch-detector", is_flag=True,
-                     help="Also search a small patch that flips most samples (patch triggers, all-to-all included); "
-                          "it separates on full synthetic sets (an audit's, or --per-class 250), not on the scan's "
-                          "quick ones."),
+        click.option("--patch-detector/--no-patch-detector", default=True, show_default=True,
+                     help="Search the small patch (16 pixels) that flips the most samples; a flip rate of 0.75 or "
+                          "more is a patch trigger (BadNets, all-to-all included). On by default."),
         click.option("--feature-reach", is_flag=True,
                      help="Also report reach in a hidden layer's features (for triggers that are not one small "
                           "input delta). It does not vote: it flagged held-out clean models (docs/detection.md)."),
@@ -66,13 +65,14 @@ def detection_config(opts: dict[str, Any]):
     if opts.get("suspicious_threshold") is not None:
         verdict = replace(verdict, suspicious_threshold=opts["suspicious_threshold"])
     settings = {"neural_cleanse": {"steps": opts["nc_steps"]}} if opts.get("nc_steps") else {}
-    extra = ((("patch",) if opts.get("patch_detector") else ()) + (("feature_reach",) if opts.get("feature_reach") else ())
+    extra = ((("feature_reach",) if opts.get("feature_reach") else ())
              + tuple(opts.get("extra_detectors") or ()) + tuple(opts.get("extra_voters") or ()))
     unknown = sorted(set(extra) - set(list_detectors()))
     if unknown:
         raise click.BadParameter(f"unknown detector {', '.join(unknown)}; known: {', '.join(list_detectors())}",
                                  param_hint="--detector/--voter")
-    detectors = tuple(dict.fromkeys(DetectionConfig().detectors + extra))
+    default = tuple(d for d in DetectionConfig().detectors if d != "patch" or opts.get("patch_detector", True))
+    detectors = tuple(dict.fromkeys(default + extra))
     if opts.get("extra_voters"):
         verdict = replace(verdict, voters=tuple(dict.fromkeys(verdict.voters + tuple(opts["extra_voters"]))))
     workers = {"workers": opts["detector_workers"]} if opts.get("detector_workers") else {}

@@ -51,10 +51,9 @@ def list_detectors() -> list[str]:
 class DetectionConfig:
     """Which detectors run, their settings, and the verdict's thresholds."""
 
-    # "patch" on request: it separates patch triggers on full SMI sets (audit-sized), not on the scan's quick ones
-    # (docs/detection.md)
-    detectors: tuple[str, ...] = ("neural_cleanse", "reach", "weight_perturbation", "stimulation", "warp_reach",
-                                  "sine_reach")
+    # the long ones first (Neural Cleanse, reach, patch), so that side-by-side workers finish together
+    detectors: tuple[str, ...] = ("neural_cleanse", "reach", "patch", "weight_perturbation", "stimulation",
+                                  "warp_reach", "sine_reach")
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)  # detector name -> config overrides
     verdict: VerdictConfig = field(default_factory=VerdictConfig)
     # torch CPU threads while detecting (restored after); None keeps torch's setting. The batches are

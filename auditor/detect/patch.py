@@ -2,15 +2,12 @@
 
 Per-class searches (reach, Neural Cleanse) look for one class that everything can be sent into. An
 all-to-all backdoor has no such class: its patch sends y to y+1. The patch itself is still there:
-a 16-pixel patch found on the samples (``auditor.universal.untargeted_patch``, mask and pattern,
-against the model's own predictions) flips 0.90 of the SMI samples of the zoo's all-to-all and
-BadNets models, and 0.01-0.25 on the clean models and the other attacks. The flip rate is a
-model-level figure; the per-class figures say where the flipped samples went, so an all-to-one
+the 16-pixel patch (``auditor.universal.untargeted_patch``, mask and pattern, against the model's own
+predictions), begun at the solid square that flips the most samples (``grid_patch``), flips 0.95-0.97
+of the scan's quick samples of the zoo's all-to-all model and 0.87 of BadNets', against at most 0.54
+on five clean models and 0.62 on the other attacks (two sample draws, docs/detection.md). The flip rate
+is a model-level figure; the per-class figures say where the flipped samples went, so an all-to-one
 patch also names its target (BadNets: every flip lands in class 0).
-
-Not in the scan's default detectors: on the scan's quick inversion (20 samples per class, 60 steps) the
-flip rate did not separate (all-to-all 0.36, clean models 0.34-0.35); add it with
-``DetectionConfig(detectors=(..., "patch"))`` on full SMI sets.
 """
 
 from __future__ import annotations
@@ -22,7 +19,7 @@ import torch
 from torch import Tensor
 
 from auditor.model import Classifier
-from auditor.universal import untargeted_patch
+from auditor.universal import grid_patch, untargeted_patch
 
 from .base import DetectionResult, Detector, ProgressFn, anomaly_index, balanced_pick, check_samples, frozen_eval
 
@@ -30,10 +27,14 @@ from .base import DetectionResult, Detector, ProgressFn, anomaly_index, balanced
 @dataclass(frozen=True)
 class PatchConfig:
     pixels: int = 16  # patch size in pixels (a 3x3 or 4x4 BadNets patch fits)
-    steps: int = 300  # Adam steps of the mask and pattern search
+    steps: int = 100  # Adam steps of the mask and pattern search (from the grid start, 300 added little)
     l1: float = 0.05  # L1 weight on the soft mask
     batch_size: int = 100
     per_class: int = 30  # synthetic samples used per class
+    # begin at the solid square (white or black, stride-4 grid) that flips the most samples, as I-BAU's patch step
+    # does (auditor.universal.grid_patch). From an empty mask the search is local and, on the scan's quick samples,
+    # settled on natural patches (all-to-all 0.36, like the clean models); from the grid start it finds the trigger
+    grid_start: bool = True
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -62,15 +63,17 @@ class Patch(Detector):
                 progress(done[0], cfg.steps, "small-patch search")
 
         with frozen_eval(classifier):
+            start = grid_patch(classifier, x, pixels=cfg.pixels, generator=draw) if cfg.grid_start else None
             search = untargeted_patch(classifier, x, pixels=cfg.pixels, steps=cfg.steps, l1=cfg.l1,
-                                      batch_size=cfg.batch_size, generator=draw, on_step=step)
+                                      batch_size=cfg.batch_size, generator=draw, on_step=step, start=start)
         into = search.flips_into(k)
         share = into / max(int(into.sum()), 1)
         per_class = [{"class": t, "share_of_flips": float(share[t]), "flips_in": int(into[t])} for t in range(k)]
         return DetectionResult(
             detector=self.name, config=cfg.to_json(), per_class=per_class,
             index=anomaly_index(share, side="high", floor=0.05).tolist(),
-            summary={"samples": int(len(x)), "flip_rate": round(search.flip_rate, 4), "patch_box": search.box},
+            summary={"samples": int(len(x)), "flip_rate": round(search.flip_rate, 4), "patch_box": search.box,
+                     "grid_start_flip_rate": round(start.flip_rate, 4) if start is not None else None},
             seconds=round(time.perf_counter() - started, 3),
             images={"mask": search.mask.cpu()[0], "pattern": search.pattern.cpu()[0]},
         )

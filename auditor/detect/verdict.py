@@ -48,11 +48,11 @@ class VerdictConfig:
     # Blended, 3.09 (docs/detection.md). Divided by 2.5 it votes above 5 (backdoored) and 3.75 (suspicious)
     voter_scales: tuple[tuple[str, float], ...] = (("stimulation", 2.5),)
     auxiliary: str = "weight_perturbation"
-    # share of the samples a small universal patch flips (the patch detector, when it runs) above which the
-    # model has a patch trigger, whatever its target mapping (None: off). Zoo, full SMI sets: BadNets and
-    # all-to-all 0.85-0.90, the clean models and the other attacks 0.09-0.25; on the scan's quick samples it
-    # does not separate (all-to-all 0.36, clean 0.34-0.35), so the scan does not run it by default (docs/detection.md)
-    patch_threshold: float | None = 0.5
+    # share of the samples a small universal patch flips (the patch detector) at or above which the model has a
+    # patch trigger, whatever its target mapping (None: off). Scan's quick samples, two draws, searches begun at the
+    # grid start: BadNets and all-to-all 0.865-0.97; the other attacks 0.18-0.62, the five clean models at most
+    # 0.54 (docs/detection.md, "The patch detector votes")
+    patch_threshold: float | None = 0.75
     patch_target_share: float = 0.5  # a class that receives this share of the patch's flips is its target
 
     def scale(self, voter: str) -> float:
