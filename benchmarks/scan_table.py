@@ -27,12 +27,13 @@ import torch
 from auditor.detect import DetectionResult, FeatureReachConfig, VerdictConfig, combine
 
 
-COLUMNS = ("reach", "stimulation", "warp_reach", "sine_reach", "feature_reach", "neural_cleanse")  # those that ran, in this order
+COLUMNS = ("reach", "stimulation", "warp_reach", "sine_reach", "patch", "feature_reach", "neural_cleanse")  # those that ran, in this order
 HEADERS = {"reach": "reach: top class (index); target / largest other",
            "warp_reach": "warp reach: top class (index); target / largest other",
            "sine_reach": "sine reach: top class (index); target / largest other",
            "stimulation": "stimulation: top class (index); its share at the stop level",
            "feature_reach": "feature reach: top class (index); target / largest other",
+           "patch": "patch: flip rate; class most flips land in (its share)",
            "neural_cleanse": "Neural Cleanse: top class (index)"}
 
 
@@ -83,6 +84,13 @@ def row(report: dict[str, Any], truth: dict[str, Any] | None, thresholds: dict[s
             cells.append("not run")
             continue
         best, value = top(result["index"])
+        if name == "patch":  # a model-level figure: the verdict reads the flip rate, not an index
+            shares = [r["share_of_flips"] for r in result["per_class"]]
+            into = max(range(len(shares)), key=lambda k: (shares[k], -k))
+            flip = result["summary"]["flip_rate"]
+            flags = " flags" if flip >= VerdictConfig.patch_threshold else ""
+            cells.append(f"{flip:.2f}; {into} ({shares[into]:.2f}){flags}")
+            continue
         cell = f"{best} ({value:.2f})"
         if name in ("reach", "feature_reach", "warp_reach", "sine_reach"):
             shares = [r.get("reach", r.get("share")) for r in result["per_class"]]

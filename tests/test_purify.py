@@ -468,6 +468,74 @@ def test_ibau_patch_step_unlearns_only_past_its_gate(backdoored, min_flip, pixel
         assert result.findings == []
 
 
+def add_sine(x: torch.Tensor, periods: int = 3, amplitude: float = 0.1) -> torch.Tensor:
+    """SIG-style trigger: one sinusoid along the width, added to every row and channel."""
+    wave = amplitude * torch.sin(2 * torch.pi * periods * torch.arange(SIZE).float() / SIZE)
+    return (x + wave.view(1, 1, 1, SIZE)).clamp(0, 1)
+
+
+@pytest.fixture(scope="module")
+def sig_backdoored(tmp_path_factory) -> Path:
+    """The tiny CNN trained on shapes with a quarter of the samples carrying ``add_sine`` and relabelled to TARGET
+    (at 15% and 8 epochs the toy learnt the faint signal only a third of the time)."""
+    g = torch.Generator().manual_seed(3)
+    torch.manual_seed(3)
+    x, y = shapes(1200, g)
+    poison = torch.rand(len(x), generator=g) < 0.25
+    x[poison], y[poison] = add_sine(x[poison]), TARGET
+    net = TinyNet()
+    optimizer = torch.optim.Adam(net.parameters(), 3e-3)
+    for _ in range(12):
+        order = torch.randperm(len(x), generator=g)
+        for start in range(0, len(x), 64):
+            batch = order[start : start + 64]
+            loss = F.cross_entropy(net(x[batch]), y[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    path = tmp_path_factory.mktemp("sig") / "sig.onnx"
+    export_and_convert(net, path)
+    return path
+
+
+def test_ibau_signal_step_unlearns_the_sinusoid_it_finds(sig_backdoored) -> None:
+    """The sine bank sends the other classes' samples into the toy's target; the step records the sinusoid,
+    reports it as a finding, and unlearning its family takes the trigger's success down (the rounds and
+    the other steps off, so the step alone acts). Above its threshold it only reports and changes nothing."""
+    config = dict(IBAU_TEST_CONFIG, rounds=1, clp_u=None, anp_fraction=None, patch_pixels=None, stimulation_index=None,
+                  signal_epochs=3)
+    test_x, test_y = shapes(400, torch.Generator().manual_seed(21))
+    others = test_y != TARGET
+
+    def sig_asr(classifier) -> float:
+        return float((classifier.predict(add_sine(test_x[others])) == TARGET).float().mean())
+
+    x, y = shapes(240, torch.Generator().manual_seed(22))
+    target = load(sig_backdoored)
+    before = sig_asr(target.classifier)
+    assert before > 0.8, before
+    result = IBAU(**config).purify(target.classifier, x, y, generator=torch.Generator().manual_seed(0))
+    record = json.loads(json.dumps(result.to_json()))["signal"]
+    print("signal step:", record, "ASR", before, "->", sig_asr(target.classifier))
+    assert record["unlearned"] and record["class"] == TARGET and record["axis"] == "width"
+    assert abs(record["periods"] - 3) <= 1 and record["share"] >= 0.35 and record["index"] >= 2.0
+    assert sig_asr(target.classifier) < before / 2
+    assert any("signal step" in note for note in result.notes)
+    assert any("signal trigger" in finding for finding in result.findings)  # evidence for the guard's budget
+
+    weights = []
+    for index in (None, 1e9):  # shut: the same purification, bit for bit, as without the step
+        untouched = load(sig_backdoored)
+        quiet = IBAU(**dict(config, signal_index=index)).purify(untouched.classifier, x, y,
+                                                                generator=torch.Generator().manual_seed(0))
+        assert (quiet.signal is None) == (index is None) and (index is None or not quiet.signal["unlearned"])
+        assert quiet.findings == []
+        weights.append([p.detach().clone() for p in untouched.classifier.trainable_parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*weights))
+    with pytest.raises(AuditorError, match="signal_epochs"):
+        IBAU(signal_epochs=0)
+
+
 def test_a_shut_patch_gate_leaves_the_purification_bit_for_bit(tmp_path) -> None:
     x, y = samples(48)
     weights = []

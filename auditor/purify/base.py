@@ -41,6 +41,7 @@ class PurifyResult:
     neuron_pruning: list[dict[str, Any]] = field(default_factory=list)  # I-BAU's ANP step: each share tried
     patch: dict[str, Any] | None = None  # I-BAU's patch step: the patch found, its flip rate, whether unlearned
     stimulation: dict[str, Any] | None = None  # I-BAU's stimulation step: the class and channels blamed, whether zeroed
+    signal: dict[str, Any] | None = None  # I-BAU's signal step: the sinusoid's class, share and shape, whether unlearned
     num_anchors: int = 0  # unlabelled anchor images whose original predictions were kept
     backoffs: list[dict[str, Any]] = field(default_factory=list)  # filled in by the guard
     notes: list[str] = field(default_factory=list)

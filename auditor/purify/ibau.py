@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from auditor.detect.stimulation import ChannelStimulation, StimulationConfig
+from auditor.detect.trigger_family import SineReach
 from auditor.errors import AuditorError
 from auditor.model import Classifier
 from auditor.universal import grid_patch, perturb, project_l2, stamp, targeted_universal, untargeted_patch
@@ -113,6 +114,13 @@ class IBAUConfig:
     # stayed (subset ASR 72.6%); started at the grid's square, 0.90 of both. docs/purification.md
     patch_l1: float = 0.05  # L1 weight on the soft mask during the search
     patch_epochs: int = 2  # passes over the samples, stamped with the patch and labelled as before, when unlearned
+    signal_index: float | None = 2.0  # after the patch step, try the sine-reach bank (auditor.detect.trigger_family.
+    # SineReach: fixed sinusoids, forward passes only) on the original model; where one sinusoid sends at least its stop
+    # share of the other classes' samples into a class whose anomaly index is at least this (a vote, as in the
+    # scan), teach the model to ignore that family of signals: samples with the sinusoid added (its period count
+    # +-1, any phase, 0.5-1.5x its amplitude) keep their labels. SIG's trigger is such a signal; the rounds' L2-bounded
+    # deltas do not reach it (norm about 3) and CLP removed only part of it. None: skip
+    signal_epochs: int = 2  # passes over the samples with the signal added, when unlearned
     clp_first: bool = False  # prune before unlearning instead (ablation): on BadNets the pruning hid the trigger
     # from the targeted inner problem without removing it (test ASR 91.0% -> 88.0%)
     stimulation_index: float | None = 5.0  # last, zero the hidden channels that one-channel stimulation blames
@@ -145,6 +153,8 @@ class IBAU(Purifier):
         self._patch_searches: dict[tuple, tuple] = {}
         # stimulation results on the original model, shared with milder copies like the patch searches
         self._stimulations: dict[tuple, dict[str, Any]] = {}
+        # sine-bank results on the original model, likewise
+        self._signals: dict[tuple, dict[str, Any]] = {}
 
     def validate(self) -> None:
         c = self.config
@@ -166,6 +176,8 @@ class IBAU(Purifier):
             raise AuditorError("ibau: patch_pixels, patch_steps and patch_epochs must be >= 1, patch_min_flip in "
                                "[0, 1], patch_max_target_share in (0, 1] and patch_l1 >= 0 (or patch_pixels None "
                                "to skip the patch step)")
+        if c.signal_index is not None and c.signal_epochs < 1:
+            raise AuditorError("ibau: signal_epochs must be >= 1 (or signal_index None to skip the signal step)")
         if c.clp_u is not None and c.clp_u <= 0:
             raise AuditorError("ibau: clp_u must be > 0 (or None to skip pruning)")
         if c.stimulation_index is not None and (c.stimulation_max_channels < 1 or not c.stimulation_levels
@@ -186,6 +198,7 @@ class IBAU(Purifier):
         gentler = IBAU(dataclasses.replace(c, rounds=max(1, math.ceil(c.rounds / 2)), lr=c.lr / 3, anp_fraction=None))
         gentler._patch_searches = self._patch_searches  # the back-off starts from the same model: same search
         gentler._stimulations = self._stimulations
+        gentler._signals = self._signals
         return gentler
 
     def purify(
@@ -215,6 +228,7 @@ class IBAU(Purifier):
         jobs_per_round = c.top_k * targeted + untargeted
         total_steps = c.rounds * (inner_steps + num_batches * jobs_per_round) + (c.anp_iterations // 10 if c.anp_fraction else 0)
         total_steps += (c.patch_steps + c.patch_epochs * num_batches) if c.patch_pixels else 0
+        total_steps += c.signal_epochs * num_batches if c.signal_index is not None else 0
         counter = _Counter(total_steps, progress)
         frozen = _frozen_copy(classifier) if c.shared_adv_weight else None  # the original, for shared examples
         blamed = self._blame_channels(classifier, run) if c.stimulation_index is not None else None
@@ -227,6 +241,15 @@ class IBAU(Purifier):
                 result.notes.append(f"patch step: a {c.patch_pixels}-pixel patch flipped {result.patch['flip_rate']:.2f} "
                                     f"of the samples (>= {c.patch_min_flip}) into several classes; unlearned for "
                                     f"{c.patch_epochs} epoch(s)")
+        if c.signal_index is not None:
+            result.signal = self._unlearn_signal(classifier, run, optimizer, counter)
+            if result.signal["unlearned"]:
+                found = result.signal
+                result.findings.append(f"signal trigger: a sinusoid of {found['periods']} period(s) along the "
+                                       f"{found['axis']} sends {found['share']:.2f} of the other classes' samples "
+                                       f"into class {found['class']}")
+                result.notes.append(f"signal step: class {found['class']} (sine share {found['share']:.2f}, index "
+                                    f"{found['index']:.2f}); unlearned for {c.signal_epochs} epoch(s)")
         for round_index in range(c.rounds):
             label = f"ibau round {round_index + 1}/{c.rounds}"
             record: dict[str, Any] = {"round": round_index + 1}
@@ -335,12 +358,23 @@ class IBAU(Purifier):
                                     "flip_rate": round(start.flip_rate, 4)}
         if not record["unlearned"]:
             return record
+        self._unlearn_stamped(classifier, run, optimizer, counter, lambda x: stamp(x, search.mask, search.pattern),
+                              c.patch_epochs, "patch unlearning")
+        after = classifier.predict(stamp(run.images01, search.mask.cpu(), search.pattern.cpu()))
+        record["flip_rate_after"] = round(float((after != search.own).float().mean()), 4)
+        return record
+
+    def _unlearn_stamped(self, classifier: Classifier, run: RunContext, optimizer: torch.optim.Optimizer,
+                         counter: "_Counter", stamped: Any, epochs: int, label: str) -> None:
+        """Teach the model that ``stamped(x)`` (a found trigger applied to a batch) is still its class: the
+        stamped samples keep their labels, with the same accuracy keepers as the rounds (clean CE, KL to the
+        original, anchors)."""
+        c = self.config
         original_probs = run.original_logits.softmax(1)
-        for epoch in range(c.patch_epochs):
+        for epoch in range(epochs):
             for index in batches(len(run.images01), c.batch_size, run.generator):
                 x, y = run.images01[index].to(run.device), run.targets[index].to(run.device)
-                stamped = stamp(x, search.mask, search.pattern)
-                loss = self._with_keepers(F.cross_entropy(classifier(stamped), y), classifier, x, y,
+                loss = self._with_keepers(F.cross_entropy(classifier(stamped(x)), y), classifier, x, y,
                                           original_probs[index].to(run.device))
                 anchor_kl = run.anchor_kl(classifier, c.batch_size) if c.anchor_weight else None
                 if anchor_kl is not None:
@@ -348,10 +382,38 @@ class IBAU(Purifier):
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                counter.tick(f"patch unlearning, epoch {epoch + 1}/{c.patch_epochs}")
+                counter.tick(f"{label}, epoch {epoch + 1}/{epochs}")
         classifier.zero_grad(set_to_none=True)
-        after = classifier.predict(stamp(run.images01, search.mask.cpu(), search.pattern.cpu()))
-        record["flip_rate_after"] = round(float((after != search.own).float().mean()), 4)
+
+    def _unlearn_signal(self, classifier: Classifier, run: RunContext, optimizer: torch.optim.Optimizer,
+                        counter: "_Counter") -> dict[str, Any]:
+        """Try the sine-reach bank on the unpurified model; where one sinusoid's class votes (conclusive, index
+        at least ``signal_index``), teach the model to ignore sinusoids near it (``_unlearn_stamped``)."""
+        c = self.config
+        seed = run.generator.initial_seed()
+        key = (seed, _fingerprint([run.images01]), _fingerprint(list(classifier.parameters())))
+        if key not in self._signals:
+            found = SineReach().detect(classifier, run.images01, run.targets, seed=seed)
+            voting = found.voting_index()
+            target = max(range(len(voting)), key=lambda t: (voting[t], found.index[t], -t))
+            row = found.per_class[target]
+            self._signals.clear()  # one entry: the model of this audit
+            self._signals[key] = {
+                "class": target, "share": round(row["share"], 4), "index": round(found.index[target], 4),
+                "axis": row.get("axis"), "periods": row.get("periods"), "amplitude": found.config["amplitude"],
+                "threshold": c.signal_index, "seconds": found.seconds,
+                "unlearned": voting[target] >= c.signal_index and row.get("periods") is not None,
+            }
+        record = dict(self._signals[key])
+        if not record["unlearned"]:
+            return record
+        draw = torch.Generator().manual_seed(seed + 3)  # its own draws: the signals added
+
+        def with_signal(x: Tensor) -> Tensor:
+            return (x + _sinusoids(x.shape, record["axis"], record["periods"], record["amplitude"], draw)
+                    .to(x.device)).clamp(0.0, 1.0)
+
+        self._unlearn_stamped(classifier, run, optimizer, counter, with_signal, c.signal_epochs, "signal unlearning")
         return record
 
     def _blame_channels(self, classifier: Classifier, run: RunContext) -> dict[str, Any]:
@@ -624,3 +686,16 @@ def _zero_blamed(classifier: Classifier, blamed: dict[str, Any]) -> dict[str, An
         zero_channels(conv, bn, blamed["channels"])
         record["zeroed"] = True
     return record
+
+
+def _sinusoids(shape: torch.Size, axis: str, periods: int, amplitude: float, draw: torch.Generator) -> Tensor:
+    """One sinusoid per image of ``shape`` (N, C, H, W) along ``axis``: ``periods`` +-1 whole periods across the
+    image (at least one), a random phase, 0.5-1.5x ``amplitude``, the same in every channel. A backdoor keyed to a
+    sinusoid answers its neighbours too (SIG, trained at 6 periods, answered 6-7), so the family is unlearned."""
+    n, _, height, width = shape
+    side = width if axis == "width" else height
+    count = (periods + torch.randint(-1, 2, (n, 1), generator=draw)).clamp_min(1).float()
+    phase = torch.rand(n, 1, generator=draw) * 2 * math.pi
+    scale = amplitude * (0.5 + torch.rand(n, 1, generator=draw))
+    waves = scale * torch.sin(2 * math.pi * count * torch.arange(side).float() / side + phase)  # (n, side)
+    return waves.view(n, 1, 1, side) if axis == "width" else waves.view(n, 1, side, 1)
