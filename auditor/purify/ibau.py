@@ -12,8 +12,10 @@ Each round solves a minimax problem on the (synthetic or clean) samples:
 Before the rounds, a patch step: the small patch (16 pixels) that flips the most samples away from
 their labels is searched; where it flips at least half of them into several classes (a patch trigger
 without one target, such as all-to-all, which the targeted rounds cannot see), the model is taught to
-ignore it. After the rounds, CLP and ANP prune, and the hidden channels that one-channel stimulation
-blamed on the original model (a per-image trigger's carriers) are zeroed.
+ignore it. Then a signal step: where one sinusoid of sine reach's fixed bank sends the other classes'
+samples into a class that votes (SIG's trigger, beyond the rounds' radius), the model is taught to
+ignore that sinusoid's family. After the rounds, CLP and ANP prune, and the hidden channels that
+one-channel stimulation blamed on the original model (a per-image trigger's carriers) are zeroed.
 The model stays in eval mode throughout so that BN statistics (buffers) are never updated.
 """
 
