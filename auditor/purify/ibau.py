@@ -27,7 +27,7 @@ import hashlib
 import math
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -367,7 +367,7 @@ class IBAU(Purifier):
         return record
 
     def _unlearn_stamped(self, classifier: Classifier, run: RunContext, optimizer: torch.optim.Optimizer,
-                         counter: "_Counter", stamped: Any, epochs: int, label: str) -> None:
+                         counter: "_Counter", stamped: Callable[[Tensor], Tensor], epochs: int, label: str) -> None:
         """Teach the model that ``stamped(x)`` (a found trigger applied to a batch) is still its class: the
         stamped samples keep their labels, with the same accuracy keepers as the rounds (clean CE, KL to the
         original, anchors)."""
