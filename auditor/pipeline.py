@@ -211,8 +211,9 @@ def audit(
 
 def _with_findings(verdict: Verdict, guard: GuardReport) -> Verdict:
     """The original model's verdict, raised to ``backdoored`` by what the first purification attempt found on it
-    (a patch trigger that flips most samples into several classes, trigger channels): the same searches as the
-    patch detector and channel stimulation, on the audit's full synthetic set, before any weight changed."""
+    (a patch trigger that flips most samples into several classes, a sinusoid that votes, trigger channels): the
+    same searches as the patch detector, sine reach and channel stimulation, on the audit's full synthetic set,
+    before any weight changed."""
     findings = guard.attempts[0].result.findings if guard.attempts else []
     if not findings or verdict.verdict == "backdoored":
         return verdict

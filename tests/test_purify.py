@@ -87,17 +87,17 @@ def accuracy_and_asr(classifier, x: torch.Tensor, y: torch.Tensor) -> tuple[floa
     return accuracy, asr
 
 
-@pytest.fixture(scope="module")
-def backdoored(tmp_path_factory) -> Path:
-    """A tiny CNN trained on shapes with 10% BadNets poisoning (ASR ~100%), exported to ONNX once."""
-    g = torch.Generator().manual_seed(0)
-    torch.manual_seed(0)
+def train_poisoned(seed: int, rate: float, trigger, epochs: int, path: Path) -> Path:
+    """A tiny CNN trained on shapes where a ``rate`` share of the samples carry ``trigger`` and are relabelled
+    to TARGET, exported to ONNX at ``path``."""
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
     x, y = shapes(1200, g)
-    poison = torch.rand(len(x), generator=g) < 0.1
-    x[poison], y[poison] = add_trigger(x[poison]), TARGET
+    poison = torch.rand(len(x), generator=g) < rate
+    x[poison], y[poison] = trigger(x[poison]), TARGET
     net = TinyNet()
     optimizer = torch.optim.Adam(net.parameters(), 3e-3)
-    for _ in range(5):
+    for _ in range(epochs):
         order = torch.randperm(len(x), generator=g)
         for start in range(0, len(x), 64):
             batch = order[start : start + 64]
@@ -105,9 +105,14 @@ def backdoored(tmp_path_factory) -> Path:
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-    path = tmp_path_factory.mktemp("backdoor") / "badnets.onnx"
     export_and_convert(net, path)
     return path
+
+
+@pytest.fixture(scope="module")
+def backdoored(tmp_path_factory) -> Path:
+    """A tiny CNN trained on shapes with 10% BadNets poisoning (ASR ~100%), exported to ONNX once."""
+    return train_poisoned(0, 0.1, add_trigger, 5, tmp_path_factory.mktemp("backdoor") / "badnets.onnx")
 
 
 def load(path: Path) -> AuditTarget:
@@ -478,24 +483,7 @@ def add_sine(x: torch.Tensor, periods: int = 3, amplitude: float = 0.1) -> torch
 def sig_backdoored(tmp_path_factory) -> Path:
     """The tiny CNN trained on shapes with a quarter of the samples carrying ``add_sine`` and relabelled to TARGET
     (at 15% and 8 epochs the toy learnt the faint signal only a third of the time)."""
-    g = torch.Generator().manual_seed(3)
-    torch.manual_seed(3)
-    x, y = shapes(1200, g)
-    poison = torch.rand(len(x), generator=g) < 0.25
-    x[poison], y[poison] = add_sine(x[poison]), TARGET
-    net = TinyNet()
-    optimizer = torch.optim.Adam(net.parameters(), 3e-3)
-    for _ in range(12):
-        order = torch.randperm(len(x), generator=g)
-        for start in range(0, len(x), 64):
-            batch = order[start : start + 64]
-            loss = F.cross_entropy(net(x[batch]), y[batch])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-    path = tmp_path_factory.mktemp("sig") / "sig.onnx"
-    export_and_convert(net, path)
-    return path
+    return train_poisoned(3, 0.25, add_sine, 12, tmp_path_factory.mktemp("sig") / "sig.onnx")
 
 
 def test_ibau_signal_step_unlearns_the_sinusoid_it_finds(sig_backdoored) -> None:
