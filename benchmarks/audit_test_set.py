@@ -6,13 +6,20 @@ such a run left (``DIR/MODEL/purified.onnx``) and measures them and the original
 test images with onnxruntime: ACC, ASR, RA and DER as ``auditor bench`` computes them, plus the
 guard's status and the verdicts from each audit's report. Prints a markdown table.
 
+``--bench-json`` also writes the rows as an ``auditor bench`` document (config ``smi_ibau``: the
+audit *is* SMI + I-BAU, run as users run it), so that ``auditor bench --merge ... --matrix`` can put
+the audits in the matrix's "ours" column; a row's seconds are the audit's own total.
+
     python benchmarks/audit_test_set.py runs/audit_t14 [--zoo sample_models] [--out runs/audit_t14/test_set.json]
+        [--bench-json runs/audit_t14/bench.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import platform
+import time
 from pathlib import Path
 
 from auditor.attacks import attack_from_params
@@ -33,6 +40,7 @@ def main() -> None:
     parser.add_argument("--zoo", type=Path, default=Path("sample_models"))
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--bench-json", type=Path, default=None, help="also write an `auditor bench` document")
     args = parser.parse_args()
     x, y = load_cifar10("test", args.data_dir)
     rows = []
@@ -49,7 +57,7 @@ def main() -> None:
         rows.append({"model": entry["name"], "before": before, "after": after, **_metrics(before, after),
                      "acc_drop": round(100 * (before["acc"] - after["acc"]), 2),
                      "verdict": report["verdict"]["verdict"], "rescan": report["verdict"]["rescan"]["verdict"],
-                     "guard": report["purification"]["status"]})
+                     "guard": report["purification"]["status"], "seconds": report["timings"]["total"]})
         print(f"{entry['name']}: done", flush=True)
     print(f"\nCIFAR-10 test set, {len(x)} images\n")
     print("| model | ACC before → after | drop | ASR before → after | RA after | DER | verdict | re-scan | guard |")
@@ -70,6 +78,25 @@ def main() -> None:
         print(f"clean: largest drop {max(r['acc_drop'] for r in clean):.1f} points")
     if args.out:
         args.out.write_text(json.dumps(rows, indent=1))
+    if args.bench_json:
+        args.bench_json.write_text(json.dumps(bench_document(args.audits, rows, len(x)), indent=2))
+
+
+def bench_document(audits: Path, rows: list[dict], test_images: int) -> dict:
+    """The rows as ``auditor bench`` writes them: a no-defense row and an ``smi_ibau`` row per model."""
+    bench_rows = []
+    for r in rows:
+        bench_rows.append({"model": r["model"], "config": "none", **_metrics(r["before"], r["before"]), "seconds": 0.0})
+        bench_rows.append({"model": r["model"], "config": "smi_ibau", **_metrics(r["before"], r["after"]),
+                           "seconds": r["seconds"], "guard": r["guard"]})
+    return {
+        "command": f"auditor audit (benchmarks/audit_time.py --out {audits}); benchmarks/audit_test_set.py {audits}",
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": f"{platform.machine()}, audits as benchmarks/audit_time.py ran them",
+        "test_set": f"CIFAR-10 test ({test_images:,})",
+        "reference_data": "none: the audits use no real images",
+        "rows": bench_rows,
+    }
 
 
 if __name__ == "__main__":

@@ -155,3 +155,21 @@ def test_trigger_on_smi_counts_only_the_images_not_already_in_the_target() -> No
     assert (share, counted) == (1.0, 3)
     share, counted = into_target(Brightness(), x, Whiten(), target=0)  # the trigger moves nothing into 0
     assert (share, counted) == (0.0, 1)
+
+
+def test_audit_rows_become_the_matrix_s_ours_column(tmp_path):
+    from auditor.bench import merge_documents, render_matrix
+
+    audit_test_set = _script("audit_test_set")
+    before = {"acc": 0.86, "asr": 0.91, "ra": 0.05}
+    rows = [{"model": "bad", "before": before, "after": {"acc": 0.84, "asr": 0.08, "ra": 0.8}, "seconds": 501.0,
+             "guard": "accepted"},
+            {"model": "good", "before": {"acc": 0.87}, "after": {"acc": 0.86}, "seconds": 416.0, "guard": "accepted"}]
+    document = audit_test_set.bench_document(tmp_path, rows, 10000)
+    assert [(r["model"], r["config"]) for r in document["rows"]] == [
+        ("bad", "none"), ("bad", "smi_ibau"), ("good", "none"), ("good", "smi_ibau")]
+    ours = document["rows"][1]
+    assert ours["seconds"] == 501.0 and ours["der"] == pytest.approx((0.83 - 0.02 + 1) / 2, abs=1e-4)
+    matrix = render_matrix(merge_documents([document]))
+    assert "| bad | 91.0 / 86.0 | 8.0 / 84.0 |" in matrix and "| good | 87.0 | 86.0 |" in matrix
+    assert "| **mean ACC drop, clean** | 0.0 | 1.0 |" in matrix
