@@ -85,7 +85,7 @@ def run_bench(setup: BenchSetup, log: Callable[[str], None] = print) -> dict[str
             return evaluate(OnnxClassifier(path, spec), x_test, y_test, attack).to_json()
 
         before = measure(model)
-        rows.append({"model": entry["name"], "config": "none", **_metrics(before, before), "seconds": 0.0})
+        rows.append({"model": entry["name"], "config": "none", **row_metrics(before, before), "seconds": 0.0})
         log(f"{entry['name']}: no defense ACC {before['acc']:.3f} ASR {before.get('asr')}")
         folder = setup.out / entry["name"]
         for config in setup.configs:
@@ -100,7 +100,7 @@ def run_bench(setup: BenchSetup, log: Callable[[str], None] = print) -> dict[str
             seconds = time.perf_counter() - started
             if config.startswith(("smi_", "pixels_", "nostab_")):  # samples made once per model: counted here
                 seconds += _inversion_seconds(folder / _SAMPLE_FILES.get(config, "smi.npz"))
-            row = {"model": entry["name"], "config": config, **_metrics(before, after), "seconds": round(seconds, 1),
+            row = {"model": entry["name"], "config": config, **row_metrics(before, after), "seconds": round(seconds, 1),
                    "guard": result.report["purification"]["status"]}
             rows.append(row)
             log(f"{entry['name']}: {config} ACC {row['acc']:.3f} ASR {row['asr']} DER {row['der']} ({seconds:.0f}s)")
@@ -111,7 +111,8 @@ def run_bench(setup: BenchSetup, log: Callable[[str], None] = print) -> dict[str
     return document
 
 
-def _metrics(before: dict, after: dict) -> dict:
+def row_metrics(before: dict, after: dict) -> dict:
+    """ACC / ASR / RA after, and DER against before: the figures of one table row."""
     value = der(before, after)
     return {"acc": after["acc"], "asr": after.get("asr"), "ra": after.get("ra"),
             "der": None if value is None else round(value, 4)}
@@ -198,14 +199,20 @@ def _self_labels(model: Path, images: torch.Tensor) -> torch.Tensor:
 
 
 def _document(setup: BenchSetup, rows: list[dict]) -> dict:
-    return {
-        "command": "auditor bench " + " ".join(f"--config {c}" for c in setup.configs),
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, {platform.processor() or 'cpu'}",
-        "test_set": "CIFAR-10 test" + (f" (first {setup.eval_limit})" if setup.eval_limit else " (10,000)"),
-        "reference_data": f"{setup.n_reference} CIFAR-10 training / Tiny-ImageNet images",
-        "rows": rows,
-    }
+    return bench_document(
+        rows,
+        command="auditor bench " + " ".join(f"--config {c}" for c in setup.configs),
+        machine=f"{platform.machine()}, {torch.get_num_threads()} torch threads, {platform.processor() or 'cpu'}",
+        test_set="CIFAR-10 test" + (f" (first {setup.eval_limit})" if setup.eval_limit else " (10,000)"),
+        reference_data=f"{setup.n_reference} CIFAR-10 training / Tiny-ImageNet images",
+    )
+
+
+def bench_document(rows: list[dict], *, command: str, machine: str, test_set: str, reference_data: str) -> dict:
+    """The ``bench.json`` layout that ``--merge`` reads, dated now; shared with scripts whose rows come from
+    elsewhere (``benchmarks/audit_test_set.py`` turns finished audits into the matrix's SMI column)."""
+    return {"command": command, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": machine,
+            "test_set": test_set, "reference_data": reference_data, "rows": rows}
 
 
 def merge_documents(documents: list[dict]) -> dict:

@@ -19,11 +19,10 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import time
 from pathlib import Path
 
+import auditor.bench as auditor_bench
 from auditor.attacks import attack_from_params
-from auditor.bench import _metrics
 from auditor.data.cifar10 import load_cifar10
 from auditor.evaluate import OnnxClassifier, evaluate
 from auditor.zoo.manifest import read_manifest
@@ -54,7 +53,8 @@ def main() -> None:
         before = evaluate(OnnxClassifier(original, spec), x, y, attack).to_json()
         after = evaluate(OnnxClassifier(folder / "purified.onnx", spec), x, y, attack).to_json()
         report = json.loads((folder / "report" / "report.json").read_text())
-        rows.append({"model": entry["name"], "before": before, "after": after, **_metrics(before, after),
+        rows.append({"model": entry["name"], "before": before, "after": after,
+                     **auditor_bench.row_metrics(before, after),
                      "acc_drop": round(100 * (before["acc"] - after["acc"]), 2),
                      "verdict": report["verdict"]["verdict"], "rescan": report["verdict"]["rescan"]["verdict"],
                      "guard": report["purification"]["status"], "seconds": report["timings"]["total"]})
@@ -86,17 +86,18 @@ def bench_document(audits: Path, rows: list[dict], test_images: int) -> dict:
     """The rows as ``auditor bench`` writes them: a no-defense row and an ``smi_ibau`` row per model."""
     bench_rows = []
     for r in rows:
-        bench_rows.append({"model": r["model"], "config": "none", **_metrics(r["before"], r["before"]), "seconds": 0.0})
-        bench_rows.append({"model": r["model"], "config": "smi_ibau", **_metrics(r["before"], r["after"]),
+        bench_rows.append({"model": r["model"], "config": "none", **auditor_bench.row_metrics(r["before"], r["before"]),
+                           "seconds": 0.0})
+        bench_rows.append({"model": r["model"], "config": "smi_ibau",
+                           **auditor_bench.row_metrics(r["before"], r["after"]),
                            "seconds": r["seconds"], "guard": r["guard"]})
-    return {
-        "command": f"auditor audit (benchmarks/audit_time.py --out {audits}); benchmarks/audit_test_set.py {audits}",
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "machine": f"{platform.machine()}, audits as benchmarks/audit_time.py ran them",
-        "test_set": f"CIFAR-10 test ({test_images:,})",
-        "reference_data": "none: the audits use no real images",
-        "rows": bench_rows,
-    }
+    return auditor_bench.bench_document(
+        bench_rows,
+        command=f"auditor audit (benchmarks/audit_time.py --out {audits}); benchmarks/audit_test_set.py {audits}",
+        machine=f"{platform.machine()}, audits as benchmarks/audit_time.py ran them",
+        test_set=f"CIFAR-10 test ({test_images:,})",
+        reference_data="none: the audits use no real images",
+    )
 
 
 if __name__ == "__main__":

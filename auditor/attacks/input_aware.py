@@ -15,7 +15,6 @@ with their sha256, in the attack's parameters, so ``apply`` is rebuilt from a ma
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -29,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from auditor.errors import AuditorError, DataError
+from converters import sha256_file
 
 from .base import Attack, check_images, to_uint8
 
@@ -72,10 +72,6 @@ def _diversity(x1: torch.Tensor, x2: torch.Tensor, g1: torch.Tensor, g2: torch.T
     d_img = torch.sqrt(((x1 - x2) ** 2).mean(dim=(1, 2, 3)) + _EPS)
     d_gen = torch.sqrt(((g1 - g2) ** 2).mean(dim=(1, 2, 3)) + _EPS)
     return (d_img / (d_gen + _EPS)).mean()
-
-
-def sha256_of(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 class InputAware(Attack):
@@ -127,12 +123,12 @@ class InputAware(Attack):
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez(path, **arrays)
         self.trigger_file = path.name
-        self.trigger_sha256 = sha256_of(path)
+        self.trigger_sha256 = sha256_file(path)
 
     def load_trigger(self, path: Path) -> None:
         if not path.is_file():
             raise DataError(f"input_aware: trigger generator file {path} is missing (it ships next to the model)")
-        if self.trigger_sha256 and sha256_of(path) != self.trigger_sha256:
+        if self.trigger_sha256 and sha256_file(path) != self.trigger_sha256:
             raise DataError(f"input_aware: {path} does not match the sha256 in the attack's parameters")
         try:
             with np.load(path, allow_pickle=False) as data:

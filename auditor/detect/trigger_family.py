@@ -220,7 +220,9 @@ class SignalReach(TriggerFamilyReach):
     name = "signal_reach"
     Config = SignalReachConfig
     family = "1-D signal"
-    meaning = "one signal added along the image's width sends the other classes' samples into the class"
+    # the class-level text names the default axis (the report reads it from the class, not the instance)
+    meaning = ("one signal along one image axis (the width unless configured), repeated along the other, "
+               "sends the other classes' samples into the class")
 
     def check_config(self) -> None:
         super().check_config()

@@ -6,10 +6,11 @@ card is regenerated, not edited by hand, when the weights change.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
+
+from converters import sha256_file
 
 LICENCE = (
     "Weights trained on Tiny-ImageNet, a subset of ImageNet: the ImageNet terms of access allow "
@@ -19,10 +20,6 @@ LICENCE = (
 )
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def build_card(name: str, weights_dir: Path, train_config: dict[str, Any], facts: dict[str, Any],
                log_rows: list[dict[str, Any]], quality: dict[str, Any] | None, rebuild: list[str],
                notes: list[str]) -> dict[str, Any]:
@@ -30,7 +27,7 @@ def build_card(name: str, weights_dir: Path, train_config: dict[str, Any], facts
     last = log_rows[-20:] if log_rows else []
     mean = lambda key: round(sum(r[key] for r in last) / len(last), 4) if last else None  # noqa: E731
     model = train_config["model"]
-    files = {p.name: {"bytes": p.stat().st_size, "sha256": _sha256(p)} for p in sorted(weights_dir.glob(f"{name}.*.npz"))}
+    files = {p.name: {"bytes": p.stat().st_size, "sha256": sha256_file(p)} for p in sorted(weights_dir.glob(f"{name}.*.npz"))}
     return {
         "name": name,
         "summary": "32x32 RGB image generator for stabilized model inversion (Chen et al., TMLR 2023), "

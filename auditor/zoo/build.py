@@ -8,7 +8,6 @@ unless that is the output folder it was given.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import platform
@@ -26,6 +25,7 @@ from auditor.attacks.input_aware import InputAware, train_input_aware
 from auditor.data.cifar10 import CIFAR10_CLASSES, load_cifar10
 from auditor.errors import AuditorError
 from auditor.evaluate import OnnxClassifier, evaluate
+from converters import sha256_file
 
 from .arch import CIFAR10_MEAN, CIFAR10_STD, build_arch
 from .base import base_path, ensure_base
@@ -54,10 +54,6 @@ class QuickSettings:
 def _subset(x: np.ndarray, y: np.ndarray, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     idx = np.sort(np.random.default_rng(seed).permutation(len(x))[:count])
     return x[idx], y[idx]
-
-
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def build_command(name: str, quick: bool = False, out_dir: Path | None = None, *, device: str = "cpu",
