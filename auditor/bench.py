@@ -169,14 +169,11 @@ def _cached_smi(model: Path, path: Path, setup: BenchSetup, pixels: bool = False
     ``--pixels`` and ``--no-stability`` ablations, which ``benchmarks/smi_stability.py`` also makes
     and can leave here, so the bench purifies the very sets that table scores)."""
     if not path.exists():
-        from converters import convert, load_onnx
-
         from .inversion import invert
         from .model import Classifier
 
-        converted = convert(load_onnx(model))
         inversion = replace(setup.inversion, seed=setup.seed, stability=stability)
-        synth = invert(Classifier(converted.module, converted.loaded.spec), inversion, pixels=pixels)
+        synth = invert(Classifier.from_onnx(model), inversion, pixels=pixels)
         path.parent.mkdir(parents=True, exist_ok=True)
         synth.save(path)
     return path
@@ -190,12 +187,9 @@ def _inversion_seconds(path: Path) -> float:
 
 @torch.no_grad()
 def _self_labels(model: Path, images: torch.Tensor) -> torch.Tensor:
-    from converters import convert, load_onnx
-
     from .model import Classifier
 
-    converted = convert(load_onnx(model))
-    return Classifier(converted.module, converted.loaded.spec).predict(images)
+    return Classifier.from_onnx(model).predict(images)
 
 
 def _document(setup: BenchSetup, rows: list[dict]) -> dict:

@@ -9,11 +9,12 @@ logits up to a per-sample constant), so no method guesses either.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
 
-from converters import ConvertedModel, ModelSpec
+from converters import ConvertedModel, ModelSpec, convert_file
 
 BOUNDS = (0.0, 1.0)
 
@@ -26,6 +27,13 @@ class Classifier(nn.Module):
         self.network = network
         self.spec = spec
         self.bounds = BOUNDS
+
+    @classmethod
+    def from_onnx(cls, path: str | Path) -> "Classifier":
+        """Load, convert and wrap an ONNX file, for code that only runs the model (scripts, the bench's
+        references); the audit keeps the converted model too (``AuditTarget``) to write weights back."""
+        converted = convert_file(path)
+        return cls(converted.module, converted.loaded.spec)
 
     @property
     def num_classes(self) -> int:

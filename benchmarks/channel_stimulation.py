@@ -19,7 +19,6 @@ import torch
 from auditor.detect import ChannelStimulation
 from auditor.inversion import SynthSet
 from auditor.model import Classifier
-from converters import convert_file
 
 
 def main() -> None:
@@ -41,8 +40,7 @@ def main() -> None:
     detector = ChannelStimulation(depth=args.depth, per_class=args.per_class, stop_share=2.0 if args.full else 0.5,
                                   **levels)
     for path in args.models:
-        converted = convert_file(path)
-        clf = Classifier(converted.module, converted.loaded.spec).eval()
+        clf = Classifier.from_onnx(path).eval()
         synth = SynthSet.load(args.smi.format(model=path.stem))
         labels = clf.predict(synth.images01.float()) if args.relabel else synth.labels
         result = detector.detect(clf, synth.images01.float(), labels)

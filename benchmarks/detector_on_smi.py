@@ -22,7 +22,6 @@ import torch
 from auditor.detect import get_detector
 from auditor.inversion import SynthSet
 from auditor.model import Classifier
-from converters import convert_file
 
 
 def parse_settings(items: list[str]) -> dict[str, dict[str, object]]:
@@ -66,8 +65,7 @@ def main() -> None:
     print("| model | target | detector | share per class | top (index) | votes | flip rate | seconds |")
     print("|---|---|---|---|---|---|---|---|")
     for path in args.models:
-        converted = convert_file(path)
-        clf = Classifier(converted.module, converted.loaded.spec).eval()
+        clf = Classifier.from_onnx(path).eval()
         synth = SynthSet.load(args.smi.format(model=path.stem))
         labels = clf.predict(synth.images01.float()) if args.relabel else synth.labels
         for detector in detectors:

@@ -26,7 +26,6 @@ from auditor.detect.base import anomaly_index, balanced_pick
 from auditor.detect.feature_reach import reach_ladder
 from auditor.inversion import SynthSet
 from auditor.model import Classifier
-from converters import convert, load_onnx
 
 
 def feature_reach(clf: Classifier, images01: torch.Tensor, labels: torch.Tensor, depth: float, rel: float,
@@ -62,8 +61,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     for name in args.models:
-        converted = convert(load_onnx(args.zoo / f"{name}.onnx"))
-        clf = Classifier(converted.module, converted.loaded.spec).eval()
+        clf = Classifier.from_onnx(args.zoo / f"{name}.onnx").eval()
         for p in clf.parameters():
             p.requires_grad_(False)
         synth = SynthSet.load(Path(args.smi_file.format(model=name)) if args.smi_file else args.smi_dir / name / "smi.npz")

@@ -16,23 +16,19 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
-
 from auditor.attacks import attack_from_params
 from auditor.model import Classifier
 from auditor.pipeline import AuditOptions, _prior_samples
 from auditor.purify import snapshot
 from auditor.purify.guard import interpolate
 from auditor.zoo.manifest import read_manifest
-from converters import convert_file
 from tune_purifier import measure, tuning_split  # the sibling script: the same split and measurement
 
 ALPHAS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.0)
 
 
 def load(path: Path) -> Classifier:
-    converted = convert_file(path)
-    return Classifier(converted.module, converted.loaded.spec).eval()
+    return Classifier.from_onnx(path).eval()
 
 
 def curve(zoo: Path, entry: dict, purified: Path, x, y) -> list[dict]:

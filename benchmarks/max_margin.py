@@ -21,7 +21,6 @@ import torch
 
 from auditor.detect.max_margin import MaxMargin, MaxMarginConfig
 from auditor.model import Classifier
-from converters import convert_file
 
 
 def main() -> None:
@@ -37,8 +36,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     detector = MaxMargin(starts=args.starts, steps=args.steps, lr=args.lr)
     for path in args.models:
-        converted = convert_file(path)
-        clf = Classifier(converted.module, converted.loaded.spec).eval()
+        clf = Classifier.from_onnx(path).eval()
         started = time.perf_counter()
         result = detector.detect(clf, torch.zeros(0, *clf.spec.image_shape), torch.zeros(0, dtype=torch.long), seed=args.seed)
         seconds = time.perf_counter() - started

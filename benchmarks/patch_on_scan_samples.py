@@ -20,7 +20,6 @@ import torch
 from auditor.inversion import SynthSet
 from auditor.model import Classifier
 from auditor.universal import grid_patch, untargeted_patch
-from converters import convert_file
 
 
 def entropy(counts: torch.Tensor) -> float:
@@ -38,8 +37,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     for path in args.models:
-        converted = convert_file(path)
-        clf = Classifier(converted.module, converted.loaded.spec).eval()
+        clf = Classifier.from_onnx(path).eval()
         for p in clf.parameters():
             p.requires_grad_(False)
         saved = args.samples / f"{path.stem}.npz"

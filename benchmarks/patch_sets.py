@@ -9,12 +9,10 @@ from auditor.inversion import SynthSet
 from auditor.model import Classifier
 from auditor.purify.ibau import IBAUConfig
 from auditor.universal import untargeted_patch
-from converters import convert, load_onnx
 torch.set_num_threads(1)
 c = IBAUConfig()
 name = "cifar10_badnets_all2all"
-conv = convert(load_onnx(Path("sample_models") / f"{name}.onnx"))
-clf = Classifier(conv.module, conv.loaded.spec).eval()
+clf = Classifier.from_onnx(Path("sample_models") / f"{name}.onnx").eval()
 for p in clf.parameters(): p.requires_grad_(False)
 for kind in sys.argv[1:]:
     train, _ = SynthSet.load(Path(f"runs/smi_final/{name}-{kind}.npz")).split(0.1, seed=0)

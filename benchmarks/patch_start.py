@@ -18,7 +18,6 @@ from auditor.inversion import SynthSet
 from auditor.model import Classifier
 from auditor.purify.ibau import IBAUConfig
 from auditor.universal import grid_patch, untargeted_patch
-from converters import convert, load_onnx
 
 
 def main() -> None:
@@ -30,8 +29,7 @@ def main() -> None:
     c = IBAUConfig()
     for spec in args.sets:
         name, path = spec.split("=", 1)
-        converted = convert(load_onnx(args.zoo / f"{name}.onnx"))
-        classifier = Classifier(converted.module, converted.loaded.spec).eval()
+        classifier = Classifier.from_onnx(args.zoo / f"{name}.onnx").eval()
         for param in classifier.parameters():
             param.requires_grad_(False)
         train, _ = SynthSet.load(Path(path)).split(0.1, seed=0)

@@ -24,7 +24,6 @@ from auditor.detect import ChannelStimulation
 from auditor.evaluate import evaluate
 from auditor.inversion import SynthSet
 from auditor.model import Classifier
-from converters import convert_file
 
 
 class TorchPredictor:
@@ -51,8 +50,7 @@ def main() -> None:
     entry = next(m for m in manifest["models"] if m["name"] == args.model)
     attack = attack_from_params(entry["attack"], args.zoo) if entry.get("attack") else None
     data = np.load(args.zoo / manifest["eval_subset"]["file"])
-    converted = convert_file(args.zoo / entry["file"])
-    clf = Classifier(converted.module, converted.loaded.spec).eval()
+    clf = Classifier.from_onnx(args.zoo / entry["file"]).eval()
     synth = SynthSet.load(args.smi.format(model=args.model))
     detector = ChannelStimulation()
     result = detector.detect(clf, synth.images01.float(), synth.labels)

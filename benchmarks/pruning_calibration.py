@@ -28,7 +28,6 @@ from auditor.purify import CLP, restore, snapshot
 from auditor.purify.anp import ANPConfig, learn_masks
 from auditor.purify.neurons import masked_conv_layers, prune_lowest
 from auditor.zoo.manifest import read_manifest
-from converters import convert, load_onnx
 from tune_purifier import measure, tuning_split  # the sibling script: the same split and measurement
 
 CLP_THRESHOLDS = (1.5, 2.0, 2.5, 3.0)
@@ -37,8 +36,7 @@ ANP_SHARES = (0.01, 0.02, 0.03, 0.05, 0.08)
 
 def calibrate(zoo: Path, entry: dict, smi: Path, x: np.ndarray, y: np.ndarray) -> list[dict]:
     attack = attack_from_params(entry["attack"], base_dir=zoo) if entry.get("attack") else None
-    converted = convert(load_onnx(zoo / entry["file"]))
-    classifier = Classifier(converted.module, converted.loaded.spec)
+    classifier = Classifier.from_onnx(zoo / entry["file"])
     train, _ = SynthSet.load(smi).split(0.1, seed=0)  # the audit's split: the guard's holdout stays out
     probe = _prior_samples(classifier, AuditOptions(), 500, 7)
     probe_pred = classifier.predict(probe)

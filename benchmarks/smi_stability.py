@@ -40,7 +40,6 @@ from auditor.inversion import (InversionConfig, StabilityConfig, SynthSet, inver
 from auditor.inversion.smi import diversity
 from auditor.model import Classifier
 from auditor.zoo.manifest import read_manifest
-from converters import convert, load_onnx
 
 KEYS = ("confidence", "input_noise", "param_noise", "worst_input", "worst_param")
 # At the calibrated radii every SMI sample is stable; 4x radii (real data: roughly 20-45% stable)
@@ -50,8 +49,7 @@ HARD_KEYS = ("input_noise", "param_noise", "worst_input", "worst_param")
 
 
 def classifier_for(path: Path) -> Classifier:
-    converted = convert(load_onnx(path))
-    return Classifier(converted.module, converted.loaded.spec)
+    return Classifier.from_onnx(path)
 
 
 def to01(x: np.ndarray) -> torch.Tensor:

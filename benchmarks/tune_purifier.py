@@ -26,7 +26,6 @@ from auditor.model import Classifier
 from auditor.pipeline import AuditOptions, _prior_samples
 from auditor.purify import get_purifier
 from auditor.zoo.manifest import read_manifest
-from converters import convert, load_onnx
 
 
 def tuning_split(count: int = 2000, seed: int = 123, data_dir: str | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -69,8 +68,7 @@ def main() -> None:
     config = {k: parse_value(v) for k, v in (kv.split("=", 1) for kv in args.overrides)}
     entry = {m["name"]: m for m in read_manifest(args.zoo)["models"]}[args.model]
     attack = attack_from_params(entry["attack"], base_dir=args.zoo) if entry.get("attack") else None
-    converted = convert(load_onnx(args.zoo / entry["file"]))
-    clf = Classifier(converted.module, converted.loaded.spec)
+    clf = Classifier.from_onnx(args.zoo / entry["file"])
     x, y = tuning_split()
     before = measure(clf, x, y, attack)
     train, holdout = SynthSet.load(args.smi_dir / args.model / "smi.npz").split(0.1, seed=0)

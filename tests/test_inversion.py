@@ -5,14 +5,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
+from auditor.evaluate import OnnxClassifier
 from auditor.inversion import InversionConfig, SynthSet, invert
 from auditor.inversion.smi import LatentInversion, PixelInversion, PixelConfig, _filter, make_inverter
 from auditor.inversion.stability import StabilityConfig, stability_scores
 from auditor.model import Classifier
-from converters import convert, load_onnx
+from converters import load_onnx
 from model_matrix import build, export
 
 FAST = InversionConfig(per_class=3, steps=3, batch_per_class=2, oversample=2.0,
@@ -20,10 +22,21 @@ FAST = InversionConfig(per_class=3, steps=3, batch_per_class=2, oversample=2.0,
 
 
 @pytest.fixture(scope="module")
-def classifier(tmp_path_factory: pytest.TempPathFactory) -> Classifier:
-    path = export(build("plain_cnn_bn"), "legacy17", tmp_path_factory.mktemp("inv") / "m.onnx", None)
-    converted = convert(load_onnx(path))
-    return Classifier(converted.module, converted.loaded.spec)
+def onnx_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return export(build("plain_cnn_bn"), "legacy17", tmp_path_factory.mktemp("inv") / "m.onnx", None)
+
+
+@pytest.fixture(scope="module")
+def classifier(onnx_path: Path) -> Classifier:
+    return Classifier.from_onnx(onnx_path)
+
+
+def test_classifier_from_onnx_gives_onnxruntime_s_logits(classifier: Classifier, onnx_path: Path) -> None:
+    images = np.random.default_rng(0).integers(0, 256, (5, 16, 16, 3), dtype=np.uint8)
+    reference = OnnxClassifier(onnx_path, load_onnx(onnx_path).spec).logits(images)
+    with torch.no_grad():
+        logits = classifier(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255).numpy()
+    np.testing.assert_allclose(logits, reference, atol=1e-4)
 
 
 def test_shapes_labels_and_summary(classifier: Classifier) -> None:
