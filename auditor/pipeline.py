@@ -98,6 +98,17 @@ class _Stages:
             self.seconds[name] = round(time.perf_counter() - started, 3)
 
 
+def _timings(stages: _Stages, **detections_by_stage: dict[str, DetectionResult]) -> dict[str, float]:
+    """Each stage's seconds, then each detector's wall time within the stage that ran it (``detect.neural_cleanse``,
+    ``rescan.patch``: where a slow audit spends its time; detectors may run side by side, so these overlap and
+    do not add up to the stage), and the total of the stages alone."""
+    timings = dict(stages.seconds)
+    for stage, results in detections_by_stage.items():
+        timings.update({f"{stage}.{name}": round(result.seconds, 3) for name, result in results.items()})
+    timings["total"] = round(sum(stages.seconds.values()), 3)
+    return timings
+
+
 def audit(
     model_path: str | Path,
     output: str | Path,
@@ -197,8 +208,8 @@ def audit(
             "node_for_node": exported.method == "write-back",
         }
         report["output"] = {"path": str(output), "sha256": converters.sha256_file(output), "metadata": metadata}
-        report["timings"] = dict(stages.seconds)
-        report["timings"]["total"] = round(sum(stages.seconds.values()), 3)
+        report["timings"] = _timings(stages, detect=original[0] if original else {},
+                                     rescan=rescanned[0] if rescanned else {})
         from .report import write_reports
 
         write_reports(report, report_dir)
@@ -418,9 +429,7 @@ def scan(
             report_dir.mkdir(parents=True, exist_ok=True)
             save_class_grid(synth.images01, synth.labels, loaded.spec.num_classes, report_dir / "synthetic_samples.png")
             report["artifacts"] = {"synthetic_samples": "synthetic_samples.png", **_save_triggers(results, report_dir)}
-    report["timings"] = dict(stages.seconds)
-    report["timings"].update({f"detect.{name}": r.seconds for name, r in results.items()})
-    report["timings"]["total"] = round(sum(stages.seconds.values()), 3)
+    report["timings"] = _timings(stages, detect=results)
     if report_dir is not None:
         from .report import write_reports
 

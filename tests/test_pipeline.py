@@ -47,7 +47,16 @@ def test_audit_writes_model_metadata_and_report(model: Path, tmp_path: Path) -> 
     assert report["verification"]["write_back_parity"]["max_abs"] <= 1e-4
     assert report["verification"]["node_for_node"] is True
     assert report["inversion"]["samples"]["total"] == 40
-    assert {"convert", "invert", "purify", "write", "total"} <= set(report["timings"])
+    timings = report["timings"]
+    assert {"convert", "invert", "purify", "write", "total"} <= set(timings)
+    # every detector's wall time, within the stage that ran it (detectors may run side by side, so not summed)
+    assert {f"detect.{name}" for name in FAST.detection.detectors} <= set(timings)
+    assert {f"rescan.{name}" for name in report["rescan"]["detectors"]} <= set(timings)
+    for key, seconds in timings.items():
+        if "." in key:
+            assert 0 < seconds <= timings[key.split(".")[0]] + 0.01, key
+    assert timings["total"] == pytest.approx(sum(v for k, v in timings.items() if "." not in k and k != "total"),
+                                             abs=0.01)
     assert (reports / "report.md").read_text().startswith("# auditor audit report")
     assert (reports / "synthetic_samples.png").stat().st_size > 0
     # the re-scan runs only what the verdict reads; the original's scan keeps every reported detector

@@ -148,6 +148,7 @@ def test_html_is_self_contained_and_shows_the_verdict_first(scanned: dict[str, P
     assert "backdoored" in html[verdict: verdict + 200]
     assert verdict < html.index("Detection per class") < html.index("Reversed triggers")
     assert html.index("Reversed triggers") < html.index("Synthetic samples per class") < html.index("Time per stage")
+    assert "do not add up to the stage" in html[html.index("Time per stage"):], "the detect.NAME rows overlap"
     assert html.count("src='data:image/png;base64,") == 2
     assert not re.search(r"""(src|href)=["']?(https?:|file:|//)""", html)
     assert "<script" not in html and "<link" not in html

@@ -11,7 +11,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from .columns import detector_columns
+from .columns import OVERLAP_NOTE, detector_columns
 from .images import data_uri
 
 COLOURS = {"clean": "#1a7f37", "suspicious": "#9a6700", "backdoored": "#cf222e"}
@@ -172,7 +172,8 @@ def _inversion_section(report: dict[str, Any]) -> str:
 def _timings_section(report: dict[str, Any]) -> str:
     t = report.get("timings") or {}
     rows = "".join(f"<tr><td>{escape(k)}</td><td>{v:.1f} s</td></tr>" for k, v in t.items())
-    return f"<section><h2>Time per stage</h2><table>{rows}</table></section>" if rows else ""
+    note = f"<p>{escape(OVERLAP_NOTE)}</p>" if any("." in k for k in t) else ""
+    return f"<section><h2>Time per stage</h2><table>{rows}</table>{note}</section>" if rows else ""
 
 
 def render_html(report: dict[str, Any], folder: str | Path) -> str:

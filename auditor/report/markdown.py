@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .columns import detector_columns
+from .columns import OVERLAP_NOTE, detector_columns
 
 
 def _pct(value: Any) -> str:
@@ -104,4 +104,6 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines += ["## Time per stage", "", "| stage | seconds |", "|---|---|"]
         lines += [f"| {k} | {v:.1f} |" for k, v in timings.items()]
         lines.append("")
+        if any("." in k for k in timings):
+            lines += [OVERLAP_NOTE, ""]
     return "\n".join(lines)
