@@ -31,7 +31,8 @@ class Classifier(nn.Module):
     @classmethod
     def from_onnx(cls, path: str | Path) -> "Classifier":
         """Load, convert and wrap an ONNX file, for code that only runs the model (scripts, the bench's
-        references); the audit keeps the converted model too (``AuditTarget``) to write weights back."""
+        references). No parity check against onnxruntime: the audit converts through
+        ``pipeline._convert_checked``, which checks it and keeps the converted model to write weights back."""
         converted = convert_file(path)
         return cls(converted.module, converted.loaded.spec)
 

@@ -147,10 +147,8 @@ def test_prior_samples_for_the_guard_probe_and_the_anchors(model: Path) -> None:
 
     from auditor.model import Classifier
     from auditor.pipeline import _prior_samples
-    from converters import convert, load_onnx
 
-    converted = convert(load_onnx(model))
-    classifier = Classifier(converted.module, converted.loaded.spec)
+    classifier = Classifier.from_onnx(model)
     a = _prior_samples(classifier, FAST, 12, seed=7)
     assert a.shape == (12, 3, 16, 16) and 0.0 <= float(a.min()) and float(a.max()) <= 1.0
     assert torch.equal(a, _prior_samples(classifier, FAST, 12, seed=7))

@@ -20,6 +20,7 @@ from auditor.detect import DetectionConfig, DetectionResult
 from auditor.inversion import SynthSet
 from auditor.pipeline import ScanOptions, scan
 from auditor.report import render_sarif, report_schema, validate_report
+from auditor.report.columns import OVERLAP_NOTE
 from model_matrix import CLASSES, IMAGE, build, export
 
 NC_FAST = DetectionConfig(settings={"neural_cleanse": {"steps": 4}, "weight_perturbation": {"radii": (0.05,)},
@@ -148,7 +149,7 @@ def test_html_is_self_contained_and_shows_the_verdict_first(scanned: dict[str, P
     assert "backdoored" in html[verdict: verdict + 200]
     assert verdict < html.index("Detection per class") < html.index("Reversed triggers")
     assert html.index("Reversed triggers") < html.index("Synthetic samples per class") < html.index("Time per stage")
-    assert "do not add up to the stage" in html[html.index("Time per stage"):], "the detect.NAME rows overlap"
+    assert "need not add up to the stage" in html[html.index("Time per stage"):], "the detect.NAME rows may overlap"
     assert html.count("src='data:image/png;base64,") == 2
     assert not re.search(r"""(src|href)=["']?(https?:|file:|//)""", html)
     assert "<script" not in html and "<link" not in html
@@ -163,6 +164,8 @@ def test_markdown_tables_every_detector_that_ran(scanned: dict[str, Path]) -> No
     assert head.endswith("| reach index (votes) | reach share | warp reach index (votes) | warp reach share |")
     row = next(line for line in markdown.splitlines() if line.startswith("| 3 "))
     assert row.endswith("| 4.2 | 93.0% | 6.5 | 70.0% |")
+    times = markdown[markdown.index("## Time per stage"):]
+    assert "| detect.reach |" in times and OVERLAP_NOTE in times
     real = (scanned["real"] / "report.md").read_text()
     assert "stimulation index (votes)" in real and "weight perturbation index |" in real
 

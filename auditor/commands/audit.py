@@ -104,7 +104,8 @@ def _print_summary(report: dict[str, Any], report_dir: Path) -> None:
             asr = "-" if e.get("asr") is None else f"{100 * e['asr']:.1f}%"
             ra = "-" if e.get("ra") is None else f"{100 * e['ra']:.1f}%"
             click.echo(f"  {when:6s} ACC {100 * e['acc']:.1f}%  ASR {asr}  RA {ra}")
-    timings = ", ".join(f"{k} {v:.0f}s" for k, v in report["timings"].items())
+    # the stages only: the per-detector rows (detect.NAME) overlap and are in the report
+    timings = ", ".join(f"{k} {v:.0f}s" for k, v in report["timings"].items() if "." not in k)
     click.echo(f"time: {timings}")
     click.echo(f"wrote {report['output']['path']}; report in {report_dir}")
 

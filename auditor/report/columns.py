@@ -19,8 +19,9 @@ PERCENT = {"reach", "share", "flip_in_share", "share_of_flips"}
 FIGURE_LABELS = {"reach": "share", "share": "share", "flip_in_share": "flip-in share", "share_of_flips": "share of flips",
                  "max_margin": "margin"}
 # under the time table of both renderers, where it has ``stage.detector`` rows
-OVERLAP_NOTE = ("Rows named stage.detector give one detector's wall time within that stage; detectors run side by "
-                "side, so these overlap and do not add up to the stage.")
+OVERLAP_NOTE = ("Rows named stage.detector give one detector's wall time within that stage; detectors may run side "
+                "by side (more than one detection worker on a CPU), so these can overlap and need not add up to the "
+                "stage.")
 
 
 @dataclass(frozen=True)
