@@ -91,6 +91,7 @@ def run_bench(setup: BenchSetup, log: Callable[[str], None] = print) -> dict[str
         for config in setup.configs:
             if config == "none":
                 continue
+            reused = _reused_samples(config, folder)
             started = time.perf_counter()
             options = _options(config, setup, folder, model, spec, x_train[clean_idx], y_train[clean_idx],
                                x_public[public_idx])
@@ -98,8 +99,8 @@ def run_bench(setup: BenchSetup, log: Callable[[str], None] = print) -> dict[str
             result = audit(model, target, folder / config, options)
             after = measure(target)
             seconds = time.perf_counter() - started
-            if config.startswith(("smi_", "pixels_", "nostab_")):  # samples made once per model: counted here
-                seconds += _inversion_seconds(folder / _SAMPLE_FILES.get(config, "smi.npz"))
+            if reused is not None:
+                seconds += _inversion_seconds(reused)
             row = {"model": entry["name"], "config": config, **row_metrics(before, after), "seconds": round(seconds, 1),
                    "guard": result.report["purification"]["status"]}
             rows.append(row)
@@ -177,6 +178,15 @@ def _cached_smi(model: Path, path: Path, setup: BenchSetup, pixels: bool = False
         path.parent.mkdir(parents=True, exist_ok=True)
         synth.save(path)
     return path
+
+
+def _reused_samples(config: str, folder: Path) -> Path | None:
+    """The samples file whose inversion time a row must add: a row that inverts counts the inversion once,
+    in its own time if it makes the samples here, from the file's record if an earlier run (or row) made them."""
+    if not config.startswith(("smi_", "pixels_", "nostab_")):
+        return None
+    path = folder / _SAMPLE_FILES.get(config, "smi.npz")
+    return path if path.exists() else None
 
 
 def _inversion_seconds(path: Path) -> float:

@@ -82,6 +82,19 @@ def test_each_defense_row_runs_what_its_name_says(config: str, tmp_path: Path) -
     assert ("anp_fraction" in options.purifier_config) == (config in ("smi_ibau_noclp", "smi_clp_ibau", "smi_ibau_noanp"))
 
 
+def test_a_row_counts_its_inversion_once(tmp_path: Path) -> None:
+    from auditor.bench import _reused_samples
+
+    # not made yet: the row makes them, inside its own measured time, so nothing is added
+    assert _reused_samples("smi_ibau", tmp_path) is None and _reused_samples("pixels_ibau", tmp_path) is None
+    (tmp_path / "smi.npz").write_bytes(b"")
+    (tmp_path / "pixels.npz").write_bytes(b"")
+    assert _reused_samples("smi_ibau", tmp_path) == _reused_samples("smi_finetune", tmp_path) == tmp_path / "smi.npz"
+    assert _reused_samples("pixels_ibau", tmp_path) == tmp_path / "pixels.npz"
+    assert _reused_samples("nostab_ibau", tmp_path) is None
+    assert _reused_samples("clp", tmp_path) is None and _reused_samples("clean_ibau", tmp_path) is None
+
+
 def test_matrix_has_a_cell_per_model_and_defense_and_means_only_over_complete_columns() -> None:
     from auditor.bench import render_matrix
 
