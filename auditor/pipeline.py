@@ -100,8 +100,8 @@ class _Stages:
 
 def _timings(stages: _Stages, **detections_by_stage: dict[str, DetectionResult]) -> dict[str, float]:
     """Each stage's seconds, then each detector's wall time within the stage that ran it (``detect.neural_cleanse``,
-    ``rescan.patch``: where a slow audit spends its time; detectors may run side by side, so these overlap and
-    do not add up to the stage), and the total of the stages alone."""
+    ``rescan.patch``: where a slow audit spends its time; detectors may run side by side, so these can overlap
+    and need not add up to the stage), and the total of the stages alone."""
     timings = dict(stages.seconds)
     for stage, results in detections_by_stage.items():
         timings.update({f"{stage}.{name}": round(result.seconds, 3) for name, result in results.items()})
