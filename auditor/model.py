@@ -33,7 +33,10 @@ class Classifier(nn.Module):
         """Load, convert and wrap an ONNX file, for code that only runs the model (scripts, the bench's
         references). No parity check against onnxruntime: the audit converts through
         ``pipeline._convert_checked``, which checks it and keeps the converted model to write weights back."""
-        converted = convert_file(path)
+        return cls.from_converted(convert_file(path))
+
+    @classmethod
+    def from_converted(cls, converted: ConvertedModel) -> "Classifier":
         return cls(converted.module, converted.loaded.spec)
 
     @property
@@ -83,7 +86,7 @@ class AuditTarget:
 
     @classmethod
     def from_converted(cls, converted: ConvertedModel) -> "AuditTarget":
-        return cls(converted, Classifier(converted.module, converted.loaded.spec))
+        return cls(converted, Classifier.from_converted(converted))
 
 
 def pick_device(requested: str = "auto") -> torch.device:

@@ -290,7 +290,7 @@ def _convert_checked(model_path: Path, options: "AuditOptions | ScanOptions", de
             f"the converted model differs from onnxruntime by {parity.max_abs:.2e}; refusing to {purpose} a model "
             "we cannot reproduce (run `auditor inspect` for details)"
         )
-    return loaded, converted, parity, Classifier(converted.module, loaded.spec).to(device)
+    return loaded, converted, parity, Classifier.from_converted(converted).to(device)
 
 
 def _check_destinations(model_path: Path, output: Path, report_dir: Path, overwrite: bool) -> None:

@@ -68,7 +68,7 @@ def invert_cmd(model: str, output: str, grid: str | None, summary: str | None, s
             raise AuditorError(f"{path} exists; pass --overwrite to replace it")
     loaded = load_model_from_options(model, options)
     converted = convert(loaded)
-    classifier = Classifier(converted.module, loaded.spec).to(pick_device(device))
+    classifier = Classifier.from_converted(converted).to(pick_device(device))
     config = inversion_config(options, seed)
     with progress_bar("inverting") as progress:
         synth = invert(classifier, config, pixels=options.get("pixels", False),
