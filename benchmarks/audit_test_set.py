@@ -1,7 +1,7 @@
-"""The audits' purified models on the whole CIFAR-10 test set (measurement only, issue 6's bar).
+"""The audits' purified models on the whole CIFAR-10 test set (measurement only).
 
 ``benchmarks/audit_time.py`` evaluates each audit on the committed 1,000-image subset, where one
-image is 0.1 point and a 2-point bar sits within the noise. This script takes the purified models
+image is 0.1 point and a 2-point accuracy difference sits within the noise. This script takes the purified models
 such a run left (``DIR/MODEL/purified.onnx``) and measures them and the originals on all 10,000
 test images with onnxruntime: ACC, ASR, RA and DER as ``auditor bench`` computes them, plus the
 guard's status and the verdicts from each audit's report. Prints a markdown table.

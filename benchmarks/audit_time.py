@@ -1,7 +1,6 @@
 """Wall time of ``auditor audit`` per zoo model, split by stage, with CPU time and peak memory.
 
-The audit issue's target is under 10 minutes per zoo model on a 2-core CPU (aim: under 5). This
-runs the real command, as a user would, once per model, and prints one table row per model:
+This runs the real command, as a user would, once per model, and prints one table row per model:
 
     python benchmarks/audit_time.py --out runs/audit_time                  # one model at a time
     python benchmarks/audit_time.py --out runs/audit_time --threads 1 --model A --model B &

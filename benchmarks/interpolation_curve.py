@@ -1,4 +1,4 @@
-"""What the guard's interpolation trades, measured on audits already run (calibration for issue 6).
+"""What the guard's interpolation trades, measured on audits already run (calibration of the guard).
 
 For each zoo model with an audit folder (``DIR/MODEL/purified.onnx``, as ``benchmarks/audit_time.py``
 leaves them), the purified weights are mixed back towards the original ones, theta0 + alpha *

@@ -1,4 +1,4 @@
-"""How much does pruning cost, and does the guard's prior probe see it? (calibration for issue 6)
+"""How much does pruning cost, and does the guard's prior probe see it? (calibration of the guard)
 
 For each zoo model: CLP at several thresholds u and ANP (masks learned once on the model's SMI
 samples) at several pruning shares, each applied to the *original* model and undone before the

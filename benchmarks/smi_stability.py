@@ -1,4 +1,4 @@
-"""Issue 5's measurement: are SMI samples as stable as real data, and more stable than the ablations?
+"""Are SMI samples as stable as real data, and more stable than the ablations?
 
 For every zoo model (or the ones named), per-sample stability figures (confidence; share of
 predictions unchanged under random input noise, random parameter noise, worst-case input and

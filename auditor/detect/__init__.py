@@ -56,13 +56,8 @@ class DetectionConfig:
                                   "warp_reach", "sine_reach")
     settings: dict[str, dict[str, Any]] = field(default_factory=dict)  # detector name -> config overrides
     verdict: VerdictConfig = field(default_factory=VerdictConfig)
-    # torch CPU threads while detecting (restored after); None keeps torch's setting. The batches are
-    # small: on a shared 2-core CPU one thread was 15x cheaper than two (oversubscription).
-    threads: int | None = 1
-    # detectors run side by side in this many workers (CPU only), each on its own copy of the model with
-    # ``threads`` torch threads: the same figures as one after another (each detector is seeded and
-    # single-threaded either way), in less wall time on a multi-core CPU (scan, 2 cores: detection 84 -> 43 s);
-    # 1: one after another. Default: two, or one on a one-core machine
+    threads: int | None = 1  # torch CPU threads while detecting (restored after); None keeps torch's setting
+    # detectors run side by side in this many workers (CPU only), each on its own model copy; 1: one after another
     workers: int = field(default_factory=lambda: min(2, os.cpu_count() or 1))
 
     def to_json(self) -> dict[str, Any]:

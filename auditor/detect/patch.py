@@ -27,14 +27,11 @@ from .base import DetectionResult, Detector, ProgressFn, anomaly_index, balanced
 @dataclass(frozen=True)
 class PatchConfig:
     pixels: int = 16  # patch size in pixels (a 3x3 or 4x4 BadNets patch fits)
-    steps: int = 100  # Adam steps of the mask and pattern search (from the grid start, 300 added little)
+    steps: int = 100  # Adam steps of the mask and pattern search
     l1: float = 0.05  # L1 weight on the soft mask
-    batch_size: int = 100
+    batch_size: int = 100  # samples per search step
     per_class: int = 30  # synthetic samples used per class
-    # begin at the solid square (white or black, stride-4 grid) that flips the most samples, as I-BAU's patch step
-    # does (auditor.universal.grid_patch). From an empty mask the search is local and, on the scan's quick samples,
-    # settled on natural patches (all-to-all 0.36, like the clean models); from the grid start it finds the trigger
-    grid_start: bool = True
+    grid_start: bool = True  # begin at the solid square of a stride-4 grid that flips the most samples
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -39,9 +39,7 @@ from .base import DetectionResult, Detector, ProgressFn, balanced_pick, check_sa
 @dataclass(frozen=True)
 class StimulationConfig:
     depth: float = 0.75  # relative depth of the stimulated convolution among the model's convolutions
-    levels: tuple[float, ...] = (3.0, 4.0, 5.0, 6.0)  # in units of each channel's spread. A trigger channel works
-    # low (scan samples: Input-Aware's at level 4; audit samples: 5); natural classes needed 8-10 on the clean
-    # models, so a class that reaches the stop share within this ladder is what the index judges
+    levels: tuple[float, ...] = (3.0, 4.0, 5.0, 6.0)  # stimulation levels tried, in units of each channel's spread
     stop_share: float = 0.5  # the ladder stops at the first level where a class reaches this share
     per_class: int = 10  # synthetic samples used per class
     median_floor: float = 0.02  # floor of the median share, the index's unit

@@ -161,14 +161,11 @@ class TriggerFamilyReach(Detector):
 
 @dataclass(frozen=True)
 class WarpReachConfig(FamilySearch):
-    screen: int = 2
-    # scan samples, two draws: the targets of three WaNet models 0.59-0.83, any other class of any model <= 0.27
-    stop_share: float = 0.35
-    mad_floor: float = 0.1  # so that 0.3 above the median is an index of 2
-    # control points per side of each field, upsampled bicubically and added: WaNet's k is 4 by default; a 4x4 field
-    # alone missed a held-out WaNet with k = 8 (0.03), an 8x8 one alone reached it (0.40), both 0.54
-    grids: tuple[int, ...] = (4, 8)
-    max_shift: float = 0.5  # largest displacement of any pixel by each field, in pixels (WaNet's s=0.5: 0.25 on average)
+    screen: int = 2  # classes searched with their own warp, picked by an untargeted one
+    stop_share: float = 0.35  # a class votes only where its warp sent at least this share into it
+    mad_floor: float = 0.1  # floor of the spread: 0.3 above the median is an index of 2
+    grids: tuple[int, ...] = (4, 8)  # control points per side of each displacement field (fields are added)
+    max_shift: float = 0.5  # largest displacement of any pixel by each field, in pixels
 
 
 class WarpReach(TriggerFamilyReach):
@@ -239,17 +236,13 @@ class SignalReach(TriggerFamilyReach):
 
 @dataclass(frozen=True)
 class SineReachConfig:
-    per_class: int = 10  # synthetic samples used per class (20 gave the same shares, at twice the cost)
-    # of every sinusoid, in [0, 1]. SIG's reference delta is 20/255 = 0.078; at 0.08 the zoo's SIG target took 0.33 of
-    # one draw's samples, against 0.54 at 0.1, while natural classes stayed at or below 0.27
-    amplitude: float = 0.1
+    per_class: int = 10  # synthetic samples used per class
+    amplitude: float = 0.1  # amplitude of every sinusoid, in [0, 1] pixel units
     phases: int = 2  # evenly spaced starting phases per frequency (0 and pi: sin and -sin)
-    # no stripes finer than this many pixels per period: at 11-15 periods across 32 pixels the natural classes of
-    # clean models took up to 0.32 of the samples, as they take fine texture; at 10 or fewer at most 0.20
-    shortest_period: float = 3.0
-    axes: tuple[str, ...] = ("width", "height")
+    shortest_period: float = 3.0  # no stripes finer than this many pixels per period
+    axes: tuple[str, ...] = ("width", "height")  # the sinusoid varies along each of these axes in turn
     stop_share: float = 0.35  # a class votes only where one sinusoid sent at least this share into it
-    mad_floor: float = 0.1
+    mad_floor: float = 0.1  # floor of the spread of the classes' shares
 
     def to_json(self) -> dict:
         return asdict(self)

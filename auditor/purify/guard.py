@@ -25,34 +25,14 @@ from .base import ProgressFn, PurifyResult, Purifier, predict_logits
 
 @dataclass(frozen=True)
 class GuardConfig:
-    min_agreement: float = 0.9  # holdout agreement with the original model needed to accept; our choice
-    # agreement needed on the prior probe (unconditioned generator samples, when given): measured on the
-    # zoo, purifications that kept CIFAR-10 accuracy within 2.3 points agreed on 0.86-0.88 of them, ones
-    # that cost 7-8 points on 0.72-0.75, and one that cost 46 points on 0.35. Pruning moves these samples
-    # more per point of accuracy (and removing a backdoor moves the ones it claimed): I-BAU then CLP cost
-    # SIG 1.8 points at 0.79, with ANP WaNet 2.8 points at 0.776, hence 0.75, not 0.8 (docs/purification.md)
-    min_prior_agreement: float = 0.75
-    # Evidence buys accuracy: the issue allows a backdoored model 5 points and a clean one 2, so the threshold
-    # above (used where no detection ran) moves with what the audit knows (for_verdict):
-    # - a backdoor found, by the detection before purification (verdict "backdoored") or by the purifier itself
-    #   (PurifyResult.findings: a patch trigger unlearned, trigger channels zeroed). In the pruning calibration
-    #   (docs/pruning_calibration.jsonl, training split) probes of 0.70-0.75 went with drops of 3.5-7.0 points (mean
-    #   4.7). On Blended every attempt agreed 0.68-0.74 (four channels that CLP prunes whatever the back-off, and
-    #   that take its ASR to 0%), so at 0.75 the guard kept the 99.6% ASR model (docs/bench.md, 14th session);
-    min_prior_agreement_backdoored: float | None = 0.70
-    # - none found (verdict "clean" or "suspicious", no finding): keep accuracy. Interpolating the zoo's audits
-    #   (benchmarks/interpolation_curve.py, training split): clean_b's change cost 2.0 points at probe 0.81 and 0.8 at
-    #   0.87; clean_a's ANP neurons held it at 0.75 whatever the share (3 points), hence ANP's own rule follows this
-    #   threshold in an audit. The longer ladder below finds a passing share without a 200-300 s rerun
-    min_prior_agreement_unflagged: float | None = 0.85
-    unflagged_interpolation: tuple[float, ...] = (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1)
+    # The measurements behind these thresholds are in docs/purification.md ("The guard").
+    min_agreement: float = 0.9  # holdout agreement with the original model's predictions needed to accept
+    min_prior_agreement: float = 0.75  # prior-probe agreement needed where no detection ran
+    min_prior_agreement_backdoored: float | None = 0.70  # ... where a backdoor was found (detection or purifier)
+    min_prior_agreement_unflagged: float | None = 0.85  # ... where the detection found none (clean or suspicious)
+    unflagged_interpolation: tuple[float, ...] = (0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1)  # the ladder then
     max_backoffs: int = 3  # milder retries after the first attempt
-    # Before a milder rerun, shrink the failed attempt's weight change: theta0 + alpha * (theta - theta0), largest
-    # alpha first (weights the purifier zeroed, its pruning, stay zero). Seconds instead of a 190-290 s rerun;
-    # empty: rerun only. Interpolating between a model and its fine-tuned copy trades the two off smoothly
-    # (WiSE-FT, Wortsman et al. 2022); how much backdoor comes back on the way is measured in docs/purification.md.
-    # Used only with the prior probe (see guarded_purify).
-    interpolation: tuple[float, ...] = (0.9, 0.8, 0.7, 0.6, 0.5)
+    interpolation: tuple[float, ...] = (0.9, 0.8, 0.7, 0.6, 0.5)  # shares of a failed change tried before a rerun
     max_accuracy_drop: float | None = None  # also bound the drop in holdout accuracy vs given labels, if set
     on_exhausted: Literal["restore", "accept_mildest"] = "restore"  # when no attempt passes
 

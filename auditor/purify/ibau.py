@@ -48,97 +48,46 @@ from .neurons import masked_conv_layers, prune_lowest
 
 @dataclass(frozen=True)
 class IBAUConfig:
-    # Defaults: the reference settings, changed where a first measurement on the zoo said so
-    # (cifar10_input_aware, 1,000 clean CIFAR-10 training images, 1,000-image test subset):
-    # the reference (lr 1e-3, unbounded delta with SGD lr 10 in [0, 1] image space, 5 rounds) drove
-    # delta to L2 49 and the model to 10% accuracy; bounding delta (L2 3 in image space, normalized
-    # steps) gave ASR 91.7% -> 11.8% at ACC 88.0% -> 59.6%; adding the clean and KL terms with
-    # lr 3e-4 and 3 rounds gave ASR 16.0% at ACC 71.5%. On SMI samples (cifar10_badnets, measured on
-    # 1,000 held-out CIFAR-10 *training* images) that untargeted inner problem fooled only 10-20% of
-    # the samples and never found the trigger (ASR 91% -> 64% at ACC 92% -> 85% with anchors; 3% at
-    # ACC 46% without). Targeted inner problems with anchors: L2 3 -> ASR 3.3%, ACC 86.7%; L2 2 ->
-    # ASR 8.7%, ACC 89.7%. See docs/purification.md.
-    rounds: int = 3  # reference: 5 unlearning rounds
-    batch_size: int = 100  # reference: 100
-    lr: float = 3e-4  # outer Adam learning rate; reference script 1e-3 (BackdoorBench config 1e-4)
-    inner_lr: float = 0.5  # step for the universal perturbation; reference 10 (plain SGD, normalized input space)
-    inner_reg: float = 1e-3  # weight of ||delta||^2 in the inner loss; reference 0.001
-    fixed_point_iters: int = 5  # K, iterations for the implicit hypergradient; reference 5
-    fixed_point_step: float = 0.1  # alpha of the fixed-point map; reference 0.1
-    delta_max_norm: float | None = 2.0  # L2 radius of delta in [0, 1] image space; reference script: none (notebook: 10 in normalized space)
-    clean_weight: float = 1.0  # CE on unperturbed samples in the outer loss (accuracy keeper); reference: 0
-    kl_weight: float = 1.0  # KL to the original model's predictions on clean samples; reference: 0
-    clamp_inputs: bool = True  # clip x + delta to [0, 1]; reference: no (it works in normalized space)
-    implicit: bool = True  # include the implicit hypergradient term (False: plain adversarial fine-tuning, ablation)
-    inner_epochs: int = 1  # passes over the samples for delta per round; reference 1
-    anchor_weight: float = 1.0  # KL to the original model on unlabelled anchor images (generator prior
-    # samples in an audit), holding the function in place away from the SMI samples; reference: none
-    inner_mode: str = "targeted"  # "targeted": one delta per class, unlearn the top_k most reachable classes;
-    # "untargeted": the reference's single delta against the model's own predictions; "both": each round
-    # unlearns the targeted deltas and then the untargeted one
-    targeted_steps: int = 20  # inner steps per class in targeted mode (one batch each)
-    top_k: int = 1  # classes unlearned per round in targeted mode
-    inner_normalized: bool = True  # untargeted mode: step delta along the unit-norm gradient (inner_lr is then
-    # the step length; targeted mode always does); reference: plain SGD, which barely moves delta on a
-    # model that is very confident on its samples
-    shared_adv_weight: float = 0.0  # weight of the shared-adversarial term (after SAU, Wei et al., NeurIPS 2023):
-    # per-sample perturbations that fool the original and the current model into the same wrong class are
-    # unlearned, for sample-specific triggers (WaNet, Input-Aware) that no universal delta expresses. Off: on
-    # WaNet it took ASR only 93.9% -> 90.8% at 5.8 points of accuracy (docs/purification.md)
-    shared_adv_eps: float = 0.2  # L-inf radius of the per-sample perturbation in [0, 1] image space (SAU: 0.2)
-    shared_adv_steps: int = 5  # PGD steps (SAU: 5)
-    clp_u: float | None = 3.0  # then prune with data-free CLP at this threshold (None: no pruning); CLP paper: 3.
-    # CLP removes what no universal delta on SMI samples reached: on the training-split tuning set, after
-    # unlearning, SIG ASR 82.3% -> 9.9%, WaNet 86.5% -> 67.1%, all-to-all 68.3% -> 49.1%, Blended 12.6% -> 2.5%,
-    # at 0-3.1 points of accuracy. docs/purification.md
-    anp_fraction: float | None = 0.03  # last, prune up to this share of neurons with ANP on the samples
-    # (adversarial neuron pruning, auditor.purify.anp), for triggers no universal delta expresses. Training-split
-    # tuning: ANP alone on WaNet, 2% -> ASR 72.7%, 3% -> 8.1% at 2.8 points; after I-BAU and CLP, 3% -> ASR 5.0%.
-    # ANP *before* unlearning brought WaNet's backdoor back (8.1% -> 36.2%): the unlearning's KL to the
-    # original re-taught it. None: off
+    # Field by field; the measurements behind each default are in docs/purification.md ("Defaults").
+    rounds: int = 3  # unlearning rounds (reference: 5)
+    batch_size: int = 100  # samples per batch (reference: 100)
+    lr: float = 3e-4  # outer Adam learning rate (reference script: 1e-3)
+    inner_lr: float = 0.5  # step length of the universal perturbation's inner updates (reference: 10, plain SGD)
+    inner_reg: float = 1e-3  # weight of ||delta||^2 in the inner loss (reference: 0.001)
+    fixed_point_iters: int = 5  # K, iterations of the implicit hypergradient's fixed-point solve (reference: 5)
+    fixed_point_step: float = 0.1  # alpha of the fixed-point map (reference: 0.1)
+    delta_max_norm: float | None = 2.0  # L2 radius of delta in [0, 1] image space; None: unbounded (reference script)
+    clean_weight: float = 1.0  # weight of cross-entropy on unperturbed samples in the outer loss (reference: 0)
+    kl_weight: float = 1.0  # weight of KL to the original model's predictions on unperturbed samples (reference: 0)
+    clamp_inputs: bool = True  # clip x + delta to [0, 1]
+    implicit: bool = True  # include the implicit hypergradient term; False: plain adversarial fine-tuning
+    inner_epochs: int = 1  # untargeted mode: passes over the samples to fit delta, per round (reference: 1)
+    anchor_weight: float = 1.0  # weight of KL to the original model on unlabelled anchor images (generator prior samples)
+    inner_mode: str = "targeted"  # "targeted": one delta per class; "untargeted": the reference's one delta; "both"
+    targeted_steps: int = 20  # targeted mode: inner steps per class, one batch each
+    top_k: int = 1  # targeted mode: the most reachable classes unlearned per round
+    inner_normalized: bool = True  # untargeted mode: step delta along the unit-norm gradient (targeted always does)
+    shared_adv_weight: float = 0.0  # weight of the shared-adversarial term (after SAU, Wei et al., NeurIPS 2023); 0: off
+    shared_adv_eps: float = 0.2  # L-inf radius of SAU's per-sample perturbation in [0, 1] image space
+    shared_adv_steps: int = 5  # PGD steps of SAU's per-sample perturbation
+    clp_u: float | None = 3.0  # after unlearning, prune with data-free CLP at this threshold; None: no pruning
+    anp_fraction: float | None = 0.03  # last, prune up to this share of neurons with ANP on the samples; None: off
     anp_iterations: int = 300  # ANP mask updates (reference: 2,000 on real data)
-    anp_min_anchor_agreement: float = 0.75  # keep the largest of anp_fraction, anp_fraction / 2 whose anchor
-    # predictions agree this much with the original's (the guard's prior-probe rule, on the anchors' draw);
-    # neither: no neuron is pruned. Where a backdoor is already gone, ANP prunes natural neurons (BadNets after
-    # I-BAU: 8.2 points at 3%) and the anchors say so
-    patch_pixels: int | None = 16  # first, look for a small patch (this many pixels) that flips most samples
-    # away from their labels whatever the class (auditor.universal.untargeted_patch); None: skip. A patch
-    # trigger does that with any target mapping, including all-to-all, which the per-class inner problem misses
-    patch_min_flip: float = 0.5  # unlearn the patch only if it flips at least this share of the samples
-    # (zoo, 16 pixels: BadNets and all-to-all 0.90; clean models 0.05-0.11; other attacks <= 0.25)
-    patch_max_target_share: float = 0.5  # ... and only if no class receives this share of its flips: a patch whose
-    # flips land in one class is an all-to-one trigger, which the targeted rounds unlearn. Unlearning the
-    # 16-pixel stand-in first hid BadNets' trigger from them (test ASR 53.9%, against 10.6% without the step)
-    patch_steps: int = 300  # Adam steps of the patch search
-    patch_grid_start: bool = True  # begin the search at the solid square (white or black, on a stride-4 grid) that
-    # flips the most samples (auditor.universal.grid_patch). Started from an empty mask, the search is local: on the
-    # all-to-all model it flipped 0.85 of one SMI draw and 0.11 of another (two threads), where the backdoor then
-    # stayed (subset ASR 72.6%); started at the grid's square, 0.90 of both. docs/purification.md
-    patch_l1: float = 0.05  # L1 weight on the soft mask during the search
-    patch_epochs: int = 2  # passes over the samples, stamped with the patch and labelled as before, when unlearned
-    signal_index: float | None = 2.0  # after the patch step, try the sine-reach bank (auditor.detect.trigger_family.
-    # SineReach: fixed sinusoids, forward passes only) on the original model; where one sinusoid sends at least its stop
-    # share of the other classes' samples into a class whose anomaly index is at least this (a vote, as in the
-    # scan), teach the model to ignore that family of signals: samples with the sinusoid added (its period count
-    # +-1, any phase, 0.5-1.5x its amplitude) keep their labels. SIG's trigger is such a signal; the rounds' L2-bounded
-    # deltas do not reach it (norm about 3) and CLP removed only part of it. None: skip
-    signal_epochs: int = 2  # passes over the samples with the signal added, when unlearned
-    clp_first: bool = False  # prune before unlearning instead (ablation): on BadNets the pruning hid the trigger
-    # from the targeted inner problem without removing it (test ASR 91.0% -> 88.0%)
-    stimulation_index: float | None = 5.0  # last, zero the hidden channels that one-channel stimulation blames
-    # (auditor.detect.stimulation, after ABS) when a class's index on the *original* model is at least this; None:
-    # skip. A per-image trigger that no universal delta expresses can still live in one or two channels: on
-    # Input-Aware, with ANP off, the rounds left subset ASR at 88.2%, and the step (channels 125, 30) took it to
-    # 5.4% for 0.5 points. Audit samples: Input-Aware's target 25.6 (one channel moved 0.52 at level 5); clean_a
-    # 10.6 from a share of only 0.22, which is why the stop share must be reached too. docs/purification.md
-    stimulation_min_share: float = 0.25  # ... the channels that alone send at least this share of the other
-    # classes' samples into the class, at the level where the detector stopped; the step acts only where one
-    # channel reached the detector's stop share (half the other classes' samples) within ``stimulation_levels``
-    stimulation_max_channels: int = 4  # ... at most this many (Input-Aware: 2)
-    stimulation_levels: tuple[float, ...] = StimulationConfig.levels  # the detector's ladder (channel spreads), the
-    # scan's too, so that the step acts where the verdict flags. A trigger channel works low (Input-Aware: level 5,
-    # audit samples), natural classes needed 8-10 (scan samples)
-
+    anp_min_anchor_agreement: float = 0.75  # keep an ANP share only if the anchors agree this much with the original
+    patch_pixels: int | None = 16  # patch step: size in pixels of the patch searched before the rounds; None: skip
+    patch_min_flip: float = 0.5  # patch step: unlearn the patch only if it flips at least this share of the samples
+    patch_max_target_share: float = 0.5  # patch step: ... and no class receives this share of its flips
+    patch_steps: int = 300  # patch step: Adam steps of the search
+    patch_grid_start: bool = True  # patch step: start the search at the grid's best solid square
+    patch_l1: float = 0.05  # patch step: L1 weight on the soft mask during the search
+    patch_epochs: int = 2  # patch step: passes over the stamped samples when unlearning
+    signal_index: float | None = 2.0  # signal step: act where a sine-bank class reaches this anomaly index; None: skip
+    signal_epochs: int = 2  # signal step: passes over the samples with the signal added, when unlearning
+    clp_first: bool = False  # prune with CLP before unlearning instead of after (an ablation)
+    stimulation_index: float | None = 5.0  # stimulation step: act where a class's index on the original reaches this; None: skip
+    stimulation_min_share: float = 0.25  # stimulation step: zero channels that alone send this share into the class
+    stimulation_max_channels: int = 4  # stimulation step: at most this many channels zeroed
+    stimulation_levels: tuple[float, ...] = StimulationConfig.levels  # stimulation step: the detector's level ladder
 
 INNER_MODES = ("targeted", "untargeted", "both")
 
@@ -192,10 +141,8 @@ class IBAU(Purifier):
 
     def milder(self) -> "IBAU":
         """Half the rounds (at least one), a third of the outer learning rate, and no ANP. CLP keeps its
-        threshold: raising it with every back-off is what undid the pruning that removed SIG and Blended
-        (test ASR 9.2% / 2.4% post hoc, 85.1% / 24.1% after the back-off; docs/purification.md). ANP's
-        mask learning is 90 s of a 190-290 s rerun, and in 5 of the 7 reruns measured it pruned nothing
-        (docs/purification.md, "Interpolating before rerunning")."""
+        threshold, so that a back-off does not undo pruning that removed a backdoor (docs/purification.md,
+        "The guard")."""
         c = self.config
         gentler = IBAU(dataclasses.replace(c, rounds=max(1, math.ceil(c.rounds / 2)), lr=c.lr / 3, anp_fraction=None))
         gentler._patch_searches = self._patch_searches  # the back-off starts from the same model: same search
