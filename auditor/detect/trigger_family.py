@@ -258,7 +258,7 @@ class SineReach(Detector):
     natural classes' shortcuts, and a SIG backdoor answers its own frequency and its neighbours. On two
     draws of the scan's samples the zoo's SIG target took 0.63 and 0.54 (at 6-7 periods; it was trained
     at 6), two held-out SIG models' targets 0.74-0.96 (at 4 and 9 periods), and every other class of
-    every zoo and held-out model at most 0.27 (docs/detection.md, "Sine reach votes"). Finer stripes
+    every zoo and held-out model at most 0.27 (docs/detection.md, "Sine reach"). Finer stripes
     are left out: natural classes answer them as texture. Forward passes only: about 3.5 s."""
 
     name = "sine_reach"

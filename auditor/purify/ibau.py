@@ -48,7 +48,7 @@ from .neurons import masked_conv_layers, prune_lowest
 
 @dataclass(frozen=True)
 class IBAUConfig:
-    # Field by field; the measurements behind each default are in docs/purification.md ("Defaults").
+    # The measurements behind each default are in docs/purification.md, one section per step.
     rounds: int = 3  # unlearning rounds (reference: 5)
     batch_size: int = 100  # samples per batch (reference: 100)
     lr: float = 3e-4  # outer Adam learning rate (reference script: 1e-3)
