@@ -155,7 +155,7 @@ def _shipped() -> list[dict]:
     return json.loads(MANIFEST.read_text())["models"] if MANIFEST.is_file() else []
 
 
-# Shipped below the bar (docs/zoo.md says why); strict, so a rebuild that passes flags itself.
+# Shipped below the zoo's 90% ASR target (docs/zoo.md says why); strict, so a rebuild that passes flags itself.
 KNOWN_SHORT = {"cifar10_badnets_all2all": "ASR 81.4% < 90% (91.7% on the images it classifies correctly)"}
 
 
