@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from auditor.evaluate import OnnxClassifier
 from auditor.inversion import InversionConfig, SynthSet, invert
@@ -80,20 +81,31 @@ def test_stability_filter_keeps_the_stable_and_correct() -> None:
     }
     kept, counts = _filter(scores, labels, 2, per_class=1, min_stability=0.8)
     assert kept.tolist() == [0, 3]
-    assert counts["0"] == {"candidates": 3, "passed": 1, "kept": 1}
+    assert counts["0"] == {"candidates": 3, "passed": 1, "duplicates": 0, "kept": 1}
     assert counts["1"]["passed"] == 3  # sample 5: stability index (0.5 + 1 + 1 + 1) / 4 = 0.875 >= 0.8
     kept_strict, counts_strict = _filter(scores, labels, 2, per_class=2, min_stability=0.95)
     assert counts_strict["1"]["passed"] == 2 and 5 not in kept_strict.tolist()
 
 
-def test_no_stability_flag_drops_the_bilevel_terms(classifier: Classifier) -> None:
-    plain = make_inverter(classifier, InversionConfig(**{**FAST.__dict__, "stability": False}))
+def test_no_stability_flag_drops_the_bilevel_terms(classifier: Classifier, monkeypatch: pytest.MonkeyPatch) -> None:
+    gaussian = InversionConfig(**{**FAST.__dict__, "method": "gaussian"})
+    plain = make_inverter(classifier, InversionConfig(**{**gaussian.__dict__, "stability": False}))
     assert isinstance(plain, LatentInversion) and plain.name == "no-stability"
     synth = plain.run(classifier)
     assert synth.summary["method"] == "no-stability"
     assert all(h["robust_ce"] == 0.0 for h in synth.summary["fit"]["history"])
-    stable = invert(classifier, FAST)
+    stable = invert(classifier, gaussian)
     assert any(h["robust_ce"] > 0.0 for h in stable.summary["fit"]["history"])
+    # the particles: without stability the inner worst cases are never computed
+    assert invert(classifier, FAST).summary["fit"]["worst_case_loss"]["first"] > 0
+    from auditor.inversion import smi
+
+    def no_inner_problem(*args, **kwargs):
+        raise AssertionError("the bi-level terms ran with stability off")
+
+    monkeypatch.setattr(smi, "_clean_and_worst_losses", no_inner_problem)
+    particles = make_inverter(classifier, InversionConfig(**{**FAST.__dict__, "stability": False}))
+    assert isinstance(particles, smi.ParticleInversion) and particles.run(classifier).summary["method"] == "no-stability"
 
 
 def test_pixels_flag_uses_no_generator(classifier: Classifier, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -117,3 +129,54 @@ def test_stability_scores_on_a_constant_model_are_perfect(classifier: Classifier
                                                                worst_input_eps=0.0, worst_param_rho=0.0))
     for key in ("input_noise", "param_noise", "worst_input", "worst_param"):
         assert torch.all(scores[key] == 1.0), key
+
+
+class _TwoHalves(nn.Module):
+    """A toy generator: the left half of the image is sigmoid(2 z0), the right half sigmoid(2 z1)."""
+
+    z_dim = 8
+    output_range = (0.0, 1.0)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        left = torch.sigmoid(2 * z[:, 0]).view(-1, 1, 1, 1).expand(-1, 1, 8, 4)
+        right = torch.sigmoid(2 * z[:, 1]).view(-1, 1, 1, 1).expand(-1, 1, 8, 4)
+        return torch.cat([left, right], dim=3)
+
+
+class _SameOrDifferent(nn.Module):
+    """Class 0: the halves differ (bright-dark or dark-bright); class 1: they match (both bright or
+    both dark). Each class has two modes, as real classes have several."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor(40.0))  # the stability measures perturb weights: it needs one
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        product = (x[:, 0, :, :4].mean((1, 2)) - 0.5) * (x[:, 0, :, 4:].mean((1, 2)) - 0.5)
+        return torch.stack([-self.scale * product, self.scale * product], dim=1)
+
+
+def test_inversion_yields_every_mode_of_a_class() -> None:
+    from converters.load import ModelSpec
+
+    classifier = Classifier(_SameOrDifferent(), ModelSpec("input", "logits", 1, 8, 8, 2))
+    config = InversionConfig(per_class=40, particle_steps=3, eval_stability=StabilityConfig(input_draws=1, param_draws=1))
+    synth = invert(classifier, config, generator=_TwoHalves())
+    left, right = synth.images01[:, 0, :, :4].mean((1, 2)), synth.images01[:, 0, :, 4:].mean((1, 2))
+    for c, modes in ((0, (left > right, left < right)), (1, ((left > 0.5) & (right > 0.5), (left < 0.5) & (right < 0.5)))):
+        of_class = synth.labels == c
+        shares = [float(mode[of_class].float().mean()) for mode in modes]
+        assert min(shares) >= 0.25, (c, shares)  # both modes, not one image repeated
+
+
+def test_pixel_diversity_tells_repeats_from_variety() -> None:
+    from auditor.inversion.diversity import pixel_diversity
+
+    generator = torch.Generator().manual_seed(0)
+    varied = torch.rand(40, 3, 16, 16, generator=generator)
+    repeated = varied[:1].repeat(40, 1, 1, 1) + 0.01 * torch.rand(40, 3, 16, 16, generator=generator)
+    labels = torch.zeros(40, dtype=torch.long)
+    reference = pixel_diversity(varied, labels, 1)
+    assert reference["near_duplicates"] == 0.0 and reference["spread"] == pytest.approx(1.41, abs=0.05)
+    collapsed = pixel_diversity(repeated, labels, 1, reference=reference)
+    assert collapsed["near_duplicates"] == 1.0 and collapsed["worst_relative_spread"] < 0.2

@@ -16,7 +16,10 @@ def inversion_options(func):
     """Options shared by ``invert`` and ``audit``."""
     options = [
         click.option("--per-class", type=click.IntRange(1), default=None, help="Samples kept per class (default 250)."),
-        click.option("--steps", type=click.IntRange(1), default=None, help="Optimization steps (default 200)."),
+        click.option("--inversion", "inversion_method", type=click.Choice(["particles", "gaussian"]), default=None,
+                     help="particles: one latent per sample (default); gaussian: one latent Gaussian per class (ablation)."),
+        click.option("--steps", type=click.IntRange(1), default=None,
+                     help="Most optimization steps per particle (default 8); with --inversion gaussian, steps of the class Gaussians (default 200)."),
         click.option("--no-stability", is_flag=True, help="Ablation: plain generative inversion (no bi-level terms)."),
         click.option("--pixels", is_flag=True, help="Ablation: optimize pixels directly, no generator."),
         click.option("--generator", "generator_name", default=None,
@@ -34,8 +37,11 @@ def inversion_options(func):
 def inversion_config(options: dict[str, Any], seed: int):
     from auditor.inversion.smi import InversionConfig, with_overrides
 
+    method = options.get("inversion_method") or InversionConfig().method
+    steps = options.get("steps")
     return with_overrides(
-        InversionConfig(), per_class=options.get("per_class"), steps=options.get("steps"),
+        InversionConfig(), per_class=options.get("per_class"), method=method,
+        particle_steps=steps if method == "particles" else None, steps=steps if method == "gaussian" else None,
         stability=False if options.get("no_stability") else None, rho=options.get("rho"), eps=options.get("eps"),
         min_stability=options.get("min_stability"), seed=seed,
     )
@@ -81,4 +87,4 @@ def invert_cmd(model: str, output: str, grid: str | None, summary: str | None, s
     click.echo(f"wrote {len(synth)} samples to {out} ({synth.summary['seconds']['total']:.0f} s); "
                f"confidence {kept['confidence']:.3f}, stable under input noise {kept['input_noise']:.3f}, "
                f"parameter noise {kept['param_noise']:.3f}, worst-case input {kept['worst_input']:.3f}, "
-               f"worst-case parameters {kept['worst_param']:.3f}; diversity {synth.summary['diversity']['mean']:.3f}")
+               f"worst-case parameters {kept['worst_param']:.3f}; diversity {synth.summary['diversity']['spread']:.3f} (near-duplicates {synth.summary['diversity']['near_duplicates']:.1%})")

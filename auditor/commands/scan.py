@@ -102,7 +102,7 @@ def _report_dirs(models: list[Path], report_dir: Path | None) -> list[Path | Non
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--per-class", type=click.IntRange(2), default=None, help="Synthetic samples per class (default 20).")
-@click.option("--steps", type=click.IntRange(1), default=None, help="Inversion steps (default 60).")
+@click.option("--steps", type=click.IntRange(1), default=None, help="Most inversion steps per particle (default 8).")
 @click.option("--pixels", is_flag=True, help="Ablation: invert pixels directly, no generator.")
 @click.option("--generator", "generator_name", default=None, help="Generator: registry name or your own file.")
 @click.option("--synthetic", type=click.Path(exists=True, dir_okay=False), default=None,
@@ -143,7 +143,7 @@ def scan_cmd(ctx: click.Context, models: tuple[str, ...], report_dir: str | None
 
     torch.set_num_threads(threads)
     inversion = scan_inversion()
-    inversion = replace(inversion, seed=seed, **{k: v for k, v in (("per_class", per_class), ("steps", steps))
+    inversion = replace(inversion, seed=seed, **{k: v for k, v in (("per_class", per_class), ("particle_steps", steps))
                                                   if v is not None})
     limit = int(opts["max_model_mb"] * 1024 * 1024) if opts.get("max_model_mb") else None
     options = ScanOptions(seed=seed, device=device, inversion=inversion, pixels=pixels, generator=generator_name,

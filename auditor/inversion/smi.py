@@ -1,17 +1,29 @@
 """Stabilized model inversion (SMI): synthesize samples of every class from the suspect model.
 
-Default method (``LatentInversion`` with stability on): per class c a Gaussian over the latent
-space of a pretrained generator, q_c = N(mu_c, diag(sigma_c^2)) (distributional inversion, so
-that one optimization yields as many samples as wanted), optimized by the bi-level objective
+Default method (``ParticleInversion`` with stability on): one latent per candidate sample of a
+pretrained generator. Each latent starts at its own draw from the generator's prior, picked among
+prior draws for how typical the model finds it of its class, and is moved by a few steps of the
+bi-level objective
+
+    L_i = CE(f_{theta+dtheta*}(x_i + dx*), c_i) + lambda_id * CE(f_theta(x_i), c_i)
+          + lambda_d * softplus(-D(G(z_i))),    x_i = adapter(G(z_i)),
+
+until its prediction survives the inner worst cases (early stopping), with z_i kept in the
+prior's typical set. The samples of a class are as diverse as the prior draws they start from:
+nothing pulls them together. Near-duplicates are dropped by the stability filter.
+
+Ablation ``method="gaussian"`` (distributional inversion): per class c a Gaussian over the latent
+space, q_c = N(mu_c, diag(sigma_c^2)), optimized by
 
     L = CE(f_{theta+dtheta*}(x + dx*), c) + lambda_id * CE(f_theta(x), c)
         + lambda_d * softplus(-D(G(z))) - lambda_h * mean(log sigma_c)
         - lambda_div * mean pairwise distance within the class + lambda_z * |mu_c|^2,
     x = adapter(G(z)), z = mu_c + sigma_c * eps,
 
-where the inner maximizations are one ascent step each: dtheta* is an adversarial weight
-perturbation relative to each layer's norm, dx* an FGSM step. Samples are then drawn from q_c,
-scored for stability, and the unstable ones are filtered out.
+In both, the inner maximizations are one ascent step each: dtheta* is an adversarial weight
+perturbation relative to each layer's norm, dx* an FGSM step. The candidates are then scored for
+stability, and the unstable ones are filtered out. The Gaussian collapses each class to one
+image with small variations (docs/inversion.md): a diversity term cannot hold it apart.
 
 Ablations: ``stability=False`` (plain generative inversion) and ``PixelInversion`` (no generator:
 pixels optimized directly with total-variation and norm priors).
@@ -33,30 +45,39 @@ from torch.func import functional_call
 
 from auditor.model import Classifier
 
-from .stability import StabilityConfig, stability_index, stability_scores, summarize, worst_case_input, worst_case_params
+from .stability import (StabilityConfig, named_trainable, stability_index, stability_scores, summarize, worst_case_input,
+                        worst_case_params)
+from .diversity import DUPLICATE_CORRELATION, pixel_diversity, thumbnails
 from .synth import SynthSet, quantize
 
 _LOG = logging.getLogger(__name__)
+INVERSION_METHODS = ("particles", "gaussian")
 Progress = Callable[[int, int, str], None]
 
 
 @dataclass(frozen=True)
 class InversionConfig:
-    per_class: int = 250  # samples kept per class (2,500 for CIFAR-10: the clean-data budget of defenses)
-    steps: int = 200  # optimization steps of the latent distributions
-    batch_per_class: int = 8  # samples drawn per class per step
-    lr: float = 0.1  # Adam on mu and log sigma
+    per_class: int = 250  # samples kept per class
+    method: str = "particles"  # "particles": one latent per sample; "gaussian": one latent Gaussian per class (ablation)
+    particle_steps: int = 8  # most optimization steps a particle takes before it stops (particles)
+    pool_factor: float = 2.0  # prior draws scored per particle to pick the starts (particles)
+    particle_lr: float = 0.1  # Adam step on each particle's latent (particles)
+    particle_batch: int = 250  # particles optimized together (particles)
+    done_loss: float = 0.3  # a particle stops once its worst-case loss is below this (particles)
+    steps: int = 200  # optimization steps of the class Gaussians (gaussian)
+    batch_per_class: int = 8  # samples drawn per class per step (gaussian)
+    lr: float = 0.1  # Adam on mu and log sigma (gaussian)
     stability: bool = True  # the bi-level terms; False = plain generative inversion (ablation)
-    rho: float = 0.005  # inner worst-case parameter radius, relative to each layer's norm (2.5x the test radius)
-    eps: float = 2 / 255  # inner worst-case input radius (L-inf, FGSM; 2x the test radius)
+    rho: float = 0.005  # inner worst-case parameter radius, relative to each layer's norm
+    eps: float = 2 / 255  # inner worst-case input radius (L-inf, FGSM)
     lambda_id: float = 1.0  # weight of the unperturbed classification loss
-    lambda_d: float = 0.1  # discriminator realism prior
-    lambda_h: float = 0.02  # entropy of q_c (keeps sigma from collapsing)
-    lambda_div: float = 0.5  # within-class pairwise distance of the samples
-    lambda_z: float = 0.001  # keeps mu near the prior's typical set
-    init_sigma: float = 1.0
-    warm_start: int = 1000  # prior samples scored to pick each class's starting mean (0: random start)
-    oversample: float = 2.0  # candidates drawn per kept sample, before the stability filter
+    lambda_d: float = 0.1  # weight of the discriminator's realism prior
+    lambda_h: float = 0.02  # entropy of q_c (gaussian)
+    lambda_div: float = 0.5  # within-class pairwise distance of the samples (gaussian)
+    lambda_z: float = 0.001  # keeps mu near the prior's typical set (gaussian)
+    init_sigma: float = 1.0  # starting sigma of q_c (gaussian)
+    warm_start: int = 1000  # prior samples scored to pick each class's starting mean (gaussian; 0: random)
+    oversample: float = 1.2  # candidates per kept sample, before the stability filter
     min_stability: float = 0.75  # candidates below this stability index (0..1) are dropped
     seed: int = 0
     eval_stability: StabilityConfig = field(default_factory=StabilityConfig)
@@ -100,7 +121,8 @@ class Inverter(ABC):
             if progress:
                 progress(0, 1, "scoring stability")
             scores = stability_scores(classifier, images, labels, cfg.eval_stability, seed=cfg.seed)
-            kept_idx, counts = _filter(scores, labels, classifier.num_classes, cfg.per_class, cfg.min_stability)
+            kept_idx, counts = _filter(scores, labels, classifier.num_classes, cfg.per_class, cfg.min_stability,
+                                       thumbnails(images))
             synth = SynthSet(images[kept_idx], labels[kept_idx], {k: v[kept_idx] for k, v in scores.items()})
         finally:
             classifier.train(was_training)
@@ -113,17 +135,19 @@ class Inverter(ABC):
             "candidates": summarize(scores, labels, classifier.num_classes),
             "kept": summarize(synth.scores, synth.labels, classifier.num_classes),
             "counts": counts,
-            "diversity": diversity(synth.images01, synth.labels, classifier.num_classes),
+            "diversity": pixel_diversity(synth.images01, synth.labels, classifier.num_classes),
             "seconds": {"optimize": round(fit_time, 2), "total": round(time.perf_counter() - started, 2)},
         }
         return synth
 
 
 def _filter(scores: dict[str, torch.Tensor], labels: torch.Tensor, num_classes: int, per_class: int,
-            min_stability: float) -> tuple[torch.Tensor, dict]:
+            min_stability: float, features: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
     """Per class: drop candidates not classified as intended or below the stability threshold,
-    then keep the ``per_class`` most stable (ties broken by confidence). If too few pass, the
-    best of the rest fill up, and the shortfall is reported in the counts."""
+    then keep the ``per_class`` most stable (ties broken by confidence), passing over any
+    candidate that near-duplicates one already kept (thumbnail ``features``, see
+    ``diversity.thumbnails``). If too few pass, the best of the rest fill up, and the shortfall
+    is reported in the counts."""
     index = stability_index(scores)
     rank = index + 1e-3 * scores["confidence"]
     passing = (index >= min_stability) & (scores["margin"] > 0)
@@ -131,35 +155,65 @@ def _filter(scores: dict[str, torch.Tensor], labels: torch.Tensor, num_classes: 
     for c in range(num_classes):
         idx = torch.nonzero(labels == c)[:, 0]
         order = idx[torch.argsort(rank[idx], descending=True, stable=True)].tolist()
-        passed = {i for i in order if passing[i]}
-        chosen = [i for i in order if i in passed][:per_class]
+        passed = [i for i in order if passing[i]]
+        chosen, duplicates = _without_duplicates(passed, features, per_class)
         if len(chosen) < per_class:
             taken = set(chosen)
             chosen += [i for i in order if i not in taken][: per_class - len(chosen)]
         kept += chosen
-        counts[str(c)] = {"candidates": len(idx), "passed": len(passed), "kept": len(chosen)}
+        counts[str(c)] = {"candidates": len(idx), "passed": len(passed), "duplicates": duplicates,
+                          "kept": len(chosen)}
     return torch.tensor(sorted(kept), dtype=torch.long), counts
 
 
-def diversity(images01: torch.Tensor, labels: torch.Tensor, num_classes: int, max_per_class: int = 100) -> dict:
-    """Mean pairwise RMS pixel distance within each class (0 = collapsed to one image)."""
-    per_class = {}
-    for c in range(num_classes):
-        x = images01[labels == c][:max_per_class].flatten(1)
-        if len(x) < 2:
-            continue
-        d = torch.cdist(x, x) / math.sqrt(x.shape[1])
-        n = len(x)
-        per_class[str(c)] = round(float(d.sum() / (n * (n - 1))), 4)
-    mean = round(sum(per_class.values()) / len(per_class), 4) if per_class else 0.0
-    return {"mean": mean, "per_class": per_class}
+def _without_duplicates(order: list[int], features: torch.Tensor | None, limit: int) -> tuple[list[int], int]:
+    """The first ``limit`` of ``order`` whose thumbnail correlation with every earlier choice stays
+    below ``DUPLICATE_CORRELATION``; also how many were passed over."""
+    if features is None or not order:
+        return order[:limit], 0
+    candidates = features[order]
+    dim = candidates.shape[1]
+    positions: list[int] = []
+    duplicates = 0
+    for position in range(len(order)):
+        if len(positions) == limit:
+            break
+        if positions:
+            correlation = candidates[positions] @ candidates[position] / dim
+            if float(correlation.max()) >= DUPLICATE_CORRELATION:
+                duplicates += 1
+                continue
+        positions.append(position)
+    return [order[p] for p in positions], duplicates
 
 
-def _stability_loss(classifier: Classifier, x: torch.Tensor, y: torch.Tensor, cfg: InversionConfig) -> torch.Tensor:
+def _stability_loss(classifier: Classifier, x: torch.Tensor, y: torch.Tensor, cfg: InversionConfig,
+                    reduction: str = "mean") -> torch.Tensor:
     """Classification loss at the inner worst case (weights and input), gradients to x only."""
     delta = worst_case_input(classifier, x, y, cfg.eps)
     params = worst_case_params(classifier, x.detach(), y, cfg.rho)
-    return F.cross_entropy(functional_call(classifier, params, ((x + delta).clamp(0, 1),), strict=False), y)
+    logits = functional_call(classifier, params, ((x + delta).clamp(0, 1),), strict=False)
+    return F.cross_entropy(logits, y, reduction=reduction)
+
+
+def _clean_and_worst_losses(classifier: Classifier, x: torch.Tensor, y: torch.Tensor,
+                            cfg: InversionConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-sample clean loss and loss at the inner worst case (weights and input).
+
+    One forward pass serves three purposes: the clean loss, and the gradients that give the
+    worst-case input (FGSM) and the worst-case weights (one AWP step), as ``worst_case_input`` and
+    ``worst_case_params`` define them (``cross_entropy``'s sum has their mean's direction)."""
+    params = named_trainable(classifier)
+    clean = F.cross_entropy(classifier(x), y, reduction="none")
+    names = list(params)
+    grads = torch.autograd.grad(clean.sum(), [x, *params.values()], retain_graph=True, allow_unused=True)
+    delta = cfg.eps * grads[0].detach().sign()
+    perturbed = {}
+    for name, g in zip(names, grads[1:]):
+        p = params[name].detach()
+        perturbed[name] = p if g is None else p + cfg.rho * p.norm() / (g.norm() + 1e-12) * g.detach()
+    logits = functional_call(classifier, perturbed, ((x + delta).clamp(0, 1),), strict=False)
+    return clean, F.cross_entropy(logits, y, reduction="none")
 
 
 def _pairwise_spread(x: torch.Tensor, y: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -176,7 +230,7 @@ def _pairwise_spread(x: torch.Tensor, y: torch.Tensor, num_classes: int) -> torc
 class LatentInversion(Inverter):
     """Distributional inversion in a generator's latent space (SMI when ``stability`` is on)."""
 
-    name = "smi"
+    name = "smi-gaussian"
 
     def __init__(self, generator: nn.Module, discriminator: nn.Module | None, adapter: nn.Module,
                  config: InversionConfig = InversionConfig()) -> None:
@@ -267,6 +321,132 @@ class LatentInversion(Inverter):
         return torch.cat(images), labels
 
 
+class ParticleInversion(LatentInversion):
+    """SMI with one latent per candidate sample (the default).
+
+    Each class's particles start at the prior draws the model finds most typical of it (every
+    draw goes to one class at most), so they begin as diverse as the prior. Each then takes at
+    most ``particle_steps`` Adam steps on its own bi-level loss and stops as soon as its
+    worst-case loss is below ``done_loss``: a particle moves only as far as it must to become a
+    stable member of its class, and no term pulls particles of a class towards each other.
+    Latents are projected back into the prior's typical set (norm at most sqrt(d) + 3) after
+    every step, where the generator was trained to produce images."""
+
+    name = "smi"
+
+    def __init__(self, generator: nn.Module, discriminator: nn.Module | None, adapter: nn.Module,
+                 config: InversionConfig = InversionConfig()) -> None:
+        super().__init__(generator, discriminator, adapter, config)
+        self.z: torch.Tensor | None = None
+        self.z_labels: torch.Tensor | None = None
+
+    def _candidates_per_class(self) -> int:
+        return max(self.config.per_class, int(math.ceil(self.config.per_class * self.config.oversample)))
+
+    def optimize(self, classifier: Classifier, progress: Progress | None) -> dict:
+        cfg = self.config
+        device = classifier.device
+        self.generator.to(device).requires_grad_(False)
+        if self.discriminator is not None:
+            self.discriminator.to(device).requires_grad_(False)
+        seed = torch.Generator().manual_seed(cfg.seed)
+        n = self._candidates_per_class()
+        z, labels, start = self._starts(classifier, n, seed, device)
+        radius = math.sqrt(self.z_dim) + 3.0
+        chunks = list(range(0, len(z), cfg.particle_batch))
+        total = len(chunks) * cfg.particle_steps
+        steps_taken = torch.zeros(len(z), dtype=torch.long)
+        first_loss, last_loss = [], []
+        for number, begin in enumerate(chunks):
+            end = min(begin + cfg.particle_batch, len(z))
+            leaf = z[begin:end].clone().requires_grad_(True)
+            y = labels[begin:end].to(device)
+            optimizer = torch.optim.Adam([leaf], lr=cfg.particle_lr)
+            active = torch.ones(end - begin, dtype=torch.bool, device=device)
+            for step in range(cfg.particle_steps):
+                rows = torch.nonzero(active)[:, 0]
+                losses, worst = self._particle_losses(classifier, leaf[rows], y[rows])
+                if step == 0:
+                    first_loss.append(float(worst.detach().mean()))
+                finished = worst.detach() < cfg.done_loss
+                if progress:
+                    progress(number * cfg.particle_steps + step + 1, total, f"{int(active.sum())} particles moving")
+                if bool(finished.all()):
+                    active[rows] = False
+                    break
+                frozen = leaf.detach().clone()
+                # gradients to the latents only: the model's weights need none
+                (leaf.grad,) = torch.autograd.grad(losses[~finished].sum().div(len(rows)), [leaf])
+                optimizer.step()
+                with torch.no_grad():
+                    active[rows[finished]] = False
+                    leaf[~active] = frozen[~active]  # Adam's momentum must not move a finished particle
+                    norms = leaf.norm(dim=1, keepdim=True)
+                    leaf.mul_((radius / norms).clamp(max=1.0))
+                steps_taken[begin:end] += active.cpu().long()
+            last_loss.append(float(worst.detach().mean()))
+            z[begin:end] = leaf.detach()
+        self.z, self.z_labels = z, labels.cpu()
+        moved = (z - start).norm(dim=1) / start.norm(dim=1).clamp_min(1e-6)
+        return {
+            "particles": len(z),
+            "prior_draws_scored": int(math.ceil(cfg.pool_factor * len(z))),
+            "steps_taken": {"mean": round(float(steps_taken.float().mean()), 3),
+                            "at_limit": round(float((steps_taken >= cfg.particle_steps).float().mean()), 4)},
+            "relative_move": round(float(moved.mean()), 4),
+            "worst_case_loss": {"first": round(sum(first_loss) / len(first_loss), 4),
+                                "last": round(sum(last_loss) / len(last_loss), 4)},
+        }
+
+    def _particle_losses(self, classifier: Classifier, z: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per particle: the loss to minimize and the worst-case loss that decides when it stops."""
+        cfg = self.config
+        generated = self.generator(z)
+        x = self.adapter.images01(generated)
+        if cfg.stability:
+            clean, worst = _clean_and_worst_losses(classifier, x, y, cfg)
+            loss = cfg.lambda_id * clean + worst
+        else:
+            worst = loss = F.cross_entropy(classifier(x), y, reduction="none")
+        if self.discriminator is not None and cfg.lambda_d:
+            loss = loss + cfg.lambda_d * F.softplus(-self.discriminator(generated)).flatten()
+        return loss, worst
+
+    @torch.no_grad()
+    def _starts(self, classifier: Classifier, n_per_class: int, seed: torch.Generator,
+                device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``n_per_class`` distinct prior draws per class, each among the most typical of its class.
+
+        Classes the prior rarely produces pick first, so that a draw two classes want goes to
+        the one with fewer good draws."""
+        k = classifier.num_classes
+        pool_size = max(int(math.ceil(self.config.pool_factor * n_per_class * k)), n_per_class * k)
+        pool, scores = [], []
+        for begin in range(0, pool_size, 500):
+            z = torch.randn(min(500, pool_size - begin), self.z_dim, generator=seed).to(device)
+            pool.append(z)
+            scores.append(classifier(self.images01(z)).log_softmax(1))
+        pool_z, log_probs = torch.cat(pool), torch.cat(scores)
+        taken = torch.zeros(len(pool_z), dtype=torch.bool, device=device)
+        ranked = log_probs.sort(0, descending=True).values[n_per_class - 1]
+        chosen: dict[int, torch.Tensor] = {}
+        for c in torch.argsort(ranked).tolist():
+            score = log_probs[:, c].masked_fill(taken, float("-inf"))
+            index = torch.argsort(score, descending=True, stable=True)[:n_per_class]
+            taken[index] = True
+            chosen[c] = index
+        order = torch.cat([chosen[c] for c in range(k)])
+        labels = torch.arange(k, device=device).repeat_interleave(n_per_class)
+        start = pool_z[order].clone()
+        return start.clone(), labels, start
+
+    @torch.no_grad()
+    def draw(self, classifier: Classifier, n_per_class: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        assert self.z is not None and self.z_labels is not None, "optimize first"
+        images = [self.images01(self.z[begin : begin + 500]).cpu() for begin in range(0, len(self.z), 500)]
+        return torch.cat(images), self.z_labels
+
+
 @dataclass(frozen=True)
 class PixelConfig:
     # Adam updates each image receives. On cifar10_badnets (25 per class) cross-entropy was 0.05 after
@@ -353,7 +533,10 @@ def make_inverter(
     D = None
     if use_discriminator and isinstance(name, str) and name == DEFAULT_GENERATOR:
         D = get_discriminator(name)
-    return LatentInversion(G, D, adapter_for(G, classifier.spec), config)
+    if config.method not in INVERSION_METHODS:
+        raise ValueError(f"unknown inversion method {config.method!r}; choose one of {', '.join(INVERSION_METHODS)}")
+    inverter = ParticleInversion if config.method == "particles" else LatentInversion
+    return inverter(G, D, adapter_for(G, classifier.spec), config)
 
 
 def invert(classifier: Classifier, config: InversionConfig = InversionConfig(), pixels: bool = False,
