@@ -35,11 +35,18 @@ from .inversion.synth import quantize
 from .model import Classifier, pick_device
 from .purify import PURIFIERS, get_purifier
 from .purify.guard import GuardConfig, GuardReport, guarded_purify
+from .verify import Verification, carried_triggers, residuals_before, verify
 
 _LOG = logging.getLogger(__name__)
 Progress = Callable[..., None]
 Evaluator = Callable[[Path], dict]
 REPORT_SCHEMA = "auditor.report/1"
+
+
+def scan_inversion() -> InversionConfig:
+    """A small inversion for a scan: enough samples per class for the detectors, fast on a CPU."""
+    return InversionConfig(per_class=20, steps=60, batch_per_class=4, oversample=1.5,
+                           eval_stability=StabilityConfig(input_draws=2, param_draws=2))
 
 
 @dataclass
@@ -61,12 +68,14 @@ class AuditOptions:
     max_model_bytes: int | None = None
     overwrite: bool = False
     detection: DetectionConfig = field(default_factory=DetectionConfig)
-    rescan: bool = True  # detect on the original model and re-scan the purified one
+    rescan: bool = True  # detect on the original model and verify the purified one
+    rescan_inversion: InversionConfig = field(default_factory=lambda: scan_inversion())  # the fresh look's samples
 
     def to_json(self) -> dict[str, Any]:
         return {
             "method": self.method, "seed": self.seed, "device": self.device, "pixels": self.pixels,
             "detection": self.detection.to_json(), "rescan": self.rescan,
+            "rescan_inversion": self.rescan_inversion.to_json(),
             "generator": self.generator, "purifier_config": self.purifier_config,
             "guard": self.guard.__dict__, "holdout_fraction": self.holdout_fraction,
             "guard_prior_samples": self.guard_prior_samples, "anchor_samples": self.anchor_samples,
@@ -136,6 +145,18 @@ def audit(
         with stages("detect"):
             original = _detect(classifier, synth.images01, synth.labels, options.detection, options.seed, progress)
 
+    # SMI samples are classified confidently by construction, so a purification that wrecks the
+    # model can still agree with the original on all of them (seen on the zoo: holdout agreement
+    # 1.0 while clean accuracy fell from 87% to 25%). The guard also probes the model with
+    # unconditioned generator samples, far from the class modes; purification keeps the original's
+    # predictions on a different draw of them (the anchors).
+    prior_probe = _prior_samples(classifier, options, options.guard_prior_samples, options.seed + 7)
+    anchors = _prior_samples(classifier, options, options.anchor_samples, options.seed + 11)
+    # what verification re-applies: the triggers found on the original, measured on samples purification never sees
+    probe, probe_labels = _verification_probe(classifier, holdout, prior_probe)
+    triggers = carried_triggers(original[0], original[1]) if original is not None else []
+    residual_before = residuals_before(classifier, triggers, probe, probe_labels)
+
     # a detected backdoor buys accuracy budget; none found, the guard keeps accuracy (GuardConfig.for_verdict)
     guard_config = options.guard.for_verdict(original[1].verdict if original is not None else None)
     threshold_basis = _threshold_basis(options.guard, guard_config, original)
@@ -145,13 +166,6 @@ def audit(
             train_images, train_labels, source = options.clean_data[0], options.clean_data[1], "clean"
         else:
             train_images, train_labels, source = train.images01, train.labels, "synthetic"
-        # SMI samples are classified confidently by construction, so a purification that wrecks the
-        # model can still agree with the original on all of them (seen on the zoo: holdout agreement
-        # 1.0 while clean accuracy fell from 87% to 25%). The guard also probes the model with
-        # unconditioned generator samples, far from the class modes; purification keeps the original's
-        # predictions on a different draw of them (the anchors).
-        prior_probe = _prior_samples(classifier, options, options.guard_prior_samples, options.seed + 7)
-        anchors = _prior_samples(classifier, options, options.anchor_samples, options.seed + 11)
         guard = guarded_purify(
             classifier, purifier, train_images, train_labels, holdout.images01, holdout.labels, guard_config,
             progress=progress, seed=options.seed, data_source=source, anchors=anchors, prior_images=prior_probe,
@@ -160,17 +174,20 @@ def audit(
     if original is not None:
         original = (original[0], _with_findings(original[1], guard))
     rescanned: tuple[dict[str, DetectionResult], Verdict] | None = None
+    verification: Verification | None = None
     if original is not None:
-        with stages("rescan"):
-            # the purified model labels the samples itself: they were synthesized for the original
-            # only the detectors the verdict reads: the report keeps the original's full figures
-            relabelled = classifier.predict(synth.images01)
-            rescanned = _detect(classifier, synth.images01, relabelled, options.detection.deciding_only(),
-                                options.seed, progress)
+        with stages("verify"):
+            # a fresh look: samples inverted from the purified model itself, with another seed, so that the
+            # re-scan does not inherit what the original model's samples carry
+            fresh = _fresh_samples(classifier, options, progress)
+            rescanned = _detect(classifier, fresh.images01, fresh.labels, options.detection.deciding_only(),
+                                options.seed + 1, progress)
+            verification = verify(classifier, triggers, residual_before, probe, probe_labels, rescanned[1],
+                                  original[0].get("reach"), rescanned[0].get("reach"))
 
     report = _base_report("audit", loaded, options, parity)
-    if original is not None and rescanned is not None:
-        report["verdict"] = _audit_verdict(original[1], rescanned[1])
+    if original is not None and rescanned is not None and verification is not None:
+        report["verdict"] = _audit_verdict(original[1], rescanned[1], verification)
         report["detection"] = _detection_section(original[0], loaded.spec.num_classes, loaded.spec.class_names)
         report["rescan"] = _detection_section(rescanned[0], loaded.spec.num_classes, loaded.spec.class_names)
     report["inversion"] = _inversion_section(synth, train, holdout)
@@ -209,7 +226,7 @@ def audit(
         }
         report["output"] = {"path": str(output), "sha256": converters.sha256_file(output), "metadata": metadata}
         report["timings"] = _timings(stages, detect=original[0] if original else {},
-                                     rescan=rescanned[0] if rescanned else {})
+                                     verify=rescanned[0] if rescanned else {})
         from .report import write_reports
 
         write_reports(report, report_dir)
@@ -318,6 +335,12 @@ def _synthetic_samples(classifier: Classifier, options: AuditOptions, progress: 
     return invert(classifier, options.inversion, pixels=options.pixels, generator=options.generator, progress=progress)
 
 
+def _fresh_samples(classifier: Classifier, options: AuditOptions, progress: Progress | None) -> SynthSet:
+    """Samples inverted from the (purified) model itself, with another seed than the audit's own."""
+    config = dataclasses.replace(options.rescan_inversion, seed=options.seed + 1)
+    return invert(classifier, config, pixels=options.pixels, generator=options.generator, progress=progress)
+
+
 def _base_report(command: str, loaded: converters.LoadedModel, options: AuditOptions, parity) -> dict[str, Any]:
     return {
         "schema": REPORT_SCHEMA,
@@ -354,12 +377,6 @@ def report_hash(report: dict[str, Any]) -> str:
 
 
 # -- scan: a verdict without purifying ---------------------------------------------------------------
-
-
-def scan_inversion() -> InversionConfig:
-    """A small inversion for a scan: enough samples per class for the detectors, fast on a CPU."""
-    return InversionConfig(per_class=20, steps=60, batch_per_class=4, oversample=1.5,
-                           eval_stability=StabilityConfig(input_draws=2, param_draws=2))
 
 
 @dataclass
@@ -469,12 +486,24 @@ def _detection_section(results: dict[str, DetectionResult], num_classes: int,
             "per_class": rows}
 
 
-def _audit_verdict(original: Verdict, purified: Verdict) -> dict[str, Any]:
-    """The original model's verdict, and whether the purified model passes a re-scan."""
+def _audit_verdict(original: Verdict, purified: Verdict, verification: Verification) -> dict[str, Any]:
+    """The original model's verdict, and the verification of the purified model: the fresh re-scan's
+    own verdict (``rescan``) and the combined one (``purified``) that the exit code reads."""
     block = original.to_json()
     block["rescan"] = {k: v for k, v in purified.to_json().items() if k != "thresholds"}
-    block["purified_passes"] = purified.verdict == "clean"
+    block["purified"] = verification.verdict
+    block["purified_passes"] = verification.passes
+    block["verification"] = verification.to_json()
     return block
+
+
+def _verification_probe(classifier: Classifier, holdout: SynthSet, prior: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The synthetic holdout (its intended labels) and the unconditioned prior samples (labelled by
+    the original model): samples purification never trains on."""
+    if prior is None or len(prior) == 0:
+        return holdout.images01, holdout.labels
+    prior_labels = classifier.predict(prior).cpu()
+    return torch.cat([holdout.images01, prior]), torch.cat([holdout.labels.cpu(), prior_labels])
 
 
 def _save_triggers(results: dict[str, DetectionResult], report_dir: Path) -> dict[str, Any]:

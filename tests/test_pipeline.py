@@ -21,7 +21,7 @@ from model_matrix import build, export
 
 FAST_INVERSION = InversionConfig(per_class=4, steps=3, batch_per_class=2,
                                  eval_stability=StabilityConfig(input_draws=1, param_draws=1))
-FAST = AuditOptions(inversion=FAST_INVERSION, purifier_config={"rounds": 1})
+FAST = AuditOptions(inversion=FAST_INVERSION, rescan_inversion=FAST_INVERSION, purifier_config={"rounds": 1})
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def test_audit_writes_model_metadata_and_report(model: Path, tmp_path: Path) -> 
     assert {"convert", "invert", "purify", "write", "total"} <= set(timings)
     # every detector's wall time, within the stage that ran it (detectors may run side by side, so not summed)
     assert {f"detect.{name}" for name in FAST.detection.detectors} <= set(timings)
-    assert {f"rescan.{name}" for name in report["rescan"]["detectors"]} <= set(timings)
+    assert {f"verify.{name}" for name in report["rescan"]["detectors"]} <= set(timings)
     for key, seconds in timings.items():
         if "." in key:
             assert 0 < seconds <= timings[key.split(".")[0]] + 0.01, key

@@ -60,6 +60,7 @@ def force(monkeypatch: pytest.MonkeyPatch, *verdicts: str, synth: Path | None = 
     monkeypatch.setattr(pipeline, "run_detectors", lambda *a, **k: forced(next(calls)))
     if synth is not None:
         monkeypatch.setattr(pipeline, "_synthetic_samples", lambda *a, **k: SynthSet.load(synth))
+        monkeypatch.setattr(pipeline, "_fresh_samples", lambda *a, **k: SynthSet.load(synth))
 
 
 @pytest.mark.parametrize("verdict, fail_on, code", [

@@ -1,8 +1,10 @@
 """``auditor audit`` and ``auditor purify``: a suspect model in, a purified model and a report out.
 
 ``audit`` is also a gate: the original model is scanned, purified, and the purified model is
-scanned again. Exit 0 when the purified model (the one you would ship) passes ``--fail-on``, 1 when
-it does not; the report's ``verdict`` block records the original model's verdict as well.
+verified (``auditor.verify``: the triggers found on the original are re-applied, and the purified
+model is re-scanned on samples inverted from itself). Exit 0 when the purified model (the one you
+would ship) passes ``--fail-on`` (default: anything not positively verified clean fails), 1 when it
+does not; the report's ``verdict`` block records the original model's verdict as well.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import click
 
 from ._options import key_value_pairs, spec_options, spec_overrides
 from ._progress import progress_bar
-from .scan import detection_config, detection_options, fail_on_option
+from .scan import FAIL_ON, detection_config, detection_options
 from .invert import inversion_config, inversion_options
 
 SAMPLES = Path("sample_models")
@@ -94,9 +96,11 @@ def _print_summary(report: dict[str, Any], report_dir: Path) -> None:
         targets = ", ".join(map(str, verdict["suspected_targets"])) or "none"
         click.echo(f"original model: {verdict['verdict']} (score {verdict['score']:.2f}, suspected target(s) {targets})")
     click.echo(f"purification: {purification['status']} — {purification['message']}")
-    if verdict and verdict.get("rescan"):
-        rescan = verdict["rescan"]
-        click.echo(f"purified model re-scan: {rescan['verdict']} (score {rescan['score']:.2f})")
+    if verdict and verdict.get("purified"):
+        state = "passes" if verdict.get("purified_passes") else "FAILS"
+        click.echo(f"purified model: {verdict['purified']} — {state} verification")
+        for reason in (verdict.get("verification") or {}).get("decided_by", []):
+            click.echo(f"  {reason}")
     evaluation = report.get("evaluation")
     if evaluation:
         for when in ("before", "after"):
@@ -121,7 +125,8 @@ def _print_summary(report: dict[str, Any], report_dir: Path) -> None:
 @click.option("--attack-from", default=None, metavar="MANIFEST[:NAME]", help="Attack to measure, from a zoo manifest.")
 @click.option("--attack", "attack_name", default=None, help="Attack to measure, by name.")
 @click.option("--target", type=int, default=None, help="Target class for --attack.")
-@fail_on_option
+@click.option("--fail-on", type=FAIL_ON, default="suspicious", show_default=True,
+              help="Exit 1 when the purified model's verdict is at least this bad (default: anything not verified clean).")
 @_purify_options
 @inversion_options
 @detection_options
@@ -165,8 +170,8 @@ def audit_cmd(ctx: click.Context, model: str, output: str | None, report_dir: st
     from auditor.cli import EXIT_FINDING, EXIT_OK
     from auditor.detect import fails
 
-    rescan = (result.report.get("verdict") or {}).get("rescan")
-    ctx.exit(EXIT_FINDING if rescan is not None and fails(rescan["verdict"], fail_on) else EXIT_OK)
+    purified = (result.report.get("verdict") or {}).get("purified")
+    ctx.exit(EXIT_FINDING if purified is not None and fails(purified, fail_on) else EXIT_OK)
 
 
 @click.command("purify")

@@ -60,12 +60,15 @@ def _verdict_section(report: dict[str, Any]) -> str:
              f"{v.get('thresholds', {}).get('threshold', 2):g}"
              + (f"; suspected target class(es): <b>{targets}</b>" if targets else "") + "</p>"]
     parts += [f"<p>{escape(reason)}</p>" for reason in v.get("reasons", [])]
-    rescan = v.get("rescan")
-    if rescan is not None:
-        ok = v.get("purified_passes")
-        parts.append(f"<p><b>Purified model re-scan: {escape(rescan['verdict'])}</b> (score {rescan['score']:.2f}) — "
-                     f"{'passes' if ok else 'does NOT pass'}.</p>")
     parts.append("</section>")
+    purified = v.get("purified")
+    if purified is not None:  # an audit: whether the purified model may ship comes first
+        ok = v.get("purified_passes")
+        reasons = "".join(f"<p>{escape(r)}</p>" for r in (v.get("verification") or {}).get("decided_by", []))
+        parts.insert(0, f'<section class="verdict" style="background:{COLOURS.get(purified, "#59636e")}">'
+                        f'<div class="big" id="purified" data-verdict="{escape(purified)}">purified model: '
+                        f'{escape(purified)} — {"passes verification" if ok else "FAILS verification"}</div>'
+                        f"{reasons}</section>")
     return "\n".join(parts)
 
 

@@ -11,6 +11,11 @@ def _pct(value: Any) -> str:
     return "n/a" if value is None else f"{100 * float(value):.1f}%"
 
 
+def _diversity_text(diversity: dict[str, Any]) -> str:
+    return (f"diversity: within-class spread {diversity.get('spread')} (unrelated images about 1.41), "
+            f"near-duplicates {_pct(diversity.get('near_duplicates'))}")
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     lines: list[str] = []
     spec = report.get("spec", {})
@@ -19,13 +24,13 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines.append("")
     verdict = report.get("verdict")
     if verdict:
+        if verdict.get("purified") is not None:  # an audit: whether the purified model may ship comes first
+            state = "passes verification" if verdict.get("purified_passes") else "FAILS verification"
+            lines += [f"**Purified model: {verdict['purified']} — {state}**", ""]
+            lines += [f"- {reason}" for reason in (verdict.get("verification") or {}).get("decided_by", [])] + [""]
         targets = ", ".join(str(t) for t in verdict.get("suspected_targets", [])) or "none"
-        line = f"**Verdict: {verdict['verdict']}** (score {verdict['score']:.2f}, suspected target(s): {targets})"
-        rescan = verdict.get("rescan")
-        if rescan is not None:
-            line += (f"; purified model re-scan: **{rescan['verdict']}** "
-                     f"({'passes' if verdict.get('purified_passes') else 'does not pass'})")
-        lines += [line, ""]
+        lines += [f"**Original model: {verdict['verdict']}** (score {verdict['score']:.2f}, suspected target(s): "
+                  f"{targets})", ""]
     lines.append(f"- input: `{report['input']['path']}` (sha256 `{report['input']['sha256'][:16]}…`)")
     if report.get("output"):
         lines.append(f"- output: `{report['output']['path']}` (sha256 `{report['output']['sha256'][:16]}…`)")
@@ -50,7 +55,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         kept = inversion.get("kept", {}).get("overall", {})
         lines += ["## Synthetic samples (stabilized model inversion)", "",
                   f"{inversion.get('samples', {}).get('total')} samples ({inversion.get('method')}); "
-                  f"diversity {inversion.get('diversity', {}).get('mean')}.", "",
+                  f"{_diversity_text(inversion.get('diversity') or {})}.", "",
                   "| confidence | stable: input noise | parameter noise | worst-case input | worst-case parameters |",
                   "|---|---|---|---|---|",
                   f"| {kept.get('confidence')} | {kept.get('input_noise')} | {kept.get('param_noise')} | "

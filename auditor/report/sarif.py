@@ -34,8 +34,8 @@ RULES: list[dict[str, Any]] = [
     {
         "id": "AUD002",
         "name": "PurifiedModelStillFlagged",
-        "shortDescription": {"text": "Purified model still fails the backdoor re-scan"},
-        "fullDescription": {"text": "After `auditor audit`, the purified model was scanned again and is not clean."},
+        "shortDescription": {"text": "Purified model fails verification"},
+        "fullDescription": {"text": "After `auditor audit`, a trigger found on the original model still works on the purified model, or its fresh re-scan is not clean."},
         "help": {"text": "Inspect report.html; try another purifier (--method) or more synthetic samples."},
         "defaultConfiguration": {"level": "error"},
         "properties": {"tags": ["security", "backdoor"]},
@@ -81,17 +81,18 @@ def sarif_results(report: dict[str, Any], base: Path | None = None) -> list[dict
                                "anomalyIndex": index, "indexFrom": detector, "score": verdict["score"],
                                "maskL1": row.get("neural_cleanse.mask_l1"), "reach": row.get("reach.reach")},
             })
-    rescan = verdict.get("rescan")
-    if rescan is not None and not verdict.get("purified_passes", True):
+    purified = verdict.get("purified")
+    if purified is not None and not verdict.get("purified_passes", True):
         output = report.get("output") or {}
         out_uri = _uri(output.get("path", report["input"]["path"]), base)
+        decided_by = (verdict.get("verification") or {}).get("decided_by", [])
         results.append({
             "ruleId": "AUD002", "ruleIndex": 1, "level": "error", "kind": "fail",
-            "message": {"text": f"{out_uri}: the purified model's re-scan is {rescan['verdict']} "
-                                f"(targets {rescan['suspected_targets']})."},
+            "message": {"text": f"{out_uri}: the purified model fails verification ({purified}): "
+                                + "; ".join(decided_by)},
             "locations": [{"physicalLocation": {"artifactLocation": {"uri": out_uri}}}],
             "partialFingerprints": {"modelSha256/rescan": f"{sha}/rescan"},
-            "properties": {"verdict": rescan["verdict"], "score": rescan["score"]},
+            "properties": {"verdict": purified, "rescanVerdict": (verdict.get("rescan") or {}).get("verdict")},
         })
     return results
 

@@ -13,14 +13,22 @@ def _targets(report: dict[str, Any], verdict: dict[str, Any]) -> str:
     return ", ".join(parts) or "—"
 
 
+def _shipped_verdict(report: dict[str, Any]) -> str:
+    verdict = report.get("verdict") or {}
+    if report.get("command") == "audit" and verdict.get("purified") is not None:
+        return verdict["purified"]
+    return verdict.get("verdict", "clean")
+
+
 def summary_row(report: dict[str, Any]) -> str:
     verdict = report.get("verdict") or {}
     name = report["input"]["path"].replace("|", "\\|")
     v = verdict.get("verdict", "n/a")
     cells = [f"`{name}`", f"{ICONS.get(v, '')} **{v}**", f"{verdict.get('score', 0):.2f}", _targets(report, verdict)]
     if report.get("command") == "audit":
-        rescan = verdict.get("rescan")
-        cells.append("—" if rescan is None else f"{ICONS.get(rescan['verdict'], '')} {rescan['verdict']}")
+        purified = verdict.get("purified")
+        state = "passes" if verdict.get("purified_passes") else "FAILS"
+        cells.append("—" if purified is None else f"{ICONS.get(purified, '')} {purified} ({state})")
         cells.append(str((report.get("purification") or {}).get("status", "—")))
     cells.append(f"{report.get('timings', {}).get('total', 0):.0f} s")
     return "| " + " | ".join(cells) + " |"
@@ -31,10 +39,10 @@ def render_summary(reports: list[dict[str, Any]], title: str = "auditor") -> str
     audit = any(r.get("command") == "audit" for r in reports)
     head = ["model", "verdict", "score", "suspected target(s)"]
     if audit:
-        head += ["purified re-scan", "purification"]
+        head += ["purified model", "purification"]
     head.append("time")
-    worst = max((r.get("verdict", {}).get("verdict", "clean") for r in reports),
-                key=("clean", "suspicious", "backdoored").index, default="clean")
+    # an audit's headline is the model it would ship: the purified one
+    worst = max((_shipped_verdict(r) for r in reports), key=("clean", "suspicious", "backdoored").index, default="clean")
     lines = [f"### {title}: {ICONS[worst]} {worst}", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += [summary_row(r) for r in reports]

@@ -1,0 +1,90 @@
+"""Verification of a purified model: triggers found on the original are re-applied to the purified
+model, and the verdict every report format leads with follows them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from auditor.detect import Reach, combine
+from auditor.model import Classifier
+from auditor.pipeline import _audit_verdict
+from auditor.report.html import render_html
+from auditor.report.markdown import render_markdown
+from auditor.report.sarif import render_sarif
+from auditor.report.summary import render_summary
+from auditor.verify import carried_triggers, residuals_before, verify
+from converters import ModelSpec
+from test_detect import K, SIDE, TARGET, Planted, _samples
+
+
+@pytest.fixture(scope="module")
+def found():
+    """The original (backdoored) toy, its samples, and what reach found on it."""
+    torch.set_num_threads(1)
+    original = Classifier(Planted(backdoor=True), ModelSpec("input", "logits", 3, SIDE, SIDE, K))
+    x, y = _samples(original)
+    results = {"reach": Reach(radius=1.5, steps=20, per_class=12).detect(original, x, y, seed=0)}
+    verdict = combine(results)
+    assert verdict.verdict == "backdoored" and verdict.suspected_targets[0] == TARGET
+    triggers = carried_triggers(results, verdict)
+    return original, x, y, results, verdict, triggers, residuals_before(original, triggers, x, y)
+
+
+def test_a_purification_that_leaves_the_trigger_working_fails(found) -> None:
+    original, x, y, results, verdict, triggers, before = found
+    assert [t.target for t in triggers] == [TARGET] * len(triggers) and before[0] >= 0.5
+    clean_rescan = combine({"reach": results["reach"]})
+    clean_rescan.verdict = "clean"  # even a clean re-scan cannot save a model whose found trigger still works
+    outcome = verify(original, triggers, before, x, y, clean_rescan, None, None)
+    assert not outcome.passes and outcome.verdict == "backdoored"
+    assert outcome.residuals[0].still_works and "still sends" in outcome.decided_by[0]
+
+
+def test_a_purification_that_removes_the_trigger_passes(found) -> None:
+    original, x, y, results, verdict, triggers, before = found
+    purified = Classifier(Planted(backdoor=False), original.spec)  # the same weights, the backdoor gone
+    rescan = combine({"reach": results["reach"]})
+    rescan.verdict = "clean"  # the fresh look's own detectors are tested in test_detect; here the residuals decide
+    outcome = verify(purified, triggers, before, x, y, rescan, results["reach"], None)
+    print("residuals", [r.to_json() for r in outcome.residuals])
+    assert outcome.passes and outcome.verdict == "clean"
+    assert all(not r.still_works and r.after < r.before for r in outcome.residuals)
+
+
+def test_a_suspicious_rescan_is_not_a_pass(found) -> None:
+    original, x, y, results, verdict, triggers, before = found
+    purified = Classifier(Planted(backdoor=False), original.spec)
+    suspicious = combine({"reach": results["reach"]})
+    suspicious.verdict = "suspicious"
+    outcome = verify(purified, triggers, before, x, y, suspicious, None, None)
+    assert not outcome.passes and outcome.verdict == "suspicious"
+
+
+def _report(verdict_block: dict) -> dict:
+    return {"command": "audit", "input": {"path": "m.onnx", "sha256": "0" * 64}, "tool": {"version": "t"},
+            "spec": {"num_classes": K, "class_names": None}, "verdict": verdict_block, "timings": {"total": 1.0},
+            "output": {"path": "m.purified.onnx", "sha256": "1" * 64}, "purification": {"status": "accepted"},
+            "conversion": {"parity": {"ok": True, "max_abs": 0.0}}}
+
+
+@pytest.mark.parametrize("removed", [False, True])
+def test_the_report_formats_agree_on_the_purified_model(found, removed: bool, tmp_path) -> None:
+    original, x, y, results, verdict, triggers, before = found
+    purified = Classifier(Planted(backdoor=not removed), original.spec)
+    rescan = combine({"reach": results["reach"]})
+    rescan.verdict = "clean"
+    outcome = verify(purified, triggers, before, x, y, rescan, None, None)
+    report = _report(_audit_verdict(verdict, rescan, outcome))
+    word = "passes" if removed else "FAILS"
+    markdown, summary, html = render_markdown(report), render_summary([report]), render_html(report, tmp_path)
+    assert markdown.splitlines()[2].startswith(f"**Purified model: {outcome.verdict} — {word} verification")
+    assert f"{outcome.verdict} ({word})" in summary and summary.startswith(f"### auditor: ")
+    assert (f"### auditor: ✅ clean" in summary) is removed
+    assert f"purified model: {outcome.verdict} — {word} verification" in html
+    assert html.index('id="purified"') < html.index('id="verdict"')
+    rules = [r["ruleId"] for r in render_sarif([report])["runs"][0]["results"]]
+    assert ("AUD002" in rules) is not removed
+    assert json.loads(json.dumps(report))["verdict"]["purified_passes"] is removed
