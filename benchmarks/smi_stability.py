@@ -37,7 +37,7 @@ from auditor.data.cifar10 import load_cifar10
 from auditor.data.tinyimagenet import load_tinyimagenet
 from auditor.inversion import (InversionConfig, StabilityConfig, SynthSet, invert, save_class_grid,
                                stability_scores, summarize)
-from auditor.inversion.smi import diversity
+from auditor.inversion.diversity import pixel_diversity
 from auditor.model import Classifier
 from auditor.zoo.manifest import read_manifest
 
@@ -116,12 +116,12 @@ def main() -> None:
                     row["trigger_check"] = trigger_check(images, labels, int(entry["attack"]["target"]), clean_refs, zoo)
             seconds = time.perf_counter() - started
             summary, hard = summarize(scores, labels, 10), summarize(stability_scores(clf, images, labels, HARD), labels, 10)
-            spread = diversity(images, labels, 10)
-            row[config] = {**summary["overall"], "diversity": spread["mean"],
+            spread = pixel_diversity(images, labels, 10)
+            row[config] = {**summary["overall"], "diversity": spread["spread"],
                            "seconds": round(seconds, 1), "n": int(len(labels)),
                            "hard": {k: hard["overall"][k] for k in HARD_KEYS},
                            "per_class": {c: {**figures, "hard": {k: hard["per_class"][c][k] for k in HARD_KEYS},
-                                             "diversity": spread["per_class"].get(c)}
+                                             "diversity": spread["per_class"].get(c, {}).get("spread")}
                                          for c, figures in summary["per_class"].items()}}
             print(entry["name"], config, {k: v for k, v in row[config].items() if k != "per_class"}, flush=True)
             results[entry["name"]] = row
@@ -180,8 +180,8 @@ def render_per_class(results: dict) -> str:
            "Made by `benchmarks/smi_stability.py` with `smi_stability.md` (the per-model means); the",
            "columns are the samples' labels (real: true labels; public: the model's own predictions).",
            "Figures: mean confidence in the label, and the share of labels unchanged under each perturbation",
-           "at the calibrated radii and at 4x radii (`HARD` in the script); diversity is the mean",
-           "within-class RMS pixel distance.", ""]
+           "at the calibrated radii and at 4x radii (`HARD` in the script); diversity is the within-class",
+           "spread of 8x8 grey thumbnails (`auditor.inversion.diversity`; about 1.41 for unrelated images).", ""]
     for name, row in results.items():
         classes = sorted({int(c) for config in row.values() if isinstance(config, dict)
                           for c in config.get("per_class", {})})

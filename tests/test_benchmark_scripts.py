@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -173,3 +174,15 @@ def test_audit_rows_become_the_matrix_s_ours_column(tmp_path):
     matrix = render_matrix(merge_documents([document]))
     assert "| bad | 91.0 / 86.0 | 8.0 / 84.0 |" in matrix and "| good | 87.0 | 86.0 |" in matrix
     assert "| **mean ACC drop, clean** | 0.0 | 1.0 |" in matrix
+
+
+def test_inversion_diversity_table_in_the_docs_is_the_scripts_output(tmp_path: Path) -> None:
+    script = _script("inversion_diversity")
+    data = json.loads((ROOT / "docs" / "results" / "inversion_diversity.json").read_text())
+    table = script.render(data)
+    assert f"{script.BEGIN}\n{table}\n{script.END}" in (ROOT / "docs" / "inversion.md").read_text()
+    page = tmp_path / "page.md"
+    page.write_text(f"intro\n{script.BEGIN}\nold table\n{script.END}\noutro\n")
+    script.write_between_markers(page, table)
+    assert page.read_text() == f"intro\n{script.BEGIN}\n{table}\n{script.END}\noutro\n"
+    assert all(r["diversity"]["relative_spread"] > 0 for r in data["runs"]) and "real" in data
