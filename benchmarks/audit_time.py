@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-STAGES = ("convert", "invert", "detect", "purify", "rescan", "write", "evaluate")
+STAGES = ("convert", "invert", "detect", "purify", "verify", "write", "evaluate")
 
 
 def audit_command(model: Path, entry: dict[str, Any], manifest: Path, eval_data: Path, folder: Path) -> list[str]:
@@ -55,7 +55,7 @@ def summarize(report: dict[str, Any]) -> dict[str, Any]:
     evaluation = report.get("evaluation") or {}
     before, after = evaluation.get("before") or {}, evaluation.get("after") or {}
     return {"timings": {k: report["timings"].get(k) for k in (*STAGES, "total")},
-            "verdict": verdict.get("verdict"), "rescan": (verdict.get("rescan") or {}).get("verdict"),
+            "verdict": verdict.get("verdict"), "purified": verdict.get("purified"),
             "guard": report["purification"]["status"],
             "acc": [before.get("acc"), after.get("acc")], "asr": [before.get("asr"), after.get("asr")]}
 
@@ -65,13 +65,13 @@ def _pct(value: float | None) -> str:
 
 
 def render(rows: list[dict[str, Any]]) -> str:
-    head = ("| model | wall s | " + " | ".join(STAGES[1:5]) + " | CPU s | peak MB | verdict | re-scan | guard "
+    head = ("| model | wall s | " + " | ".join(STAGES[1:5]) + " | CPU s | peak MB | verdict | purified | guard "
             "| ACC before → after | ASR before → after |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for row in rows:
         t = row["timings"]
         lines.append(f"| {row['model']} | {row['wall_s']:.0f} | " + " | ".join(f"{t[s]:.0f}" for s in STAGES[1:5])
-                     + f" | {row['cpu_s']:.0f} | {row['peak_rss_mb']} | {row['verdict']} | {row['rescan']} "
+                     + f" | {row['cpu_s']:.0f} | {row['peak_rss_mb']} | {row['verdict']} | {row['purified']} "
                      f"| {row['guard']} | {_pct(row['acc'][0])} → {_pct(row['acc'][1])} "
                      f"| {_pct(row['asr'][0])} → {_pct(row['asr'][1])} |")
     return "\n".join(lines) + "\n"

@@ -78,10 +78,10 @@ def test_audit_time_reads_the_child_s_own_exit_code_cpu_and_memory(audit_time, t
 
 
 def test_audit_time_table_has_a_row_per_model_with_the_stages(audit_time):
-    timings = {"convert": 0.3, "invert": 93.7, "detect": 62.2, "purify": 209.1, "rescan": 64.6, "write": 0.2,
+    timings = {"convert": 0.3, "invert": 93.7, "detect": 62.2, "purify": 209.1, "verify": 64.6, "write": 0.2,
                "evaluate": 1.0, "total": 431.0}
     report = {"timings": timings, "purification": {"status": "accepted"},
-              "verdict": {"verdict": "backdoored", "rescan": {"verdict": "clean"}},
+              "verdict": {"verdict": "backdoored", "rescan": {"verdict": "clean"}, "purified": "clean"},
               "evaluation": {"before": {"acc": 0.874, "asr": 0.921}, "after": {"acc": 0.842, "asr": 0.191}}}
     row = {"model": "m", "wall_s": 433.2, "cpu_s": 732.0, "peak_rss_mb": 1010, **audit_time.summarize(report)}
     table = audit_time.render([row])
@@ -186,3 +186,27 @@ def test_inversion_diversity_table_in_the_docs_is_the_scripts_output(tmp_path: P
     script.write_between_markers(page, table)
     assert page.read_text() == f"intro\n{script.BEGIN}\n{table}\n{script.END}\noutro\n"
     assert all(r["diversity"]["relative_spread"] > 0 for r in data["runs"]) and "real" in data
+
+
+def test_audit_draws_runs_end_to_end_in_quick_mode(tmp_path: Path) -> None:
+    import numpy as np
+
+    from model_matrix import build, export
+
+    script = _script("audit_draws")
+    model = export(build("plain_cnn_bn"), "legacy17", tmp_path / "tiny.onnx", None)
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "eval.npz", x=rng.integers(0, 256, (20, 16, 16, 3), dtype=np.uint8), y=rng.integers(0, 10, 20))
+    argv = ["--model", str(model), "--manifest", "none", "--draws", "0:1,1:1", "--eval-data", str(tmp_path / "eval.npz"),
+            "--out", str(tmp_path / "draws"), "--quick"]
+    assert script.main(argv) == 0
+    document = json.loads((tmp_path / "draws" / "draws.json").read_text())
+    assert [(r["seed"], r["threads"]) for r in document["rows"]] == [(0, 1), (1, 1)]
+    assert all(r["exit"] in (0, 1) and r["after"]["acc"] is not None for r in document["rows"]), document["rows"]
+    assert all(r["purified"] in ("clean", "suspicious", "backdoored") for r in document["rows"])
+    (summary,) = script.summarize(document["rows"])
+    assert summary["draws"] == 2 and summary["asr_worst"] is None  # no attack: accuracy only
+    assert "| tiny | 2 |" in script.render(document)
+    assert script.main(argv) == 0  # a rerun skips the finished draws
+    assert json.loads((tmp_path / "draws" / "draws.json").read_text())["rows"] == document["rows"]
+    assert script.parse_draws("0:2,1:2,2:1") == [(0, 2), (1, 2), (2, 1)]
