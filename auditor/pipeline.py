@@ -92,19 +92,28 @@ class AuditResult:
     report_dir: Path
 
 
-class _Stages:
-    """Wall time of each stage, for the report."""
+StageLog = Callable[[str], None]
 
-    def __init__(self) -> None:
+
+class _Stages:
+    """Wall time of each stage, for the report; each start and end also goes to ``log`` (one line
+    each, what a CI log shows of a long run)."""
+
+    def __init__(self, log: StageLog | None = None) -> None:
         self.seconds: dict[str, float] = {}
+        self.log = log
 
     @contextmanager
     def __call__(self, name: str) -> Iterator[None]:
         started = time.perf_counter()
+        if self.log:
+            self.log(f"{name}: started")
         try:
             yield
         finally:
             self.seconds[name] = round(time.perf_counter() - started, 3)
+            if self.log:
+                self.log(f"{name}: {self.seconds[name]:.1f} s")
 
 
 def _timings(stages: _Stages, **detections_by_stage: dict[str, DetectionResult]) -> dict[str, float]:
@@ -125,11 +134,12 @@ def audit(
     options: AuditOptions = AuditOptions(),
     evaluator: Evaluator | None = None,
     progress: Progress | None = None,
+    stage_log: StageLog | None = None,
 ) -> AuditResult:
     """Purify ``model_path`` into ``output`` and write the report into ``report_dir``."""
     model_path, output, report_dir = Path(model_path), Path(output), Path(report_dir)
     _check_destinations(model_path, output, report_dir, options.overwrite)
-    stages = _Stages()
+    stages = _Stages(stage_log)
     torch.manual_seed(options.seed)
     device = pick_device(options.device)
 
@@ -412,13 +422,14 @@ def scan(
     report_dir: str | Path | None,
     options: ScanOptions = ScanOptions(),
     progress: Progress | None = None,
+    stage_log: StageLog | None = None,
 ) -> ScanResult:
     """A backdoor verdict for ``model_path`` from the model alone; reports into ``report_dir`` if given."""
     model_path = Path(model_path)
     report_dir = Path(report_dir) if report_dir is not None else None
     if report_dir is not None:
         _check_report_dir(report_dir, options.overwrite)
-    stages = _Stages()
+    stages = _Stages(stage_log)
     torch.manual_seed(options.seed)
     device = pick_device(options.device)
 

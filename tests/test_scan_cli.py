@@ -163,6 +163,8 @@ def test_audit_exits_by_the_purified_models_rescan(rescan: str, code: int, tiny:
     result = CliRunner().invoke(main, ["audit", str(model), "-o", str(tmp_path / "clean.onnx"), "--report-dir",
                                        str(tmp_path / "r"), "--purifier-option", "rounds=1", "--nc-steps", "4"])
     assert result.exit_code == code, result.output
+    for stage in ("convert", "invert", "detect", "purify", "verify", "write"):  # a line per stage, for CI logs
+        assert f"] {model.stem} {stage}: started" in result.output and f"] {model.stem} {stage}: " in result.output
     report = json.loads((tmp_path / "r" / "report.json").read_text())
     validate_report(report)
     assert report["verdict"]["verdict"] == "backdoored"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
@@ -41,3 +42,15 @@ def progress_bar(label: str, enabled: bool = True) -> Iterator[Progress]:
         yield update
     finally:
         close()
+
+
+def stage_printer(label: str) -> Callable[[str], None]:
+    """A line per stage start and end on stderr, with the seconds since the command began: a CI log
+    shows where a long run is without a redrawn bar."""
+    started = time.perf_counter()
+    label = "".join(ch if ch.isprintable() else "?" for ch in label)  # a file name must not drive the terminal
+
+    def log(text: str) -> None:
+        click.echo(f"[{time.perf_counter() - started:7.1f} s] {label} {text}", err=True)
+
+    return log

@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from ._options import key_value_pairs, spec_options, spec_overrides
-from ._progress import progress_bar
+from ._progress import progress_bar, stage_printer
 from .scan import FAIL_ON, detection_config, detection_options
 from .invert import inversion_config, inversion_options
 
@@ -171,7 +171,8 @@ def audit_cmd(ctx: click.Context, model: str, output: str | None, report_dir: st
             raise click.BadParameter("measuring an attack needs --eval-data", param_hint="--eval-data")
         evaluator = make_evaluator(Path(eval_data), spec, attack)
     with progress_bar("auditing") as progress:
-        result = audit(model_path, out, report_folder, _options(opts), evaluator=evaluator, progress=progress)
+        result = audit(model_path, out, report_folder, _options(opts), evaluator=evaluator, progress=progress,
+                       stage_log=stage_printer(name))
     _print_summary(result.report, result.report_dir)
     from auditor.cli import EXIT_FINDING, EXIT_OK
     from auditor.detect import fails
@@ -214,5 +215,6 @@ def purify_cmd(model: str, output: str, synthetic: str | None, clean_data: str |
     out = Path(output)
     folder = Path(report_dir) if report_dir else out.with_name(out.stem + "-report")
     with progress_bar("purifying") as progress:
-        result = audit(Path(model), out, folder, _options(opts, **extra), progress=progress)
+        result = audit(Path(model), out, folder, _options(opts, **extra), progress=progress,
+                       stage_log=stage_printer(Path(model).stem))
     _print_summary(result.report, result.report_dir)

@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from ._options import spec_options, spec_overrides
-from ._progress import progress_bar
+from ._progress import progress_bar, stage_printer
 
 FAIL_ON = click.Choice(["backdoored", "suspicious", "never"])
 
@@ -157,7 +157,7 @@ def scan_cmd(ctx: click.Context, models: tuple[str, ...], report_dir: str | None
     for path, folder in zip(paths, folders):
         try:
             with progress_bar(f"scanning {path.name}", enabled=not as_json) as progress:
-                result = scan(path, folder, options, progress=progress)
+                result = scan(path, folder, options, progress=progress, stage_log=stage_printer(path.stem))
         except ModelError as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
