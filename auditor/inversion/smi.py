@@ -247,12 +247,16 @@ class LatentInversion(Inverter):
     def images01(self, z: torch.Tensor) -> torch.Tensor:
         return self.adapter.images01(self.generator(z))
 
-    def optimize(self, classifier: Classifier, progress: Progress | None) -> dict:
-        cfg = self.config
-        device = classifier.device
+    def _frozen_on(self, device: torch.device) -> None:
+        """Generator and discriminator on the model's device, with no weight gradients: only latents move."""
         self.generator.to(device).requires_grad_(False)
         if self.discriminator is not None:
             self.discriminator.to(device).requires_grad_(False)
+
+    def optimize(self, classifier: Classifier, progress: Progress | None) -> dict:
+        cfg = self.config
+        device = classifier.device
+        self._frozen_on(device)
         k = classifier.num_classes
         seed = torch.Generator().manual_seed(cfg.seed)
         mu = self._warm_start(classifier, seed, device).requires_grad_(True)
@@ -346,9 +350,7 @@ class ParticleInversion(LatentInversion):
     def optimize(self, classifier: Classifier, progress: Progress | None) -> dict:
         cfg = self.config
         device = classifier.device
-        self.generator.to(device).requires_grad_(False)
-        if self.discriminator is not None:
-            self.discriminator.to(device).requires_grad_(False)
+        self._frozen_on(device)
         seed = torch.Generator().manual_seed(cfg.seed)
         n = self._candidates_per_class()
         z, labels, start = self._starts(classifier, n, seed, device)
