@@ -1,8 +1,9 @@
 """The ``auditor`` command line.
 
 Exit codes: 0 success (or, for gates, nothing found), 1 a finding (a backdoor, a failed check),
-2 the tool could not do its job (bad input, unsupported model). Errors print one line unless
-``--debug`` is given.
+2 the tool could not do its job (bad input, unsupported model), 130 interrupted (Ctrl-C). Errors print
+one line unless ``--debug`` is given; the line is passed through ``escape.console`` because it quotes
+names from the model (a tensor name can hold a newline or a terminal escape sequence).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import click
 
 from . import __version__
 
-EXIT_OK, EXIT_FINDING, EXIT_ERROR = 0, 1, 2
+EXIT_OK, EXIT_FINDING, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 # (module, attribute) of each command; modules are imported when the CLI starts.
 _COMMANDS: list[tuple[str, str]] = [
@@ -38,22 +39,25 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         from converters.errors import ModelError
 
+        from .report.escape import console
+
         try:
             return super().invoke(ctx)
         except ModelError as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {console(exc)}", err=True)
             ctx.exit(EXIT_ERROR)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
-            ctx.exit(130)
+            ctx.exit(EXIT_INTERRUPTED)
         except Exception as exc:  # a bug: keep it visible but short unless --debug
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.echo(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", err=True)
+            click.echo(f"internal error: {type(exc).__name__}: {console(exc)} (rerun with --debug for the traceback)",
+                       err=True)
             ctx.exit(EXIT_ERROR)
 
 
