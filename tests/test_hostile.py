@@ -15,8 +15,6 @@ from onnx import TensorProto, helper, numpy_helper
 
 import auditor.pipeline as pipeline
 from auditor.cli import main
-from auditor.report import escape
-from auditor.report.sarif import artifact_uri
 from test_bad_input import _conv_model, _save
 from test_scan_cli import FAST, force, tiny  # noqa: F401 (tiny is a fixture)
 
@@ -170,6 +168,8 @@ def _markdown_tokens(text: str):
 
 
 def test_escape_markdown_renders_exactly_the_text() -> None:
+    from auditor.report import escape
+
     for name in EVIL:
         tokens, inline = _markdown_tokens(f"| a | {escape.markdown(name)} |\n|---|---|\n| {escape.markdown(name)} | b |")
         types = {t.type for t in tokens} | {t.type for t in inline}
@@ -182,6 +182,8 @@ def test_escape_markdown_renders_exactly_the_text() -> None:
 
 
 def test_escape_console_and_sarif() -> None:
+    from auditor.report import escape
+
     for name in EVIL:
         for text in (escape.console(name), escape.sarif_text(name)):
             assert "\n" not in text and "\r" not in text and "\x1b" not in text and "\x07" not in text
@@ -210,6 +212,8 @@ def test_crafted_names_stay_text_in_every_format(tiny: tuple[Path, Path], tmp_pa
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     model, synth = tiny
     from model_matrix import CLASSES
+
+    from auditor.report import escape
 
     names = [EVIL[k % len(EVIL)] + ("" if k < len(EVIL) else f" {k}") for k in range(CLASSES)]
     evil = _evil_copy(model, tmp_path / "in", names)
@@ -351,6 +355,8 @@ def test_invert_refuses_an_output_that_is_not_npz(tiny: tuple[Path, Path], tmp_p
 
 
 def test_sarif_uris_are_percent_encoded(tmp_path: Path) -> None:
+    from auditor.report.sarif import artifact_uri
+
     assert artifact_uri("models/my model/mödel.onnx", Path.cwd()) == "models/my%20model/m%C3%B6del.onnx"
     assert artifact_uri("a:b.onnx", None) == "a%3Ab.onnx"  # not a scheme
     outside = tmp_path / "dir #1" / "ü.onnx"
