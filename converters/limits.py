@@ -193,7 +193,25 @@ def external_data_bytes(tensor: onnx.TensorProto, target: Path, path: Path) -> i
     if length is not None and length > available:
         raise ModelError(f"{path}: tensor '{tensor.name}' asks for {length:,} bytes of external data; "
                          f"the file holds {available:,} from its offset")
-    return available if length is None else length
+    count = available if length is None else length
+    declared = _declared_bytes(tensor)
+    if declared is not None and count != declared:
+        # what onnx would read is the length (or the rest of the file), whatever the dims say: a tiny
+        # tensor could otherwise pull in a huge file, and the mismatch fails later anyway
+        raise ModelError(f"{path}: tensor '{tensor.name}' would read {count:,} bytes of external data; "
+                         f"its shape and type declare {declared:,}")
+    return count
+
+
+def _declared_bytes(tensor: onnx.TensorProto) -> int | None:
+    """Bytes the tensor's dims and element type call for, when the type has a fixed size."""
+    try:
+        itemsize = onnx.helper.tensor_dtype_to_np_dtype(tensor.data_type).itemsize
+    except Exception:
+        return None
+    if itemsize == 0 or tensor.data_type == TensorProto.STRING:
+        return None
+    return _product(tensor.dims) * itemsize
 
 
 def check_total_bytes(path: Path, file_size: int, external: int, limits: Limits) -> None:

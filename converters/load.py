@@ -85,6 +85,7 @@ def load_onnx(
         raise ModelError(f"{path}: not an ONNX model (the graph has no nodes; truncated or not ONNX)")
     check_structure(model, path, limits)
     check_declared_tensors(model, path, limits)
+    _check_weight_types(model, path)
     external = _external_tensors(model, path)
     check_total_bytes(path, size, sum(count for _, count in external), limits)
     _load_external_data([tensor for tensor, _ in external], path)
@@ -164,6 +165,20 @@ def _load_external_data(tensors: list[onnx.TensorProto], path: Path) -> None:
         del tensor.external_data[:]
 
 
+# element types a weight may have: those numpy and torch both hold natively (not 4/8-bit floats or
+# integers, bfloat16, strings or complex numbers, which the conversion cannot carry)
+WEIGHT_TYPES = {TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.INT8, TensorProto.INT16,
+                TensorProto.INT32, TensorProto.INT64, TensorProto.UINT8, TensorProto.BOOL}
+
+
+def _check_weight_types(model: onnx.ModelProto, path: Path) -> None:
+    for tensor in _all_tensors(model):
+        if tensor.data_type not in WEIGHT_TYPES:
+            name = TensorProto.DataType.Name(tensor.data_type) if tensor.data_type in TensorProto.DataType.values() \
+                else str(tensor.data_type)
+            raise ModelError(f"{path}: weight '{tensor.name}' has element type {name}, which cannot be converted")
+
+
 def _check_finite(model: onnx.ModelProto, path: Path) -> None:
     tensors = list(model.graph.initializer)
     for node in model.graph.node:
@@ -173,8 +188,10 @@ def _check_finite(model: onnx.ModelProto, path: Path) -> None:
         if tensor.data_type not in (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16):
             continue
         values = _tensor_values(tensor, path)
-        if values.size and not np.isfinite(values.astype(np.float64)).all():
-            bad = int((~np.isfinite(values.astype(np.float64))).sum())
+        with np.errstate(all="ignore"):
+            finite = np.isfinite(values.astype(np.float64))
+        if values.size and not finite.all():
+            bad = int((~finite).sum())
             raise ModelError(f"{path}: weight '{tensor.name}' holds {bad} NaN/Inf values")
 
 

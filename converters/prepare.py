@@ -279,7 +279,9 @@ def _static_dims(model: onnx.ModelProto) -> dict[str, list[int | None]]:
     return dims
 
 
-def _word(text: str) -> str:
+def _word(text: str | bytes) -> str:
+    if isinstance(text, bytes):  # protobuf hands over a name that is not valid UTF-8 as bytes
+        text = text.decode("utf-8", "replace")
     return re.sub(r"\W", "_", text, flags=re.ASCII)
 
 
