@@ -403,3 +403,28 @@ def test_an_interrupt_exits_130_and_ci_docs_say_so(tmp_path: Path, monkeypatch: 
     result = _invoke("inspect", str(_save(_conv_model(), tmp_path / "m.onnx")))
     assert result.exit_code == 130 and result.output.strip() == "interrupted"
     assert "| 130 |" in (DOCS / "ci.md").read_text()
+
+
+def test_generator_sample_refuses_to_write_over_the_model_it_reads(tmp_path: Path) -> None:
+    model = _save(_conv_model(), tmp_path / "m.onnx")
+    before = model.read_bytes()
+    _one_error_line(_invoke("generator", "sample", "--n", "2", "--model", str(model), "-o", str(model)), "is the input")
+    assert model.read_bytes() == before
+
+
+def test_staging_removes_its_files_and_the_folders_it_made(tmp_path: Path) -> None:
+    from auditor.report.files import Staging
+
+    (tmp_path / "old.txt").write_text("kept")
+    with pytest.raises(RuntimeError):
+        with Staging() as staging:
+            staging.write_text(tmp_path / "old.txt", "new")
+            staging.write_text(tmp_path / "a" / "b" / "c.txt", "x")
+            np.savez(staging.path(tmp_path / "a" / "t.npz"), x=np.zeros(2))
+            raise RuntimeError("late failure")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.txt"]
+    assert (tmp_path / "old.txt").read_text() == "kept"
+    with Staging() as staging:
+        staging.write_text(tmp_path / "old.txt", "new")
+        assert (tmp_path / "old.txt").read_text() == "kept"  # nothing moves before the end
+    assert (tmp_path / "old.txt").read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["old.txt"]
