@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
+import warnings
 from typing import Any
 
 import click
@@ -33,10 +34,22 @@ _COMMANDS: list[tuple[str, str]] = [
 ]
 
 
+def _log_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None,
+                 line: str | None = None) -> None:
+    """Library warnings (torch, numpy on a malformed weight) go to the debug log: on stderr they would add
+    lines to the one-line error, and they say nothing the user can act on."""
+    logging.getLogger("auditor.warnings").debug("%s: %s (%s:%s)", category.__name__, message, filename, lineno)
+
+
 class _Group(click.Group):
     """Turns expected errors into one message and exit code 2."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        with warnings.catch_warnings():
+            warnings.showwarning = _log_warning
+            return self._invoke(ctx)
+
+    def _invoke(self, ctx: click.Context) -> Any:
         from converters.errors import ModelError
 
         from .report.escape import console

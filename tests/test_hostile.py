@@ -428,3 +428,17 @@ def test_staging_removes_its_files_and_the_folders_it_made(tmp_path: Path) -> No
         staging.write_text(tmp_path / "old.txt", "new")
         assert (tmp_path / "old.txt").read_text() == "kept"  # nothing moves before the end
     assert (tmp_path / "old.txt").read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["old.txt"]
+
+
+def test_library_warnings_do_not_add_lines_to_the_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by the fuzzer: torch's UserWarning on a zero-sized weight came before the one error line."""
+    import warnings
+
+    from converters.errors import ModelError
+
+    def noisy(*_a, **_k):
+        warnings.warn("Initializing zero-element tensors is a no-op", UserWarning)
+        raise ModelError("conversion failed")
+
+    monkeypatch.setattr("auditor.commands.inspect.inspect_model", noisy)
+    _one_error_line(_invoke("inspect", str(_save(_conv_model(), tmp_path / "m.onnx"))), "conversion failed")
