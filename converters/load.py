@@ -18,7 +18,7 @@ import onnx
 from onnx import TensorProto, numpy_helper
 
 from .errors import ModelError
-from .limits import (Limits, _all_tensors, check_declared_tensors, check_file_size, check_structure,
+from .limits import (Limits, all_tensors, check_declared_tensors, check_file_size, check_structure,
                      check_total_bytes, external_data_bytes, is_external)
 from .spec import ModelSpec, parse_float_list, parse_name_list
 
@@ -135,7 +135,7 @@ def _external_tensors(model: onnx.ModelProto, path: Path) -> list[tuple[onnx.Ten
     escape the model's folder (symlinks resolved) or name a missing file are refused. Reads nothing."""
     base = path.parent.resolve()
     found = []
-    for tensor in _all_tensors(model):
+    for tensor in all_tensors(model):
         if not is_external(tensor):
             continue
         info = {entry.key: entry.value for entry in tensor.external_data}
@@ -172,7 +172,7 @@ WEIGHT_TYPES = {TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, Tens
 
 
 def _check_weight_types(model: onnx.ModelProto, path: Path) -> None:
-    for tensor in _all_tensors(model):
+    for tensor in all_tensors(model):
         if tensor.data_type not in WEIGHT_TYPES:
             name = TensorProto.DataType.Name(tensor.data_type) if tensor.data_type in TensorProto.DataType.values() \
                 else str(tensor.data_type)
