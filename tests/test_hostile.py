@@ -37,41 +37,45 @@ def _one_error_line(result, *fragments: str) -> None:
 # -- 1. resource limits ----------------------------------------------------------------------------
 
 
-def _external_model(folder: Path, padding: int = 3_000_000, drop_length: bool = True) -> Path:
-    """A small .onnx whose one weight points to a 3 MB external file (no ``length``: the rest of the file)."""
+def _external_model(folder: Path, out_channels: int = 27778, padding: int = 0) -> Path:
+    """A small .onnx whose Conv weight (``out_channels`` x 3 x 3 x 3 float32: 3 MB by default) is external
+    data, named without a ``length`` (onnx then reads to the end of the file); ``padding`` bytes follow it."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "small.onnx"
-    onnx.save(_conv_model(), str(path), save_as_external_data=True, location="w.bin", size_threshold=0)
+    weight = np.zeros((out_channels, 3, 3, 3), np.float32)
+    onnx.save(_conv_model(weight=weight), str(path), save_as_external_data=True, location="w.bin", size_threshold=0)
     with open(folder / "w.bin", "ab") as handle:
         handle.write(b"\0" * padding)
     model = onnx.load(str(path), load_external_data=False)
-    if drop_length:
-        for tensor in model.graph.initializer:
-            kept = [(e.key, e.value) for e in tensor.external_data if e.key != "length"]
-            del tensor.external_data[:]
-            for key, value in kept:
-                entry = tensor.external_data.add()
-                entry.key, entry.value = key, value
+    for tensor in model.graph.initializer:
+        kept = [(e.key, e.value) for e in tensor.external_data if e.key != "length"]
+        del tensor.external_data[:]
+        for key, value in kept:
+            entry = tensor.external_data.add()
+            entry.key, entry.value = key, value
     onnx.save(model, str(path))
     return path
+
+
+def _never_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    def never(*_a, **_k):
+        raise AssertionError("external data was read before the limits were checked")
+
+    monkeypatch.setattr("onnx.external_data_helper.load_external_data_for_tensor", never)
 
 
 def test_max_model_mb_counts_external_data_and_reads_none_of_it(tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     path = _external_model(tmp_path / "m")
     assert path.stat().st_size < 2000
-
-    def never(*_a, **_k):
-        raise AssertionError("external data was read before the limit was checked")
-
-    monkeypatch.setattr("onnx.external_data_helper.load_external_data_for_tensor", never)
+    _never_read(monkeypatch)
     result = _invoke("inspect", str(path), "--max-model-mb", "1", "--no-parity")
     _one_error_line(result, "with its external data is 2.9 MB", "1.0 MB", "--max-model-mb")
 
 
-def test_external_data_named_many_times_counts_every_time(tmp_path: Path) -> None:
+def test_external_data_named_many_times_counts_every_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Several tensors pointing at one external file would each read it: each counts."""
-    path = _external_model(tmp_path / "m", padding=400_000)
+    path = _external_model(tmp_path / "m", out_channels=3704)  # 400 kB
     model = onnx.load(str(path), load_external_data=False)
     weight = model.graph.initializer[0]
     for k in range(3):
@@ -79,8 +83,18 @@ def test_external_data_named_many_times_counts_every_time(tmp_path: Path) -> Non
         copy.CopyFrom(weight)
         copy.name = f"w{k}"
     onnx.save(model, str(path))
+    _never_read(monkeypatch)
     result = _invoke("inspect", str(path), "--max-model-mb", "1", "--no-parity")
     _one_error_line(result, "with its external data is 1.5 MB", "--max-model-mb")
+
+
+def test_external_data_larger_than_its_tensor_is_refused_unread(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 432-byte weight whose external file runs on for 3 MB (or 16 GB, sparse): onnx would read it all."""
+    path = _external_model(tmp_path / "m", out_channels=4, padding=3_000_000)
+    _never_read(monkeypatch)
+    _one_error_line(_invoke("inspect", str(path), "--no-parity"),
+                    "tensor 'w' would read 3,000,432 bytes of external data; its shape and type declare 432")
 
 
 @pytest.mark.parametrize("value", ["0", "nan", "-1", "inf", "many"])
