@@ -279,7 +279,7 @@ def external_data(rng: RNG, base: bytes, model: onnx.ModelProto, folder: Path) -
     for key, value in entries.items():
         entry = tensor.external_data.add()
         entry.key, entry.value = key, value
-    return Case(f"external_data", _write(folder, _bytes_of(model)))
+    return Case("external_data", _write(folder, _bytes_of(model)))
 
 
 METADATA = [
