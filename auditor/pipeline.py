@@ -6,8 +6,9 @@ and after) is an optional callback supplied by the caller, so that this module n
 the zoo-side packages (``auditor.data``, ``auditor.attacks``, ``auditor.evaluate``).
 
 Nothing is lost or overwritten on failure: the output model and the report folder are checked
-before any work starts, the model is written under a temporary name and verified in onnxruntime
-before it is moved into place, and a failure after that removes it again.
+before any work starts (not the input, not a folder, writable), and every file, the model included,
+is written under a temporary name beside its final path (``report.files.Staging``) and moved into
+place only when all of them are written, so a failure at any point leaves nothing new.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from .model import Classifier, pick_device
 from .purify import PURIFIERS, get_purifier
 from .purify.guard import GuardConfig, GuardReport, guarded_purify
 from .verify import Verification, carried_triggers, residuals_before, verify
+from .report.files import Staging, check_output_dir, check_output_file
 
 _LOG = logging.getLogger(__name__)
 Progress = Callable[..., None]
@@ -65,7 +67,7 @@ class AuditOptions:
     synthetic: Path | None = None  # reuse samples from `auditor invert` instead of inverting
     clean_data: tuple[torch.Tensor, torch.Tensor] | None = None  # real images, for comparison runs only
     spec_overrides: dict[str, Any] = field(default_factory=dict)
-    max_model_bytes: int | None = None
+    limits: converters.Limits | None = None  # resource limits (default: converters.Limits())
     overwrite: bool = False
     detection: DetectionConfig = field(default_factory=DetectionConfig)
     rescan: bool = True  # detect on the original model and verify the purified one
@@ -203,14 +205,14 @@ def audit(
     report["inversion"] = _inversion_section(synth, train, holdout)
     report["purification"] = guard.to_json()
     report["purification"]["threshold_basis"] = threshold_basis  # from the detection's own verdict, before findings
-    written = False
-    try:
+    with Staging() as staging:
         with stages("write"):
-            report_dir.mkdir(parents=True, exist_ok=True)
-            save_class_grid(synth.images01, synth.labels, loaded.spec.num_classes, report_dir / "synthetic_samples.png")
+            staging.folder(report_dir)
+            save_class_grid(synth.images01, synth.labels, loaded.spec.num_classes,
+                            staging.path(report_dir / "synthetic_samples.png"))
             report["artifacts"] = {"synthetic_samples": "synthetic_samples.png"}
             if original is not None:
-                report["artifacts"].update(_save_triggers(original[0], report_dir))
+                report["artifacts"].update(_save_triggers(original[0], report_dir, staging))
             report["output"] = None
             metadata = {
                 "auditor.version": __version__,
@@ -223,27 +225,23 @@ def audit(
             # model's hash) is excluded from that hash, so that neither depends on the other
             report["timings"] = dict(stages.seconds)
             metadata["auditor.report_sha256"] = report_hash(report)
-            exported = save_onnx(converted, output, metadata=metadata, overwrite=options.overwrite)
-            written = True
+            exported = save_onnx(converted, staging.path(output), metadata=metadata, overwrite=True)
         with stages("evaluate"):
             if evaluator is not None:
-                report["evaluation"] = {"before": evaluator(model_path), "after": evaluator(output)}
+                report["evaluation"] = {"before": evaluator(model_path), "after": evaluator(staging.located(output))}
         report["verification"] = {
             "write_back_parity": exported.parity.to_json(),
             "export_method": exported.method,
             "export_note": exported.note,
             "node_for_node": exported.method == "write-back",
         }
-        report["output"] = {"path": str(output), "sha256": converters.sha256_file(output), "metadata": metadata}
+        report["output"] = {"path": str(output), "sha256": converters.sha256_file(staging.located(output)),
+                            "metadata": metadata}
         report["timings"] = _timings(stages, detect=original[0] if original else {},
                                      verify=rescanned[0] if rescanned else {})
         from .report import write_reports
 
-        write_reports(report, report_dir)
-    except BaseException:
-        if written and output.exists():
-            output.unlink()
-        raise
+        write_reports(report, report_dir, staging=staging)
     return AuditResult(report=report, output=output, report_dir=report_dir)
 
 
@@ -308,8 +306,7 @@ def _prior_samples(classifier: Classifier, options: AuditOptions, count: int, se
 
 def _convert_checked(model_path: Path, options: "AuditOptions | ScanOptions", device: torch.device, purpose: str):
     """Load, convert and check parity with onnxruntime: we only work on a model we reproduce."""
-    kwargs = {"max_bytes": options.max_model_bytes} if options.max_model_bytes else {}
-    loaded = load_onnx(model_path, spec_overrides=options.spec_overrides or None, **kwargs)
+    loaded = load_onnx(model_path, spec_overrides=options.spec_overrides or None, limits=options.limits)
     converted = convert(loaded)
     parity = compare_with_onnxruntime(converted.module, loaded.model, loaded.spec)
     if not parity.ok:
@@ -321,14 +318,11 @@ def _convert_checked(model_path: Path, options: "AuditOptions | ScanOptions", de
 
 
 def _check_destinations(model_path: Path, output: Path, report_dir: Path, overwrite: bool) -> None:
+    """Before any compute: the output is not the input, not a folder, and can be written; so can the report."""
     if output.resolve() == model_path.resolve():
         raise AuditorError("the output path is the input model; choose another -o (the input is never modified)")
-    if output.exists() and not overwrite:
-        raise AuditorError(f"{output} exists; pass --overwrite to replace it")
-    if report_dir.exists() and not report_dir.is_dir():
-        raise AuditorError(f"{report_dir} exists and is not a folder")
-    if report_dir.is_dir() and (report_dir / "report.json").exists() and not overwrite:
-        raise AuditorError(f"{report_dir} already holds a report; pass --overwrite or choose another --report-dir")
+    check_output_file(output, "-o", overwrite, inputs=[model_path], create_folder=True)
+    check_report_dir(report_dir, overwrite)
 
 
 def _synthetic_samples(classifier: Classifier, options: AuditOptions, progress: Progress | None) -> SynthSet:
@@ -399,7 +393,7 @@ class ScanOptions:
     detection: DetectionConfig = field(default_factory=DetectionConfig)
     synthetic: Path | None = None  # reuse samples from `auditor invert` instead of inverting
     spec_overrides: dict[str, Any] = field(default_factory=dict)
-    max_model_bytes: int | None = None
+    limits: converters.Limits | None = None  # resource limits (default: converters.Limits())
     overwrite: bool = False
 
     def to_json(self) -> dict[str, Any]:
@@ -428,7 +422,7 @@ def scan(
     model_path = Path(model_path)
     report_dir = Path(report_dir) if report_dir is not None else None
     if report_dir is not None:
-        _check_report_dir(report_dir, options.overwrite)
+        check_report_dir(report_dir, options.overwrite)
     stages = _Stages(stage_log)
     torch.manual_seed(options.seed)
     device = pick_device(options.device)
@@ -452,22 +446,27 @@ def scan(
     inversion.pop("seconds", None)  # times live in `timings` only, so reports compare equal across runs
     inversion["samples"] = {"total": len(synth)}
     report["inversion"] = inversion
-    if report_dir is not None:
-        with stages("write"):
-            report_dir.mkdir(parents=True, exist_ok=True)
-            save_class_grid(synth.images01, synth.labels, loaded.spec.num_classes, report_dir / "synthetic_samples.png")
-            report["artifacts"] = {"synthetic_samples": "synthetic_samples.png", **_save_triggers(results, report_dir)}
-    report["timings"] = _timings(stages, detect=results)
-    if report_dir is not None:
-        from .report import write_reports
+    with Staging() as staging:
+        if report_dir is not None:
+            with stages("write"):
+                staging.folder(report_dir)
+                save_class_grid(synth.images01, synth.labels, loaded.spec.num_classes,
+                                staging.path(report_dir / "synthetic_samples.png"))
+                report["artifacts"] = {"synthetic_samples": "synthetic_samples.png",
+                                       **_save_triggers(results, report_dir, staging)}
+        report["timings"] = _timings(stages, detect=results)
+        if report_dir is not None:
+            from .report import write_reports
 
-        write_reports(report, report_dir)
+            write_reports(report, report_dir, staging=staging)
     return ScanResult(report=report, verdict=verdict, report_dir=report_dir)
 
 
-def _check_report_dir(report_dir: Path, overwrite: bool) -> None:
+def check_report_dir(report_dir: Path, overwrite: bool) -> None:
+    """Before any compute: ``report_dir`` is (or can be made) a writable folder holding no report unless ``overwrite``."""
     if report_dir.exists() and not report_dir.is_dir():
         raise AuditorError(f"{report_dir} exists and is not a folder")
+    check_output_dir(report_dir, "--report-dir")
     if report_dir.is_dir() and (report_dir / "report.json").exists() and not overwrite:
         raise AuditorError(f"{report_dir} already holds a report; pass --overwrite or choose another --report-dir")
 
@@ -517,16 +516,16 @@ def _verification_probe(classifier: Classifier, holdout: SynthSet, prior: torch.
     return torch.cat([holdout.images01, prior]), torch.cat([holdout.labels.cpu(), prior_labels])
 
 
-def _save_triggers(results: dict[str, DetectionResult], report_dir: Path) -> dict[str, Any]:
+def _save_triggers(results: dict[str, DetectionResult], report_dir: Path, staging: Staging) -> dict[str, Any]:
     """triggers.png (one column per class: mask, pattern, mask x pattern) and triggers.npz."""
     from .report.images import save_trigger_grid
 
     nc = results.get("neural_cleanse")
     if nc is None or "mask" not in nc.images:
         return {}
-    save_trigger_grid(nc.images["mask"], nc.images["pattern"], report_dir / "triggers.png")
+    save_trigger_grid(nc.images["mask"], nc.images["pattern"], staging.path(report_dir / "triggers.png"))
     import numpy as np
 
-    np.savez_compressed(report_dir / "triggers.npz", mask=nc.images["mask"].numpy(),
+    np.savez_compressed(staging.path(report_dir / "triggers.npz"), mask=nc.images["mask"].numpy(),
                         pattern=nc.images["pattern"].numpy())
     return {"triggers": "triggers.png", "triggers_npz": "triggers.npz"}

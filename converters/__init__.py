@@ -13,12 +13,13 @@ from ._compat import import_onnx2torch
 from .convert import Binding, ConvertedModel, convert, convert_graph
 from .errors import ModelError, UnsupportedOperatorError
 from .export import ExportResult, WriteBackError, export_full, save_onnx, write_back
+from .limits import LimitError, Limits
 from .load import LoadedModel, load_onnx, sha256_file
 from .parity import ParityResult, compare_with_onnxruntime, random_inputs
 from .spec import ModelSpec
 
 __all__ = [
-    "Binding", "ConvertedModel", "ExportResult", "LoadedModel", "ModelError", "ModelSpec", "ParityResult",
+    "Binding", "ConvertedModel", "ExportResult", "LimitError", "Limits", "LoadedModel", "ModelError", "ModelSpec", "ParityResult",
     "UnsupportedOperatorError", "WriteBackError", "compare_with_onnxruntime", "convert", "convert_graph", "export_full",
     "import_onnx2torch", "load_onnx", "random_inputs", "save_onnx", "sha256_file", "write_back",
 ]

@@ -122,6 +122,11 @@ def _run_onnx2torch(model: onnx.ModelProto) -> nn.Module:
         raise _unsupported(model, exc) from exc
     except KeyError as exc:
         raise ModelError(f"conversion failed: tensor {exc} is computed at run time where a constant is needed") from exc
+    except ModelError:
+        raise
+    except Exception as exc:  # onnx2torch on a graph it cannot build: the model is unsupported, not our bug
+        first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)[:300]
+        raise ModelError(f"onnx2torch cannot convert the model: {type(exc).__name__}: {first}") from exc
 
 
 def _unsupported(model: onnx.ModelProto, exc: Exception) -> ModelError:

@@ -1,5 +1,7 @@
 """Load an ONNX file and check that it is something we can audit: one float image input,
-one class-score output, finite weights, no external data outside the model's folder.
+one class-score output, finite weights, no external data outside the model's folder, and
+within the resource limits of ``limits.Limits`` (checked on declarations, before any tensor or
+external data is read).
 
 Every failure is a ``ModelError`` naming the problem; the input file is only read.
 """
@@ -7,8 +9,7 @@ Every failure is a ``ModelError`` naming the problem; the input file is only rea
 from __future__ import annotations
 
 import hashlib
-import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,11 @@ import onnx
 from onnx import TensorProto, numpy_helper
 
 from .errors import ModelError
+from .limits import (Limits, all_tensors, check_declared_tensors, check_file_size, check_structure,
+                     check_total_bytes, external_data_bytes, is_external)
 from .spec import ModelSpec, parse_float_list, parse_name_list
 
-DEFAULT_MAX_BYTES = int(os.environ.get("AUDITOR_MAX_MODEL_BYTES", 2 * 1024**3))
+DEFAULT_MAX_BYTES = Limits().max_bytes
 FLOAT_TYPES = {TensorProto.FLOAT: "float32"}
 _HEAD_OPS = {"Softmax": "probabilities", "LogSoftmax": "log_probabilities"}
 _PASS_THROUGH = {"Identity", "Flatten", "Reshape", "Squeeze", "Cast"}
@@ -56,21 +59,22 @@ def sha256_file(path: str | Path) -> str:
 
 def load_onnx(
     path: str | Path,
-    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_bytes: int | None = None,
     spec_overrides: dict[str, Any] | None = None,
+    limits: Limits | None = None,
 ) -> LoadedModel:
-    """Read, check and describe an ONNX image classifier."""
+    """Read, check and describe an ONNX image classifier.
+
+    ``max_bytes`` overrides ``limits.max_bytes`` (the file plus its external data)."""
     path = Path(path)
+    limits = limits or Limits()
+    if max_bytes is not None:
+        limits = replace(limits, max_bytes=int(max_bytes))
     if not path.exists():
         raise ModelError(f"{path}: no such file")
     if not path.is_file():
         raise ModelError(f"{path}: not a file")
-    size = path.stat().st_size
-    if size > max_bytes:
-        raise ModelError(
-            f"{path}: {size / 1e6:.1f} MB is larger than the limit of {max_bytes / 1e6:.1f} MB "
-            "(raise it with --max-model-mb or $AUDITOR_MAX_MODEL_BYTES)"
-        )
+    size = check_file_size(path, limits)
     if size == 0:
         raise ModelError(f"{path}: the file is empty")
     try:
@@ -79,7 +83,12 @@ def load_onnx(
         raise ModelError(f"{path}: not a readable ONNX file (truncated or not ONNX: {_first_line(exc)})") from exc
     if len(model.graph.node) == 0:
         raise ModelError(f"{path}: not an ONNX model (the graph has no nodes; truncated or not ONNX)")
-    _load_external_data(model, path)
+    check_structure(model, path, limits)
+    check_declared_tensors(model, path, limits)
+    _check_weight_types(model, path)
+    external = _external_tensors(model, path)
+    check_total_bytes(path, size, sum(count for _, count in external), limits)
+    _load_external_data([tensor for tensor, _ in external], path)
     try:
         onnx.checker.check_model(model, full_check=False)
     except Exception as exc:
@@ -88,6 +97,7 @@ def load_onnx(
         inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
     except Exception:
         inferred = model
+    check_declared_tensors(inferred, path, limits)  # what inference derived for the intermediate tensors
     _check_finite(model, path)
 
     opset = _default_opset(model)
@@ -120,29 +130,53 @@ def _default_opset(model: onnx.ModelProto) -> int:
     raise ModelError("the model imports no default ONNX opset")
 
 
-def _load_external_data(model: onnx.ModelProto, path: Path) -> None:
-    """Inline external tensors, refusing locations that escape the model's folder."""
-    from onnx.external_data_helper import _get_all_tensors, load_external_data_for_tensor
-
+def _external_tensors(model: onnx.ModelProto, path: Path) -> list[tuple[onnx.TensorProto, int]]:
+    """Every tensor stored as external data, with the bytes inlining it would read; locations that
+    escape the model's folder (symlinks resolved) or name a missing file are refused. Reads nothing."""
     base = path.parent.resolve()
-    for tensor in _get_all_tensors(model):
-        if tensor.data_location != TensorProto.EXTERNAL:
+    found = []
+    for tensor in all_tensors(model):
+        if not is_external(tensor):
             continue
         info = {entry.key: entry.value for entry in tensor.external_data}
         location = info.get("location", "")
         target = (base / location).resolve()
-        if Path(location).is_absolute() or base not in (target, *target.parents):
+        if not location or Path(location).is_absolute() or base not in (target, *target.parents):
             raise ModelError(
                 f"{path}: tensor '{tensor.name}' points to external data '{location}' outside the model's folder"
             )
         if not target.is_file():
             raise ModelError(f"{path}: external data file '{location}' for tensor '{tensor.name}' is missing")
+        found.append((tensor, external_data_bytes(tensor, target, path)))
+    return found
+
+
+def _load_external_data(tensors: list[onnx.TensorProto], path: Path) -> None:
+    """Inline the external tensors (already checked by ``_external_tensors`` and the byte limit)."""
+    from onnx.external_data_helper import load_external_data_for_tensor
+
+    base = path.parent.resolve()
+    for tensor in tensors:
         try:
             load_external_data_for_tensor(tensor, str(base))
         except Exception as exc:
             raise ModelError(f"{path}: cannot read external data for '{tensor.name}': {_first_line(exc)}") from exc
         tensor.data_location = TensorProto.DEFAULT
         del tensor.external_data[:]
+
+
+# element types a weight may have: those numpy and torch both hold natively (not 4/8-bit floats or
+# integers, bfloat16, strings or complex numbers, which the conversion cannot carry)
+WEIGHT_TYPES = {TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, TensorProto.INT8, TensorProto.INT16,
+                TensorProto.INT32, TensorProto.INT64, TensorProto.UINT8, TensorProto.BOOL}
+
+
+def _check_weight_types(model: onnx.ModelProto, path: Path) -> None:
+    for tensor in all_tensors(model):
+        if tensor.data_type not in WEIGHT_TYPES:
+            name = TensorProto.DataType.Name(tensor.data_type) if tensor.data_type in TensorProto.DataType.values() \
+                else str(tensor.data_type)
+            raise ModelError(f"{path}: weight '{tensor.name}' has element type {name}, which cannot be converted")
 
 
 def _check_finite(model: onnx.ModelProto, path: Path) -> None:
@@ -153,10 +187,20 @@ def _check_finite(model: onnx.ModelProto, path: Path) -> None:
     for tensor in tensors:
         if tensor.data_type not in (TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16):
             continue
-        values = numpy_helper.to_array(tensor)
-        if values.size and not np.isfinite(values.astype(np.float64)).all():
-            bad = int((~np.isfinite(values.astype(np.float64))).sum())
+        values = _tensor_values(tensor, path)
+        with np.errstate(all="ignore"):
+            finite = np.isfinite(values.astype(np.float64))
+        if values.size and not finite.all():
+            bad = int((~finite).sum())
             raise ModelError(f"{path}: weight '{tensor.name}' holds {bad} NaN/Inf values")
+
+
+def _tensor_values(tensor: onnx.TensorProto, path: Path) -> np.ndarray:
+    """A weight's values; a tensor whose data does not match its declared shape or type is refused."""
+    try:
+        return numpy_helper.to_array(tensor)
+    except Exception as exc:
+        raise ModelError(f"{path}: weight '{tensor.name}' cannot be read: {_first_line(exc)}") from exc
 
 
 def _graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
@@ -230,20 +274,20 @@ def _detect_head(model: onnx.ModelProto) -> tuple[str | None, str]:
     return None, "logits"
 
 
-def _constant_values(model: onnx.ModelProto) -> dict[str, np.ndarray]:
-    values = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
+def _constant_values(model: onnx.ModelProto, path: Path) -> dict[str, np.ndarray]:
+    values = {init.name: _tensor_values(init, path) for init in model.graph.initializer}
     for node in model.graph.node:
-        if node.op_type == "Constant":
+        if node.op_type == "Constant" and node.output:
             for attr in node.attribute:
                 if attr.name == "value":
-                    values[node.output[0]] = numpy_helper.to_array(attr.t)
+                    values[node.output[0]] = _tensor_values(attr.t, path)
     return values
 
 
-def _find_baked_normalization(model: onnx.ModelProto, input_name: str, channels: int) -> tuple[dict[str, Any] | None, dict[str, str]]:
+def _find_baked_normalization(model: onnx.ModelProto, input_name: str, channels: int, path: Path) -> tuple[dict[str, Any] | None, dict[str, str]]:
     """A Sub/Div (or Mul/Add) chain with per-channel constants right after the input is a baked
     normalization: its constants are preprocessing, not weights, and stay frozen."""
-    consts = _constant_values(model)
+    consts = _constant_values(model, path)
     consumers: dict[str, list[onnx.NodeProto]] = {}
     for node in model.graph.node:
         for name in node.input:
@@ -308,7 +352,7 @@ def _derive_spec(
         raise ModelError(f"{path}: malformed preprocessing metadata: {exc}") from exc
     sources.update({k: "metadata" for k in fields})
     sources.setdefault("value_range", "default")
-    baked, roles = _find_baked_normalization(model, input_info["name"], input_info["channels"])
+    baked, roles = _find_baked_normalization(model, input_info["name"], input_info["channels"], path)
     spec = ModelSpec(
         input_name=input_info["name"],
         output_name=output_info["name"],

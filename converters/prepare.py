@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -278,11 +279,19 @@ def _static_dims(model: onnx.ModelProto) -> dict[str, list[int | None]]:
     return dims
 
 
+def _word(text: str | bytes) -> str:
+    if isinstance(text, bytes):  # protobuf hands over a name that is not valid UTF-8 as bytes
+        text = text.decode("utf-8", "replace")
+    return re.sub(r"\W", "_", text, flags=re.ASCII)
+
+
 def _name_nodes(model: onnx.ModelProto) -> None:
-    """Give every node a unique name (onnx2torch uses them as module names)."""
+    """Give every node a unique name of word characters: onnx2torch uses them as module names, and
+    torch.fx writes those into generated code, where a crafted name (a newline, a quote) broke it. Only
+    the prepared copy is renamed; parameters are bound through tensor names, not node names."""
     seen: set[str] = set()
     for index, node in enumerate(model.graph.node):
-        name = node.name or f"{node.op_type}_{index}"
+        name = _word(node.name)[:100] or f"{_word(node.op_type)}_{index}"
         while name in seen:
             name = f"{name}_{index}"
         node.name = name

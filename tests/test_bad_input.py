@@ -106,7 +106,7 @@ def _bad_models(tmp: Path) -> dict[str, tuple[Path, list[str], str]]:
     (tmp / "weights.bin").write_bytes((outside_dir / "weights.bin").read_bytes())
     cases["external_data_outside"] = (_save(escaped, outside_dir / "escaped.onnx"), [], "outside the model's folder")
 
-    cases["too_large"] = (good, ["--max-model-mb", "0.0001"], "larger than the limit")
+    cases["too_large"] = (good, ["--max-model-mb", "0.0001"], "more than the limit of 104 bytes (raise it with --max-model-mb)")
 
     nan_weights = np.ones((4, 3, 3, 3), np.float32)
     nan_weights[0, 0, 0, 0] = np.nan

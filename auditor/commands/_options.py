@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
 from typing import Any, Callable
 
 import click
 
+from converters.limits import MB, OPTIONS, Limits
 from converters.spec import parse_float_list, parse_name_list
 
 
@@ -16,6 +19,25 @@ def _floats(_ctx: click.Context, _param: click.Parameter, value: str | None) -> 
         return parse_float_list(value)
     except ValueError as exc:
         raise click.BadParameter(f"expected comma-separated numbers, got {value!r}") from exc
+
+
+def _positive(_ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    """A limit: a finite number above zero. A bad one ends the command with one line and exit 2
+    (0 or nan used to be ignored or crash), before any model is read."""
+    if value is None:
+        return None
+    from auditor.errors import AuditorError
+
+    option = param.opts[0] if param.opts else param.name
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not math.isfinite(number) or number <= 0:
+        raise AuditorError(f"{option} must be a number above 0, got {value!r}")
+    if param.name != "max_model_mb" and number != int(number):
+        raise AuditorError(f"{option} must be a whole number, got {value!r}")
+    return number
 
 
 def key_value_pairs(pairs: tuple[str, ...], param_hint: str) -> dict[str, str]:
@@ -30,7 +52,8 @@ def key_value_pairs(pairs: tuple[str, ...], param_hint: str) -> dict[str, str]:
 
 
 def spec_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    """--input-range/--mean/--std/--layout/--class-names/--max-model-mb: override what the file says."""
+    """--input-range/--mean/--std/--layout/--class-names override what the file says; the --max-* options
+    bound what a hostile file can make the tool allocate."""
     options = [
         click.option("--input-range", callback=_floats, metavar="LO,HI",
                      help="Value range of the model's raw input, e.g. 0,1 or 0,255 (default: metadata, else 0,1)."),
@@ -38,11 +61,41 @@ def spec_options(func: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--std", callback=_floats, metavar="S1,S2,S3", help="Normalization std the caller applies."),
         click.option("--layout", type=click.Choice(["NCHW", "NHWC"]), help="Input layout (default: from the shape)."),
         click.option("--class-names", metavar="A,B,...", help="Class names, comma-separated or a JSON list."),
-        click.option("--max-model-mb", type=float, default=None, help="Refuse files larger than this (default 2048)."),
+        *limit_options(),
     ]
     for option in reversed(options):
         func = option(func)
     return func
+
+
+def limit_options() -> list[Callable[[Any], Any]]:
+    """One option per resource limit of ``converters.limits.Limits``; each is checked before anything is
+    allocated or any external data is read."""
+    default = Limits()
+    helps = {
+        "max_bytes": f"Refuse a model whose file plus external data is larger than this (default "
+                     f"{default.max_bytes / MB:g}; also $AUDITOR_MAX_MODEL_BYTES).",
+        "max_tensor_elements": f"Refuse a model declaring a tensor (input, output or intermediate) with more "
+                               f"elements than this, dynamic dims counted as 1 (default {default.max_tensor_elements}).",
+        "max_parameters": f"Refuse a model whose weights declare more parameters (default {default.max_parameters}).",
+        "max_nodes": f"Refuse a graph with more nodes, subgraphs included (default {default.max_nodes}).",
+        "max_depth": f"Refuse a graph whose longest chain of nodes is longer (default {default.max_depth}).",
+    }
+    return [click.option(OPTIONS[name], callback=_positive, metavar="MB" if name == "max_bytes" else "N",
+                         help=text) for name, text in helps.items()]
+
+
+def limits_from_options(options: dict[str, Any]) -> Limits:
+    """The command line's limits over the defaults."""
+    limits = Limits()
+    if options.get("max_model_mb") is not None:
+        limits = replace(limits, max_bytes=max(1, int(options["max_model_mb"] * MB)))
+    for name in ("max_tensor_elements", "max_parameters", "max_nodes"):
+        if options.get(name) is not None:
+            limits = replace(limits, **{name: int(options[name])})
+    if options.get("max_graph_depth") is not None:
+        limits = replace(limits, max_depth=int(options["max_graph_depth"]))
+    return limits
 
 
 def spec_overrides(options: dict[str, Any]) -> dict[str, Any]:
@@ -61,8 +114,7 @@ def spec_overrides(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_model_from_options(path: str, options: dict[str, Any]):
-    """load_onnx with the command line's overrides and size limit."""
-    from converters.load import DEFAULT_MAX_BYTES, load_onnx
+    """load_onnx with the command line's overrides and resource limits."""
+    from converters.load import load_onnx
 
-    limit = int(options["max_model_mb"] * 1024 * 1024) if options.get("max_model_mb") else DEFAULT_MAX_BYTES
-    return load_onnx(path, max_bytes=limit, spec_overrides=spec_overrides(options) or None)
+    return load_onnx(path, spec_overrides=spec_overrides(options) or None, limits=limits_from_options(options))

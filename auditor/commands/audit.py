@@ -16,7 +16,8 @@ from typing import Any
 
 import click
 
-from ._options import key_value_pairs, spec_options, spec_overrides
+from ._options import (key_value_pairs, limits_from_options, load_model_from_options, spec_options,
+                       spec_overrides)
 from ._progress import progress_bar, stage_printer
 from .scan import FAIL_ON, detection_config, detection_options
 from .invert import inversion_config, inversion_options
@@ -79,7 +80,6 @@ def _options(opts: dict[str, Any], **extra: Any):
         guard = dataclasses.replace(guard, min_agreement=opts["min_agreement"])
     if opts.get("guard_interpolation") is not None:
         guard = dataclasses.replace(guard, interpolation=_parse_interpolation(opts["guard_interpolation"]))
-    limit = int(opts["max_model_mb"] * 1024 * 1024) if opts.get("max_model_mb") else None
     inversion = inversion_config(opts, opts["seed"])
     # the fresh look at the purified model is a scan-sized inversion, never larger than the audit's own
     fresh = scan_inversion()
@@ -90,34 +90,40 @@ def _options(opts: dict[str, Any], **extra: Any):
         method=opts["method"], seed=opts["seed"], device=opts["device"], inversion=inversion, rescan_inversion=fresh,
         pixels=opts.get("pixels", False), generator=opts.get("generator_name"),
         purifier_config=_parse_purifier_options(opts.get("purifier_options", ())), guard=guard,
-        spec_overrides=spec_overrides(opts), max_model_bytes=limit, overwrite=opts["overwrite"],
+        spec_overrides=spec_overrides(opts), limits=limits_from_options(opts), overwrite=opts["overwrite"],
         detection=detection_config(opts), **extra,
     )
 
 
 def _print_summary(report: dict[str, Any], report_dir: Path) -> None:
+    """A few lines on stdout, each through ``escape.console`` (messages quote the model's class names)."""
+    from auditor.report.escape import console
+
+    def echo(line: str) -> None:
+        click.echo(console(line))
+
     purification = report["purification"]
     verdict = report.get("verdict")
     if verdict:
         targets = ", ".join(map(str, verdict["suspected_targets"])) or "none"
-        click.echo(f"original model: {verdict['verdict']} (score {verdict['score']:.2f}, suspected target(s) {targets})")
-    click.echo(f"purification: {purification['status']} — {purification['message']}")
+        echo(f"original model: {verdict['verdict']} (score {verdict['score']:.2f}, suspected target(s) {targets})")
+    echo(f"purification: {purification['status']} — {purification['message']}")
     if verdict and verdict.get("purified"):
         state = "passes" if verdict.get("purified_passes") else "FAILS"
-        click.echo(f"purified model: {verdict['purified']} — {state} verification")
+        echo(f"purified model: {verdict['purified']} — {state} verification")
         for reason in (verdict.get("verification") or {}).get("decided_by", []):
-            click.echo(f"  {reason}")
+            echo(f"  {reason}")
     evaluation = report.get("evaluation")
     if evaluation:
         for when in ("before", "after"):
             e = evaluation[when]
             asr = "-" if e.get("asr") is None else f"{100 * e['asr']:.1f}%"
             ra = "-" if e.get("ra") is None else f"{100 * e['ra']:.1f}%"
-            click.echo(f"  {when:6s} ACC {100 * e['acc']:.1f}%  ASR {asr}  RA {ra}")
+            echo(f"  {when:6s} ACC {100 * e['acc']:.1f}%  ASR {asr}  RA {ra}")
     # the stages only: the per-detector rows (detect.NAME) overlap and are in the report
     timings = ", ".join(f"{k} {v:.0f}s" for k, v in report["timings"].items() if "." not in k)
-    click.echo(f"time: {timings}")
-    click.echo(f"wrote {report['output']['path']}; report in {report_dir}")
+    echo(f"time: {timings}")
+    echo(f"wrote {report['output']['path']}; report in {report_dir}")
 
 
 @click.command("audit")
@@ -161,11 +167,9 @@ def audit_cmd(ctx: click.Context, model: str, output: str | None, report_dir: st
     out = Path(output) if output else report_folder / f"{name}.purified.onnx"
     evaluator = None
     if eval_data or attack_from or attack_name:
-        from converters import load_onnx
-
         from ._measure import make_evaluator, resolve_attack
 
-        spec = load_onnx(model_path).spec.with_overrides(**spec_overrides(opts))
+        spec = load_model_from_options(str(model_path), opts).spec
         attack = resolve_attack(model_path, spec, attack_from, attack_name, target)
         if eval_data is None:
             raise click.BadParameter("measuring an attack needs --eval-data", param_hint="--eval-data")
@@ -205,11 +209,10 @@ def purify_cmd(model: str, output: str, synthetic: str | None, clean_data: str |
         extra["synthetic"] = Path(synthetic)
     if clean_data:
         import torch
-        from converters import load_onnx
 
         from auditor.data.formats import load_eval_data
 
-        spec = load_onnx(model).spec.with_overrides(**spec_overrides(opts))
+        spec = load_model_from_options(model, opts).spec
         x, y, _ = load_eval_data(Path(clean_data), expect_shape=(spec.height, spec.width, spec.channels))
         extra["clean_data"] = (torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255, torch.from_numpy(y).long())
     out = Path(output)

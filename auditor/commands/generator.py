@@ -57,7 +57,10 @@ def sample_cmd(count: int, output: str, seed: int, nrow: int, model: str | None,
 
     from auditor.generators import DEFAULT_GENERATOR, adapter_for, load_generator, to_unit_range
     from auditor.generators.images import save_grid
+    from auditor.report.files import Staging, check_output_file
 
+    # replacing an earlier grid is this command's habit; replacing the model it reads is refused
+    check_output_file(Path(output), "-o", overwrite=True, inputs=[Path(model)] if model else [])
     G = load_generator(generator or DEFAULT_GENERATOR, z_dim=z_dim, output_range=generator_range)
     z = torch.randn(count, G.z_dim, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
@@ -69,8 +72,9 @@ def sample_cmd(count: int, output: str, seed: int, nrow: int, model: str | None,
             images01 = adapter_for(G, spec).images01(images)
         else:
             images01 = to_unit_range(images, getattr(G, "output_range", (-1.0, 1.0)))
-    path = save_grid(images01, output, nrow=nrow)
-    click.echo(f"wrote {count} samples ({tuple(images01.shape[1:])}) to {path}")
+    with Staging() as staging:
+        save_grid(images01, staging.path(Path(output)), nrow=nrow)
+    click.echo(f"wrote {count} samples ({tuple(images01.shape[1:])}) to {output}")
 
 
 @generator_group.command("info")

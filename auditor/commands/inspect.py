@@ -41,8 +41,14 @@ def inspect_model(path: str, options: dict[str, Any], check_parity: bool = True)
 
 
 def _print_human(report: dict[str, Any]) -> None:
+    """The report as lines; each one through ``escape.console``, since names and paths come from the model."""
+    from auditor.report.escape import console
+
     spec = report["spec"]
-    echo = click.echo
+
+    def echo(line: str) -> None:
+        click.echo(console(line))
+
     echo(f"{report['file']}  (sha256 {report['sha256'][:16]}…, opset {report['opset']}, {report['nodes']} nodes)")
     layout = f"{spec['layout']} {spec['channels']}x{spec['height']}x{spec['width']}"
     batch = spec["batch"] if spec["batch"] else "dynamic"

@@ -49,7 +49,8 @@ def inversion_config(options: dict[str, Any], seed: int):
 
 @click.command("invert")
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.option("-o", "--output", type=click.Path(dir_okay=False), required=True, help="Where to write synth.npz.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), required=True,
+              help="Where to write the samples (a .npz file).")
 @click.option("--grid", type=click.Path(dir_okay=False), default=None, help="Also write a PNG grid, one row per class.")
 @click.option("--summary", type=click.Path(dir_okay=False), default=None,
               help="Per-class JSON summary (default: next to the output, .json).")
@@ -60,18 +61,29 @@ def inversion_config(options: dict[str, Any], seed: int):
 @spec_options
 def invert_cmd(model: str, output: str, grid: str | None, summary: str | None, seed: int, device: str,
                overwrite: bool, **options: Any) -> None:
-    """Synthesize --per-class samples of every class from MODEL, with no data."""
+    """Synthesize --per-class samples of every class from MODEL, with no data.
+
+    The outputs are checked before any compute (not the input, not a folder, not each other, their
+    folders exist and are writable) and appear together, or not at all."""
     from converters import convert
 
     from auditor.errors import AuditorError
     from auditor.inversion import invert, save_class_grid
     from auditor.model import Classifier, pick_device
+    from auditor.report.files import Staging, check_distinct, check_output_file
 
     out = Path(output)
+    check_output_file(out, "-o", overwrite, inputs=[Path(model)])
+    if out.suffix.lower() != ".npz":
+        raise AuditorError(f"-o {out}: the samples are written as .npz; name the output *.npz "
+                           "(the per-class summary goes to --summary, default next to it as .json)")
     summary_path = Path(summary) if summary else out.with_suffix(".json")
-    for path in (out, summary_path, Path(grid) if grid else None):
-        if path is not None and path.exists() and not overwrite:
-            raise AuditorError(f"{path} exists; pass --overwrite to replace it")
+    grid_path = Path(grid) if grid else None
+    outputs = {"-o": out, "--summary": summary_path, "--grid": grid_path}
+    check_distinct(outputs)
+    for option, path in list(outputs.items())[1:]:
+        if path is not None:
+            check_output_file(path, option, overwrite, inputs=[Path(model)])
     loaded = load_model_from_options(model, options)
     converted = convert(loaded)
     classifier = Classifier.from_converted(converted).to(pick_device(device))
@@ -79,10 +91,11 @@ def invert_cmd(model: str, output: str, grid: str | None, summary: str | None, s
     with progress_bar("inverting") as progress:
         synth = invert(classifier, config, pixels=options.get("pixels", False),
                        generator=options.get("generator_name"), progress=progress)
-    synth.save(out, layout=loaded.spec.layout)
-    summary_path.write_text(json.dumps(synth.summary, indent=2))
-    if grid:
-        save_class_grid(synth.images01, synth.labels, loaded.spec.num_classes, grid)
+    with Staging() as staging:  # the three files appear together or not at all
+        synth.save(staging.path(out), layout=loaded.spec.layout)
+        staging.write_text(summary_path, json.dumps(synth.summary, indent=2))
+        if grid_path is not None:
+            save_class_grid(synth.images01, synth.labels, loaded.spec.num_classes, staging.path(grid_path))
     kept = synth.summary["kept"]["overall"]
     click.echo(f"wrote {len(synth)} samples to {out} ({synth.summary['seconds']['total']:.0f} s); "
                f"confidence {kept['confidence']:.3f}, stable under input noise {kept['input_noise']:.3f}, "

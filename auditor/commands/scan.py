@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from ._options import spec_options, spec_overrides
+from ._options import limits_from_options, spec_options, spec_overrides
 from ._progress import progress_bar, stage_printer
 
 FAIL_ON = click.Choice(["backdoored", "suspicious", "never"])
@@ -94,6 +94,12 @@ def _report_dirs(models: list[Path], report_dir: Path | None) -> list[Path | Non
     return out
 
 
+def _with_path(path: Path, exc: Exception) -> str:
+    """The error's message naming ``path`` once: most model errors start with the path already."""
+    message = str(exc)
+    return message if message.startswith(str(path)) else f"{path}: {message}"
+
+
 @click.command("scan")
 @click.argument("models", nargs=-1, required=True, type=click.Path(dir_okay=False))
 @click.option("--report-dir", type=click.Path(file_okay=False), default=None,
@@ -132,8 +138,9 @@ def scan_cmd(ctx: click.Context, models: tuple[str, ...], report_dir: str | None
 
     from auditor.cli import EXIT_ERROR, EXIT_FINDING, EXIT_OK
     from auditor.detect import fails, worst
-    from auditor.pipeline import ScanOptions, scan, scan_inversion
-    from auditor.report import write_combined
+    from auditor.pipeline import ScanOptions, check_report_dir, scan, scan_inversion
+    from auditor.report import combined_paths, write_combined
+    from auditor.report.escape import console
 
     from auditor.errors import AuditorError
 
@@ -145,24 +152,30 @@ def scan_cmd(ctx: click.Context, models: tuple[str, ...], report_dir: str | None
     inversion = scan_inversion()
     inversion = replace(inversion, seed=seed, **{k: v for k, v in (("per_class", per_class), ("particle_steps", steps))
                                                   if v is not None})
-    limit = int(opts["max_model_mb"] * 1024 * 1024) if opts.get("max_model_mb") else None
     options = ScanOptions(seed=seed, device=device, inversion=inversion, pixels=pixels, generator=generator_name,
                           detection=detection_config(opts), spec_overrides=spec_overrides(opts),
-                          max_model_bytes=limit, overwrite=overwrite,
+                          limits=limits_from_options(opts), overwrite=overwrite,
                           synthetic=Path(synthetic) if synthetic else None)
     options.detection.threads = threads
     paths = [Path(m) for m in models]
     folders = _report_dirs(paths, Path(report_dir) if report_dir else None)
+    for folder in folders:  # every destination before the first scan, not after the first minutes of work
+        if folder is not None:
+            check_report_dir(folder, overwrite)
+    if report_dir and len(paths) > 1:
+        for path in combined_paths(report_dir).values():
+            if path.exists() and not overwrite:
+                raise AuditorError(f"{path} exists; pass --overwrite to replace it or choose another --report-dir")
     rows, reports, errors = [], [], 0
     for path, folder in zip(paths, folders):
         try:
-            with progress_bar(f"scanning {path.name}", enabled=not as_json) as progress:
+            with progress_bar(f"scanning {console(path.name)}", enabled=not as_json) as progress:
                 result = scan(path, folder, options, progress=progress, stage_log=stage_printer(path.stem))
         except ModelError as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
             errors += 1
-            click.echo(f"error: {path}: {exc}", err=True)
+            click.echo(f"error: {console(_with_path(path, exc))}", err=True)
             rows.append({"model": str(path), "verdict": None, "error": str(exc)})
             continue
         v = result.verdict
@@ -172,8 +185,8 @@ def scan_cmd(ctx: click.Context, models: tuple[str, ...], report_dir: str | None
                      "report_dir": str(folder) if folder else None, "seconds": result.report["timings"]["total"]})
         if not as_json:
             targets = f", suspected target(s) {', '.join(map(str, v.suspected_targets))}" if v.suspected_targets else ""
-            click.echo(f"{path}: {v.verdict} (score {v.score:.2f}{targets}) in "
-                       f"{result.report['timings']['total']:.0f} s" + (f"; report in {folder}" if folder else ""))
+            click.echo(console(f"{path}: {v.verdict} (score {v.score:.2f}{targets}) in "
+                               f"{result.report['timings']['total']:.0f} s" + (f"; report in {folder}" if folder else "")))
     if report_dir and len(paths) > 1 and reports:
         write_combined(reports, Path(report_dir))
     verdict = worst([r["verdict"] for r in rows if r["verdict"]])

@@ -7,11 +7,11 @@ reversed triggers, the synthetic samples per class, before/after metrics, timing
 from __future__ import annotations
 
 import json
-from html import escape
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .columns import OVERLAP_NOTE, detector_columns
+from .escape import html as escape
 from .images import data_uri
 
 COLOURS = {"clean": "#1a7f37", "suspicious": "#9a6700", "backdoored": "#cf222e"}
@@ -123,9 +123,10 @@ def _detection_section(report: dict[str, Any], key: str = "detection", title: st
     return f"<section><h2>{title}</h2>{note}<table>{head}{''.join(body)}</table></section>"
 
 
-def _image_section(folder: Path, report: dict[str, Any], key: str, title: str, caption: str) -> str:
+def _image_section(folder: Path, report: dict[str, Any], key: str, title: str, caption: str,
+                   locate: Callable[[Path], Path]) -> str:
     name = (report.get("artifacts") or {}).get(key)
-    uri = data_uri(folder / name) if name else None
+    uri = data_uri(locate(folder / name)) if name else None
     if uri is None:
         return ""
     return (f"<section><h2>{title}</h2><p class='muted'>{caption}</p>"
@@ -179,9 +180,11 @@ def _timings_section(report: dict[str, Any]) -> str:
     return f"<section><h2>Time per stage</h2><table>{rows}</table>{note}</section>" if rows else ""
 
 
-def render_html(report: dict[str, Any], folder: str | Path) -> str:
-    """The page for ``report``; images are read from ``folder`` (where the report's artifacts are)."""
+def render_html(report: dict[str, Any], folder: str | Path, locate: Callable[[Path], Path] | None = None) -> str:
+    """The page for ``report``; images are read from ``folder`` (where the report's artifacts are), or from
+    where ``locate`` says a file of that folder is until it is moved into place (``files.Staging``)."""
     folder = Path(folder)
+    locate = locate or (lambda path: path)
     title = f"auditor {report.get('command', '')}: {(report.get('verdict') or {}).get('verdict', 'report')}"
     parts = [
         "<!DOCTYPE html>", "<html lang='en'><head><meta charset='utf-8'>",
@@ -191,9 +194,10 @@ def render_html(report: dict[str, Any], folder: str | Path) -> str:
         _model_section(report),
         _detection_section(report),
         _image_section(folder, report, "triggers", "Reversed triggers",
-                       "One column per class: mask (top), pattern (middle), mask × pattern (bottom); masks scaled to their own maximum."),
+                       "One column per class: mask (top), pattern (middle), mask × pattern (bottom); masks scaled to their own maximum.",
+                       locate),
         _image_section(folder, report, "synthetic_samples", "Synthetic samples per class",
-                       "Stabilized model inversion, one row per class: the only data the audit uses."),
+                       "Stabilized model inversion, one row per class: the only data the audit uses.", locate),
         _inversion_section(report),
         _evaluation_section(report),
         _purification_section(report),

@@ -1,10 +1,14 @@
-"""A readable Markdown page from a report dict."""
+"""A readable Markdown page from a report dict.
+
+Every text that comes from the model or its file (path, class names, layout, messages that quote
+them) goes through ``escape.markdown``: a crafted name must not add a heading, a link or HTML."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from .columns import OVERLAP_NOTE, detector_columns
+from .escape import markdown as md
 
 
 def _pct(value: Any) -> str:
@@ -20,7 +24,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines: list[str] = []
     spec = report.get("spec", {})
     purification = report.get("purification", {})
-    lines.append(f"# auditor {report.get('command', '')} report")
+    lines.append(f"# auditor {md(report.get('command', ''))} report")
     lines.append("")
     verdict = report.get("verdict")
     if verdict:
@@ -29,16 +33,17 @@ def render_markdown(report: dict[str, Any]) -> str:
             lines += [f"**Purified model: {verdict['purified']} — {state}**", ""]
             lines += [f"- {reason}" for reason in (verdict.get("verification") or {}).get("decided_by", [])] + [""]
         targets = ", ".join(str(t) for t in verdict.get("suspected_targets", [])) or "none"
-        lines += [f"**Original model: {verdict['verdict']}** (score {verdict['score']:.2f}, suspected target(s): "
+        lines += [f"**Original model: {md(verdict['verdict'])}** (score {verdict['score']:.2f}, suspected target(s): "
                   f"{targets})", ""]
-    lines.append(f"- input: `{report['input']['path']}` (sha256 `{report['input']['sha256'][:16]}…`)")
+    lines.append(f"- input: {md(report['input']['path'])} (sha256 `{report['input']['sha256'][:16]}…`)")
     if report.get("output"):
-        lines.append(f"- output: `{report['output']['path']}` (sha256 `{report['output']['sha256'][:16]}…`)")
-    lines.append(f"- model: {spec.get('channels')}x{spec.get('height')}x{spec.get('width')} {spec.get('layout')}, "
-                 f"{spec.get('num_classes')} classes, output {spec.get('output_kind')}")
-    lines.append(f"- tool {report['tool']['version']}, seed {report.get('seed')}, created {report.get('created')}")
+        lines.append(f"- output: {md(report['output']['path'])} (sha256 `{report['output']['sha256'][:16]}…`)")
+    lines.append(f"- model: {md(spec.get('channels'))}x{md(spec.get('height'))}x{md(spec.get('width'))} "
+                 f"{md(spec.get('layout'))}, {md(spec.get('num_classes'))} classes, output {md(spec.get('output_kind'))}")
+    lines.append(f"- tool {md(report['tool']['version'])}, seed {md(report.get('seed'))}, "
+                 f"created {md(report.get('created'))}")
     if purification:
-        lines.append(f"- purification: **{purification.get('status')}** — {purification.get('message')}")
+        lines.append(f"- purification: **{md(purification.get('status'))}** — {md(purification.get('message'))}")
     lines.append("")
 
     evaluation = report.get("evaluation")
@@ -72,7 +77,7 @@ def render_markdown(report: dict[str, Any]) -> str:
                 head.append(c.heading)
         lines += ["## Detection per class", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for row in detection["per_class"]:
-            cells = [f"{row['class']} {row['name']}", str(row.get("neural_cleanse.index", "n/a")),
+            cells = [f"{row['class']} {md(row['name'])}", str(row.get("neural_cleanse.index", "n/a")),
                      str(row.get("neural_cleanse.mask_l1", "n/a")), _pct(row.get("neural_cleanse.attack_success"))]
             for c in columns:
                 cells.append(str(row.get(f"{c.detector}.index", "n/a")))
@@ -87,11 +92,11 @@ def render_markdown(report: dict[str, Any]) -> str:
     if purification:
         lines += ["## Purification attempts", ""]
         if purification.get("threshold_basis"):
-            lines += [f"Guard threshold: {purification['threshold_basis']}.", ""]
+            lines += [f"Guard threshold: {md(purification['threshold_basis'])}.", ""]
         lines += ["| attempt | method | share of the change kept | holdout agreement | "
                   "prior-probe agreement | passed |", "|---|---|---|---|---|---|"]
         for attempt in purification.get("attempts", []):
-            lines.append(f"| {attempt['attempt']} | {attempt['purifier']} | {attempt.get('interpolation', 1.0):g} | "
+            lines.append(f"| {attempt['attempt']} | {md(attempt['purifier'])} | {attempt.get('interpolation', 1.0):g} | "
                          f"{_pct(attempt.get('agreement'))} | {_pct(attempt.get('prior_agreement'))} | "
                          f"{'yes' if attempt.get('passed') else 'no'} |")
         lines.append("")

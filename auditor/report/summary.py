@@ -1,15 +1,21 @@
-"""summary.md: a few lines for a CI job summary (``$GITHUB_STEP_SUMMARY``), one row per model."""
+"""summary.md: a few lines for a CI job summary (``$GITHUB_STEP_SUMMARY``), one row per model.
+
+The path and class names come from the model's author: they go through ``escape.markdown``, so that a
+crafted name cannot forge the heading that states the verdict, a table row or a link."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from .escape import markdown as md
 
 ICONS = {"clean": "✅", "suspicious": "⚠️", "backdoored": "❌"}
 
 
 def _targets(report: dict[str, Any], verdict: dict[str, Any]) -> str:
     names = report.get("spec", {}).get("class_names") or []
-    parts = [f"{t} ({names[t]})" if t < len(names) else str(t) for t in verdict.get("suspected_targets", [])]
+    parts = [f"{md(t)} ({md(names[t], 80)})" if isinstance(t, int) and 0 <= t < len(names) else md(t)
+             for t in verdict.get("suspected_targets", [])]
     return ", ".join(parts) or "—"
 
 
@@ -22,14 +28,14 @@ def _shipped_verdict(report: dict[str, Any]) -> str:
 
 def summary_row(report: dict[str, Any]) -> str:
     verdict = report.get("verdict") or {}
-    name = report["input"]["path"].replace("|", "\\|")
     v = verdict.get("verdict", "n/a")
-    cells = [f"`{name}`", f"{ICONS.get(v, '')} **{v}**", f"{verdict.get('score', 0):.2f}", _targets(report, verdict)]
+    cells = [md(report["input"]["path"]), f"{ICONS.get(v, '')} **{md(v)}**", f"{verdict.get('score', 0):.2f}",
+             _targets(report, verdict)]
     if report.get("command") == "audit":
         purified = verdict.get("purified")
         state = "passes" if verdict.get("purified_passes") else "FAILS"
-        cells.append("—" if purified is None else f"{ICONS.get(purified, '')} {purified} ({state})")
-        cells.append(str((report.get("purification") or {}).get("status", "—")))
+        cells.append("—" if purified is None else f"{ICONS.get(purified, '')} {md(purified)} ({state})")
+        cells.append(md((report.get("purification") or {}).get("status", "—")))
     cells.append(f"{report.get('timings', {}).get('total', 0):.0f} s")
     return "| " + " | ".join(cells) + " |"
 
@@ -43,7 +49,7 @@ def render_summary(reports: list[dict[str, Any]], title: str = "auditor") -> str
     head.append("time")
     # an audit's headline is the model it would ship: the purified one
     worst = max((_shipped_verdict(r) for r in reports), key=("clean", "suspicious", "backdoored").index, default="clean")
-    lines = [f"### {title}: {ICONS[worst]} {worst}", "",
+    lines = [f"### {md(title)}: {ICONS[worst]} {worst}", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += [summary_row(r) for r in reports]
     lines += ["", "Score: the voting detectors' largest anomaly index over the classes, on reach's scale (flagged "
