@@ -42,7 +42,7 @@ def parse_draws(text: str) -> list[tuple[int, int]]:
 
 def run_draw(model: Path, manifest: Path | None, eval_data: Path, seed: int, threads: int, folder: Path,
              quick: bool) -> dict[str, Any]:
-    """One audit; its report's figures, verdicts, exit code and wall time."""
+    """One audit, as a subprocess; its report's figures, verdicts, exit code and wall time."""
     command = [sys.executable, "-m", "auditor.cli", "audit", str(model), "--seed", str(seed), "--report-dir", str(folder),
                "--eval-data", str(eval_data), "--overwrite", "--fail-on", "suspicious"]
     if manifest is not None:
@@ -55,9 +55,14 @@ def run_draw(model: Path, manifest: Path | None, eval_data: Path, seed: int, thr
     if done.returncode not in (0, 1):
         return {"seed": seed, "threads": threads, "exit": done.returncode, "error": done.stderr.strip()[-500:],
                 "seconds": round(seconds, 1)}
+    return draw_row(folder, seed, threads, done.returncode, seconds)
+
+
+def draw_row(folder: Path, seed: int, threads: int, exit_code: int, seconds: float) -> dict[str, Any]:
+    """The row of one finished audit, read from its report folder."""
     report = json.loads((folder / "report.json").read_text())
     verdict, evaluation = report.get("verdict") or {}, report.get("evaluation") or {}
-    return {"seed": seed, "threads": threads, "exit": done.returncode, "seconds": round(seconds, 1),
+    return {"seed": seed, "threads": threads, "exit": exit_code, "seconds": round(seconds, 1),
             "before": evaluation.get("before"), "after": evaluation.get("after"),
             "verdict": verdict.get("verdict"), "targets": verdict.get("suspected_targets"),
             "rescan": (verdict.get("rescan") or {}).get("verdict"), "purified": verdict.get("purified"),
@@ -124,6 +129,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="Cut every stage down (smoke run; figures mean nothing).")
     parser.add_argument("--table", type=Path, help="Print the table of this draws.json and exit.")
     parser.add_argument("--write-test-set", type=Path, help="Write the CIFAR-10 test set to this .npz and exit.")
+    parser.add_argument("--from-report", type=Path, help="Record an audit run by hand (its --report-dir) as the draw "
+                        "--draws names (one seed:threads), with --exit-code and --seconds, instead of running it.")
+    parser.add_argument("--exit-code", type=int, default=0)
+    parser.add_argument("--seconds", type=float, default=0.0)
     args = parser.parse_args(argv)
     if args.table:
         print(render(json.loads(args.table.read_text())))
@@ -146,8 +155,11 @@ def main(argv: list[str] | None = None) -> int:
             done = [r for r in document["rows"] if r["model"] == model.stem and (r["seed"], r["threads"]) == (seed, threads)]
             if done and not done[0].get("error"):
                 continue
-            row = {"model": model.stem, **run_draw(model, manifest, args.eval_data, seed, threads,
-                                                  args.out / model.stem / f"s{seed}_t{threads}", args.quick)}
+            if args.from_report:
+                row = {"model": model.stem, **draw_row(args.from_report, seed, threads, args.exit_code, args.seconds)}
+            else:
+                row = {"model": model.stem, **run_draw(model, manifest, args.eval_data, seed, threads,
+                                                      args.out / model.stem / f"s{seed}_t{threads}", args.quick)}
             document["rows"] = [r for r in document["rows"] if r not in done] + [row]
             document["date"] = time.strftime("%Y-%m-%d")
             temporary = path.with_suffix(".tmp")

@@ -210,3 +210,9 @@ def test_audit_draws_runs_end_to_end_in_quick_mode(tmp_path: Path) -> None:
     assert script.main(argv) == 0  # a rerun skips the finished draws
     assert json.loads((tmp_path / "draws" / "draws.json").read_text())["rows"] == document["rows"]
     assert script.parse_draws("0:2,1:2,2:1") == [(0, 2), (1, 2), (2, 1)]
+    # an audit run by hand is recorded from its report folder
+    imported = ["--model", str(model), "--draws", "0:2", "--eval-data", str(tmp_path / "eval.npz"), "--out",
+                str(tmp_path / "hand"), "--from-report", str(tmp_path / "draws" / "tiny" / "s0_t1"), "--seconds", "5"]
+    assert script.main(imported) == 0
+    (row,) = json.loads((tmp_path / "hand" / "draws.json").read_text())["rows"]
+    assert (row["seed"], row["threads"], row["seconds"]) == (0, 2, 5.0) and row["after"] == document["rows"][0]["after"]
