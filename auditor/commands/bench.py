@@ -14,7 +14,7 @@ import click
 @click.option("--config", "configs", multiple=True, help="Only these defenses (repeatable); default all.")
 @click.option("--eval-limit", type=int, default=None, help="Evaluate on the first N test images only.")
 @click.option("--per-class", type=int, default=None, help="SMI samples per class (default 250).")
-@click.option("--steps", type=int, default=None, help="SMI optimization steps (default 200).")
+@click.option("--steps", type=int, default=None, help="Most SMI optimization steps per particle (default 8).")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Folder with cifar10.zip etc.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--merge", "merge", multiple=True, type=click.Path(exists=True, dir_okay=False),
@@ -45,6 +45,6 @@ def bench_cmd(zoo: str, out: str, models: tuple[str, ...], configs: tuple[str, .
         raise click.BadParameter(f"unknown config(s) {sorted(unknown)}; choose from {', '.join(CONFIGS)}")
     setup = BenchSetup(zoo=Path(zoo), out=Path(out), configs=tuple(configs) or CONFIGS, models=tuple(models) or None,
                        eval_limit=eval_limit, seed=seed, data_dir=data_dir,
-                       inversion=with_overrides(InversionConfig(), per_class=per_class, steps=steps, seed=seed))
+                       inversion=with_overrides(InversionConfig(), per_class=per_class, particle_steps=steps, seed=seed))
     document = run_bench(setup, log=lambda line: click.echo(line, err=True))
     click.echo(render_table(document))
