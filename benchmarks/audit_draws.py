@@ -8,7 +8,7 @@ draws), and the table gives per model the mean and the worst ASR after.
 
     python benchmarks/audit_draws.py --model cifar10_badnets --draws 0:2,1:2,2:1 \\
         --eval-data runs/cifar10_test.npz --out runs/draws
-    python benchmarks/audit_draws.py --table runs/draws/draws.json
+    python benchmarks/audit_draws.py --table runs/draws/draws.json [--write docs/bench.md]
 
 ``--eval-data`` is an .npz of real labelled images (``auditor.data.formats``), for instance the
 CIFAR-10 test set written by ``--write-test-set``; the audit never sees it. ``--quick`` cuts every
@@ -28,6 +28,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+BEGIN, END = "<!-- draws-table -->", "<!-- /draws-table -->"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from markers import write_between  # noqa: E402  (a sibling script module)
 QUICK = ["--per-class", "4", "--steps", "1", "--purifier-option", "rounds=1", "--nc-steps", "2"]
 
 
@@ -128,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("runs/draws"))
     parser.add_argument("--quick", action="store_true", help="Cut every stage down (smoke run; figures mean nothing).")
     parser.add_argument("--table", type=Path, help="Print the table of this draws.json and exit.")
+    parser.add_argument("--write", type=Path, help="With --table: put the table between the draws-table markers of this page.")
     parser.add_argument("--write-test-set", type=Path, help="Write the CIFAR-10 test set to this .npz and exit.")
     parser.add_argument("--from-report", type=Path, help="Record an audit run by hand (its --report-dir) as the draw "
                         "--draws names (one seed:threads), with --exit-code and --seconds, instead of running it.")
@@ -135,7 +139,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=0.0)
     args = parser.parse_args(argv)
     if args.table:
-        print(render(json.loads(args.table.read_text())))
+        table = render(json.loads(args.table.read_text()))
+        if args.write:
+            write_between(args.write, BEGIN, END, table)
+        else:
+            print(table)
         return 0
     if args.write_test_set:
         write_test_set(args.write_test_set)

@@ -183,7 +183,7 @@ def test_inversion_diversity_table_in_the_docs_is_the_scripts_output(tmp_path: P
     assert f"{script.BEGIN}\n{table}\n{script.END}" in (ROOT / "docs" / "inversion.md").read_text()
     page = tmp_path / "page.md"
     page.write_text(f"intro\n{script.BEGIN}\nold table\n{script.END}\noutro\n")
-    script.write_between_markers(page, table)
+    _script("markers").write_between(page, script.BEGIN, script.END, table)
     assert page.read_text() == f"intro\n{script.BEGIN}\n{table}\n{script.END}\noutro\n"
     assert all(r["diversity"]["relative_spread"] > 0 for r in data["runs"]) and "real" in data
 
@@ -216,3 +216,10 @@ def test_audit_draws_runs_end_to_end_in_quick_mode(tmp_path: Path) -> None:
     assert script.main(imported) == 0
     (row,) = json.loads((tmp_path / "hand" / "draws.json").read_text())["rows"]
     assert (row["seed"], row["threads"], row["seconds"]) == (0, 2, 5.0) and row["after"] == document["rows"][0]["after"]
+
+
+def test_draws_table_in_the_bench_page_is_the_scripts_output() -> None:
+    script, markers = _script("audit_draws"), _script("markers")
+    document = json.loads((ROOT / "docs" / "results" / "draws_main.json").read_text())
+    page = (ROOT / "docs" / "bench.md").read_text()
+    assert markers.block(page, script.BEGIN, script.END) == script.render(document)

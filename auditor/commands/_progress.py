@@ -48,7 +48,9 @@ def stage_printer(label: str) -> Callable[[str], None]:
     """A line per stage start and end on stderr, with the seconds since the command began: a CI log
     shows where a long run is without a redrawn bar."""
     started = time.perf_counter()
-    label = "".join(ch if ch.isprintable() else "?" for ch in label)  # a file name must not drive the terminal
+    from auditor.report.escape import console
+
+    label = console(label)  # a file name must not drive the terminal
 
     def log(text: str) -> None:
         click.echo(f"[{time.perf_counter() - started:7.1f} s] {label} {text}", err=True)

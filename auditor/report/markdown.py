@@ -30,8 +30,9 @@ def render_markdown(report: dict[str, Any]) -> str:
     if verdict:
         if verdict.get("purified") is not None:  # an audit: whether the purified model may ship comes first
             state = "passes verification" if verdict.get("purified_passes") else "FAILS verification"
-            lines += [f"**Purified model: {verdict['purified']} — {state}**", ""]
-            lines += [f"- {reason}" for reason in (verdict.get("verification") or {}).get("decided_by", [])] + [""]
+            lines += [f"**Purified model: {md(verdict['purified'])} — {state}**", ""]
+            # the reasons quote class names, which come from the model
+            lines += [f"- {md(reason)}" for reason in (verdict.get("verification") or {}).get("decided_by", [])] + [""]
         targets = ", ".join(str(t) for t in verdict.get("suspected_targets", [])) or "none"
         lines += [f"**Original model: {md(verdict['verdict'])}** (score {verdict['score']:.2f}, suspected target(s): "
                   f"{targets})", ""]

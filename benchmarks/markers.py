@@ -1,0 +1,18 @@
+"""Generated tables inside hand-written pages: the lines between a BEGIN and an END marker."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def block(text: str, begin: str, end: str) -> str:
+    """What stands between the markers (without the newlines next to them)."""
+    return text.split(begin, 1)[1].split(end, 1)[0].strip("\n")
+
+
+def write_between(page: Path, begin: str, end: str, table: str) -> None:
+    """Replace what stands between the markers in ``page`` with ``table``."""
+    text = page.read_text()
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    page.write_text(f"{head}{begin}\n{table}\n{end}{tail}")
