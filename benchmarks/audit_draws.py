@@ -30,7 +30,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- draws-table -->", "<!-- /draws-table -->"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from markers import write_between  # noqa: E402  (a sibling script module)
+from markers import emit  # noqa: E402  (a sibling script module)
 QUICK = ["--per-class", "4", "--steps", "1", "--purifier-option", "rounds=1", "--nc-steps", "2"]
 
 
@@ -139,11 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=0.0)
     args = parser.parse_args(argv)
     if args.table:
-        table = render(json.loads(args.table.read_text()))
-        if args.write:
-            write_between(args.write, BEGIN, END, table)
-        else:
-            print(table)
+        emit(render(json.loads(args.table.read_text())), args.write, BEGIN, END)
         return 0
     if args.write_test_set:
         write_test_set(args.write_test_set)

@@ -16,3 +16,11 @@ def write_between(page: Path, begin: str, end: str, table: str) -> None:
     head, rest = text.split(begin, 1)
     _, tail = rest.split(end, 1)
     page.write_text(f"{head}{begin}\n{table}\n{end}{tail}")
+
+
+def emit(table: str, page: Path | None, begin: str, end: str) -> None:
+    """Print ``table``, or put it between the markers of ``page`` when one is given."""
+    if page is None:
+        print(table)
+    else:
+        write_between(page, begin, end, table)
