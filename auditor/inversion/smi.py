@@ -45,7 +45,7 @@ from torch.func import functional_call
 
 from auditor.model import Classifier
 
-from .stability import (StabilityConfig, named_trainable, stability_index, stability_scores, summarize, worst_case_input,
+from .stability import (StabilityConfig, ascent_step, named_trainable, stability_index, stability_scores, summarize, worst_case_input,
                         worst_case_params)
 from .diversity import DUPLICATE_CORRELATION, pixel_diversity, thumbnails
 from .synth import SynthSet, quantize
@@ -205,13 +205,9 @@ def _clean_and_worst_losses(classifier: Classifier, x: torch.Tensor, y: torch.Te
     ``worst_case_params`` define them (``cross_entropy``'s sum has their mean's direction)."""
     params = named_trainable(classifier)
     clean = F.cross_entropy(classifier(x), y, reduction="none")
-    names = list(params)
     grads = torch.autograd.grad(clean.sum(), [x, *params.values()], retain_graph=True, allow_unused=True)
     delta = cfg.eps * grads[0].detach().sign()
-    perturbed = {}
-    for name, g in zip(names, grads[1:]):
-        p = params[name].detach()
-        perturbed[name] = p if g is None else p + cfg.rho * p.norm() / (g.norm() + 1e-12) * g.detach()
+    perturbed = ascent_step(params, grads[1:], cfg.rho)
     logits = functional_call(classifier, perturbed, ((x + delta).clamp(0, 1),), strict=False)
     return clean, F.cross_entropy(logits, y, reduction="none")
 

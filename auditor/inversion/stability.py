@@ -50,6 +50,12 @@ def worst_case_params(
     params = named_trainable(classifier)
     loss = F.cross_entropy(classifier(x), y)
     grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
+    return ascent_step(params, grads, rho)
+
+
+def ascent_step(params: dict[str, torch.Tensor], grads, rho: float) -> dict[str, torch.Tensor]:
+    """theta_l + rho * ||theta_l|| * g_l / ||g_l|| for each layer (unchanged where it has no
+    gradient), as new detached tensors: the AWP step, given the gradients."""
     perturbed = {}
     for (name, p), g in zip(params.items(), grads):
         if g is None:
