@@ -71,7 +71,7 @@ class AuditOptions:
     overwrite: bool = False
     detection: DetectionConfig = field(default_factory=DetectionConfig)
     rescan: bool = True  # detect on the original model and verify the purified one
-    rescan_inversion: InversionConfig = field(default_factory=lambda: scan_inversion())  # the fresh look's samples
+    rescan_inversion: InversionConfig = field(default_factory=scan_inversion)  # the fresh look's samples (capped: _fresh_samples)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -340,8 +340,12 @@ def _synthetic_samples(classifier: Classifier, options: AuditOptions, progress: 
 
 
 def _fresh_samples(classifier: Classifier, options: AuditOptions, progress: Progress | None) -> SynthSet:
-    """Samples inverted from the (purified) model itself, with another seed than the audit's own."""
-    config = dataclasses.replace(options.rescan_inversion, seed=options.seed + 1)
+    """Samples inverted from the (purified) model itself, with another seed than the audit's own:
+    ``rescan_inversion``, never larger than the audit's own inversion and with its method."""
+    own, fresh = options.inversion, options.rescan_inversion
+    config = dataclasses.replace(fresh, seed=options.seed + 1, per_class=min(fresh.per_class, own.per_class),
+                                 particle_steps=min(fresh.particle_steps, own.particle_steps), method=own.method,
+                                 stability=own.stability)
     return invert(classifier, config, pixels=options.pixels, generator=options.generator, progress=progress)
 
 

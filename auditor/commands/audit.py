@@ -72,7 +72,7 @@ def _parse_interpolation(text: str) -> tuple[float, ...]:
 
 
 def _options(opts: dict[str, Any], **extra: Any):
-    from auditor.pipeline import AuditOptions, scan_inversion
+    from auditor.pipeline import AuditOptions
     from auditor.purify.guard import GuardConfig
 
     guard = GuardConfig()
@@ -80,14 +80,8 @@ def _options(opts: dict[str, Any], **extra: Any):
         guard = dataclasses.replace(guard, min_agreement=opts["min_agreement"])
     if opts.get("guard_interpolation") is not None:
         guard = dataclasses.replace(guard, interpolation=_parse_interpolation(opts["guard_interpolation"]))
-    inversion = inversion_config(opts, opts["seed"])
-    # the fresh look at the purified model is a scan-sized inversion, never larger than the audit's own
-    fresh = scan_inversion()
-    fresh = dataclasses.replace(fresh, per_class=min(fresh.per_class, inversion.per_class),
-                                particle_steps=min(fresh.particle_steps, inversion.particle_steps),
-                                method=inversion.method, stability=inversion.stability)
     return AuditOptions(
-        method=opts["method"], seed=opts["seed"], device=opts["device"], inversion=inversion, rescan_inversion=fresh,
+        method=opts["method"], seed=opts["seed"], device=opts["device"], inversion=inversion_config(opts, opts["seed"]),
         pixels=opts.get("pixels", False), generator=opts.get("generator_name"),
         purifier_config=_parse_purifier_options(opts.get("purifier_options", ())), guard=guard,
         spec_overrides=spec_overrides(opts), limits=limits_from_options(opts), overwrite=opts["overwrite"],
