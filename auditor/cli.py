@@ -74,21 +74,72 @@ class _Group(click.Group):
             ctx.exit(EXIT_ERROR)
 
 
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+def _set_verbosity(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    """-q / -v, before or after the subcommand: -q shows only warnings and errors, -v adds the auditor's debug
+    lines (without --debug's tracebacks and other libraries' logs)."""
+    if not value or ctx.resilient_parsing:
+        return
+    if param.name == "quiet":
+        logging.getLogger().setLevel(logging.WARNING)
+    else:
+        for name in ("auditor", "converters"):
+            logging.getLogger(name).setLevel(logging.DEBUG)
+
+
+def _verbosity_options() -> list[click.Option]:
+    return [
+        click.Option(["-q", "--quiet"], is_flag=True, expose_value=False, callback=_set_verbosity,
+                     help="Only warnings and errors on stderr."),
+        click.Option(["-v", "--verbose"], is_flag=True, expose_value=False, callback=_set_verbosity,
+                     help="Also the auditor's debug lines on stderr."),
+    ]
+
+
+# every option shows its default in --help; every option can be set by an environment variable
+# AUDITOR_<COMMAND>_<OPTION> (AUDITOR_SCAN_FAIL_ON, AUDITOR_AUDIT_REPORT_DIR, AUDITOR_GENERATOR_SAMPLE_SEED)
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True, "auto_envvar_prefix": "AUDITOR"}
+
+
+@click.group(cls=_Group, context_settings=CONTEXT_SETTINGS)
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
 @click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
+@click.option("-v", "--verbose", is_flag=True, help="Also the auditor's debug lines on stderr.")
 @click.version_option(__version__, prog_name="auditor")
 @click.pass_context
-def main(ctx: click.Context, debug: bool, quiet: bool) -> None:
-    """Audit ONNX image classifiers for backdoors and remove them without clean data."""
+def main(ctx: click.Context, debug: bool, quiet: bool, verbose: bool) -> None:
+    """Audit ONNX image classifiers for backdoors and remove them without clean data.
+
+    Every option can also be set by an environment variable AUDITOR_<COMMAND>_<OPTION>, e.g.
+    AUDITOR_SCAN_FAIL_ON=suspicious; shell completion: eval "$(_AUDITOR_COMPLETE=bash_source auditor)".
+
+    \b
+    Examples:
+      auditor audit                      # the bundled sample, end to end
+      auditor scan suspect.onnx --report-dir scan-report
+      auditor audit suspect.onnx -o clean.onnx --report-dir audit-suspect
+      auditor inspect suspect.onnx --json
+    """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
     level = logging.DEBUG if debug else (logging.WARNING if quiet else logging.INFO)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if verbose and not quiet:
+        for name in ("auditor", "converters"):
+            logging.getLogger(name).setLevel(logging.DEBUG)
+
+
+def _leaves(command: click.Command) -> list[click.Command]:
+    """``command`` itself, or every command under a group."""
+    if isinstance(command, click.Group):
+        return [leaf for sub in command.commands.values() for leaf in _leaves(sub)]
+    return [command]
 
 
 for _module, _attr in _COMMANDS:
-    main.add_command(getattr(importlib.import_module(_module), _attr))
+    _command = getattr(importlib.import_module(_module), _attr)
+    for _leaf in _leaves(_command):
+        _leaf.params.extend(_verbosity_options())
+    main.add_command(_command)
 
 
 if __name__ == "__main__":  # pragma: no cover

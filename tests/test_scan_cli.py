@@ -181,7 +181,7 @@ def test_patch_detector_runs_by_default_and_can_be_left_out(tiny: tuple[Path, Pa
     assert "patch" in detection_config({}).detectors
     assert "patch" in detection_config({"patch_detector": True}).detectors
     assert "patch" not in detection_config({"patch_detector": False}).detectors
-    assert "patch" in detection_config({"patch_detector": False, "extra_detectors": ("patch",)}).detectors
+    assert "patch" in detection_config({"patch_detector": False, "detectors": ("patch",)}).detectors
     model, synth = tiny
     for flag, expected in (("--no-patch-detector", False), ("--patch-detector", True)):
         out = tmp_path / flag.strip("-")
@@ -207,7 +207,7 @@ def test_detector_workers_default_to_the_cores_and_can_be_set(tiny: tuple[Path, 
 def test_any_registered_detector_can_be_added_and_made_to_vote(tiny: tuple[Path, Path]) -> None:
     from auditor.commands.scan import detection_config
 
-    config = detection_config({"extra_detectors": ("feature_reach",), "extra_voters": ("max_margin",)})
+    config = detection_config({"detectors": ("feature_reach",), "voters": ("max_margin",)})
     assert config.detectors == ("neural_cleanse", "reach", "patch", "weight_perturbation", "stimulation", "warp_reach",
                                 "sine_reach", "feature_reach", "max_margin")
     assert config.verdict.voters == ("reach", "stimulation", "warp_reach", "sine_reach", "max_margin")

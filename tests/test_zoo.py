@@ -39,7 +39,7 @@ def test_held_out_clean_models_are_buildable_but_not_part_of_the_zoo() -> None:
     assert all(r.attack is None and r.export_style in EXPORT_STYLES for r in HOLDOUT_RECIPES.values())
     name = next(iter(HOLDOUT_RECIPES))
     assert get_recipe(name) is HOLDOUT_RECIPES[name]
-    assert build_command(name, out_dir=Path("runs/holdout")) == f"auditor zoo build --model {name} --out runs/holdout"
+    assert build_command(name, out_dir=Path("runs/holdout")) == f"auditor zoo build --model {name} -o runs/holdout"
     assert build_command("cifar10_clean_a", out_dir=Path("sample_models")) == "auditor zoo build --model cifar10_clean_a"
     listing = CliRunner().invoke(main, ["zoo", "list"]).output
     assert name in listing and "held out" in listing

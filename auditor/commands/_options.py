@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import math
-from dataclasses import replace
 from typing import Any, Callable
 
 import click
 
 from converters.limits import MB, OPTIONS, Limits
-from converters.spec import parse_float_list, parse_name_list
+from auditor.options import default_of, limits_from_options, spec_overrides  # noqa: F401 (re-exported)
+from converters.spec import parse_float_list
 
 
 def _floats(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[float, ...] | None:
@@ -85,36 +86,49 @@ def limit_options() -> list[Callable[[Any], Any]]:
                          help=text) for name, text in helps.items()]
 
 
-def limits_from_options(options: dict[str, Any]) -> Limits:
-    """The command line's limits over the defaults."""
-    limits = Limits()
-    if options.get("max_model_mb") is not None:
-        limits = replace(limits, max_bytes=max(1, int(options["max_model_mb"] * MB)))
-    for name in ("max_tensor_elements", "max_parameters", "max_nodes"):
-        if options.get(name) is not None:
-            limits = replace(limits, **{name: int(options[name])})
-    if options.get("max_graph_depth") is not None:
-        limits = replace(limits, max_depth=int(options["max_graph_depth"]))
-    return limits
-
-
-def spec_overrides(options: dict[str, Any]) -> dict[str, Any]:
-    """The ModelSpec fields given on the command line."""
-    overrides: dict[str, Any] = {}
-    if options.get("input_range") is not None:
-        if len(options["input_range"]) != 2:
-            raise click.BadParameter("--input-range takes two numbers, LO,HI")
-        overrides["value_range"] = tuple(options["input_range"])
-    for key in ("mean", "std", "layout"):
-        if options.get(key) is not None:
-            overrides[key] = options[key]
-    if options.get("class_names"):
-        overrides["class_names"] = parse_name_list(options["class_names"])
-    return overrides
-
-
 def load_model_from_options(path: str, options: dict[str, Any]):
     """load_onnx with the command line's overrides and resource limits."""
-    from converters.load import load_onnx
+    from auditor.api import load_model
 
-    return load_onnx(path, spec_overrides=spec_overrides(options) or None, limits=limits_from_options(options))
+    return load_model(path, options)
+
+
+def defaults_from(cls: type) -> Callable[[str], Any]:
+    """``default("seed")``: the default of an option, read from the API's options dataclass ``cls``, so that the
+    command line and the library cannot disagree."""
+    return lambda name: default_of(cls, name)
+
+
+def json_option(help_text: str = "Print the result as JSON on stdout (progress and messages stay on stderr).") -> Callable[[Any], Any]:
+    """``--json``, which every command has."""
+    return click.option("--json", "as_json", is_flag=True, help=help_text)
+
+
+def print_json(value: Any) -> None:
+    """One JSON document on stdout."""
+    import json
+
+    click.echo(json.dumps(value, indent=2, default=str))
+
+
+def deprecated_alias(old: str, new: str, dest: str, **kwargs: Any) -> Callable[[Any], Any]:
+    """A hidden option spelled the old way (``old``) whose value goes to the option ``new`` (parameter ``dest``),
+    with a warning on stderr: scripts written before the spelling changed keep working. The new spelling wins
+    when both are given."""
+    hidden = f"deprecated_{dest}"
+
+    def decorator(func: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **params: Any) -> Any:
+            value = params.pop(hidden, None)
+            if value is not None and value != ():
+                click.echo(f"warning: {old} is deprecated; use {new}", err=True)
+                ctx = click.get_current_context()
+                source = ctx.get_parameter_source(dest)
+                if source is None or source.name in ("DEFAULT", "DEFAULT_MAP"):
+                    params[dest] = value
+            return func(*args, **params)
+
+        return click.option(old, hidden, hidden=True, default=None, **kwargs)(wrapper)
+
+    return decorator

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from ._options import spec_options
+from ._options import deprecated_alias, json_option, print_json, spec_options
 
 
 def _range(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[float, float] | None:
@@ -37,22 +37,36 @@ def generator_options(func: Any) -> Any:
 
 @click.group("generator")
 def generator_group() -> None:
-    """The pretrained image generator (bundled, or your own) used by model inversion."""
+    """The pretrained image generator (bundled, or your own) used by model inversion.
+
+    \b
+    Examples:
+      auditor generator info
+      auditor generator sample suspect.onnx -o as_seen.png
+    """
 
 
 @generator_group.command("sample")
-@click.option("--n", "count", type=click.IntRange(1, 4096), default=64, show_default=True, help="Number of samples.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), default="generator_samples.png", show_default=True,
+@click.argument("model", type=click.Path(dir_okay=False), required=False, default=None)
+@click.option("--n", "count", type=click.IntRange(1, 4096), default=64, help="Number of samples.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default="generator_samples.png",
               help="PNG grid to write.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--nrow", type=int, default=8, show_default=True, help="Images per row.")
-@click.option("--model", type=click.Path(dir_okay=False), default=None,
-              help="Show the samples as this ONNX classifier sees them (its size, channels) via the adapter.")
+@click.option("--seed", type=int, default=0, help="Seeds the latents.")
+@click.option("--nrow", type=int, default=8, help="Images per row.")
+@json_option("Print what was written as JSON.")
 @generator_options
 @spec_options
+@deprecated_alias("--model", "the MODEL argument", "model", type=click.Path(dir_okay=False))
 def sample_cmd(count: int, output: str, seed: int, nrow: int, model: str | None, generator: str | None,
-               z_dim: int | None, generator_range: tuple[float, float] | None, **spec_opts: Any) -> None:
-    """Write a grid of samples from N(0, I) latents."""
+               z_dim: int | None, generator_range: tuple[float, float] | None, as_json: bool, **spec_opts: Any) -> None:
+    """Write a grid of samples from N(0, I) latents; with MODEL, as that ONNX classifier sees them (its size,
+    channels, via the adapter).
+
+    \b
+    Examples:
+      auditor generator sample -o samples.png
+      auditor generator sample suspect.onnx --n 100 --nrow 10 -o as_seen.png
+    """
     import torch
 
     from auditor.generators import DEFAULT_GENERATOR, adapter_for, load_generator, to_unit_range
@@ -74,14 +88,23 @@ def sample_cmd(count: int, output: str, seed: int, nrow: int, model: str | None,
             images01 = to_unit_range(images, getattr(G, "output_range", (-1.0, 1.0)))
     with Staging() as staging:
         save_grid(images01, staging.path(Path(output)), nrow=nrow)
-    click.echo(f"wrote {count} samples ({tuple(images01.shape[1:])}) to {output}")
+    if as_json:
+        print_json({"output": output, "samples": count, "shape": list(images01.shape[1:])})
+    else:
+        click.echo(f"wrote {count} samples ({tuple(images01.shape[1:])}) to {output}")
 
 
 @generator_group.command("info")
 @click.option("--generator", "generator", default=None, metavar="NAME", help="A bundled generator.")
-@click.option("--json", "as_json", is_flag=True, help="Print the machine-readable card.")
+@json_option("Print the machine-readable card.")
 def info_cmd(generator: str | None, as_json: bool) -> None:
-    """Print the model card: data, architecture, training, quality checks, licence."""
+    """Print the model card: data, architecture, training, quality checks, licence.
+
+    \b
+    Examples:
+      auditor generator info
+      auditor generator info --json
+    """
     from auditor.generators import DEFAULT_GENERATOR, generator_card, generator_card_markdown
 
     name = generator or DEFAULT_GENERATOR
@@ -92,34 +115,58 @@ def info_cmd(generator: str | None, as_json: bool) -> None:
 
 
 @generator_group.command("list")
-def list_cmd() -> None:
-    """Bundled generators."""
+@json_option("Print the names and descriptions as JSON.")
+def list_cmd(as_json: bool) -> None:
+    """Bundled generators.
+
+    \b
+    Examples:
+      auditor generator list
+      auditor generator list --json
+    """
     from auditor.generators import generator_entry, list_generators
 
+    if as_json:
+        print_json([{"name": name, "description": generator_entry(name).description} for name in list_generators()])
+        return
     for name in list_generators():
         click.echo(f"{name}: {generator_entry(name).description}")
 
 
 @generator_group.command("train")
-@click.option("--out", type=click.Path(file_okay=False), default="runs/generator", show_default=True,
+@click.option("-o", "--output", "out", type=click.Path(file_okay=False), default="runs/generator",
               help="Run folder: checkpoint, log, sample grids.")
-@click.option("--minutes", type=float, default=120.0, show_default=True, help="Wall-clock training budget.")
-@click.option("--threads", type=int, default=1, show_default=True, help="torch threads.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--minutes", type=float, default=120.0, help="Wall-clock training budget.")
+@click.option("--threads", type=int, default=1, help="torch threads.")
+@click.option("--seed", type=int, default=0, help="Seeds the training.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out (the budget counts the time already used).")
 @click.option("--export", "export_dir", type=click.Path(file_okay=False), default=None,
               help="After training, write the weight files here (e.g. auditor/generators/weights).")
-@click.option("--docs", "docs_dir", type=click.Path(file_okay=False), default="docs/generator", show_default=True,
+@click.option("--docs", "docs_dir", type=click.Path(file_okay=False), default="docs/generator",
               help="With --export: where the sample grid and training curves go.")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="Folder holding tinyimagenet32.zip.")
+@json_option("Print the training's end state as JSON.")
+@deprecated_alias("--out", "-o/--output", "out", type=click.Path(file_okay=False))
 def train_cmd(out: str, minutes: float, threads: int, seed: int, resume: bool, export_dir: str | None,
-              docs_dir: str, data_dir: str | None) -> None:
-    """Train the Tiny-ImageNet generator (the model card's rebuild command). Never trains on CIFAR-10."""
+              docs_dir: str, data_dir: str | None, as_json: bool) -> None:
+    """Train the Tiny-ImageNet generator (the model card's rebuild command). Never trains on CIFAR-10.
+
+    \b
+    Examples:
+      auditor generator train -o runs/generator --minutes 120
+      auditor generator train -o runs/generator --resume --export auditor/generators/weights
+    """
     from auditor.generators.training import release, train_main
 
     trainer = train_main(Path(out), minutes, resume, threads=threads, seed=seed, data_dir=data_dir)
-    click.echo(f"trained to step {trainer.step} ({trainer.images_seen:,} images, {trainer.elapsed_s / 60:.1f} min)")
+    state = {"output": out, "step": trainer.step, "images_seen": trainer.images_seen, "minutes": trainer.elapsed_s / 60,
+             "exported_to": export_dir}
+    if not as_json:
+        click.echo(f"trained to step {trainer.step} ({trainer.images_seen:,} images, {trainer.elapsed_s / 60:.1f} min)")
     if export_dir:
         card = release(Path(out), Path(export_dir), Path(docs_dir))
-        click.echo(f"exported weights and model card to {export_dir}, grid and curves to {docs_dir} "
-                   f"({card['training']['steps']} steps)")
+        if not as_json:
+            click.echo(f"exported weights and model card to {export_dir}, grid and curves to {docs_dir} "
+                       f"({card['training']['steps']} steps)")
+    if as_json:
+        print_json(state)

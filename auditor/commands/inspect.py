@@ -2,42 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import click
 
-from ._options import load_model_from_options, spec_options
+from ._options import json_option, print_json, spec_options
 
 
 def inspect_model(path: str, options: dict[str, Any], check_parity: bool = True) -> dict[str, Any]:
-    """Everything ``inspect`` reports, as a JSON-able dict."""
-    from converters import compare_with_onnxruntime, convert, write_back
+    """Everything ``inspect`` reports, as a JSON-able dict (``auditor.api.inspect``'s report)."""
+    from auditor.api import inspect
+    from auditor.options import InspectOptions, ModelOptions
 
-    loaded = load_model_from_options(path, options)
-    converted = convert(loaded)
-    report: dict[str, Any] = {
-        "file": str(loaded.path),
-        "sha256": loaded.sha256,
-        "opset": loaded.opset,
-        "ir_version": loaded.model.ir_version,
-        "producer": f"{loaded.model.producer_name} {loaded.model.producer_version}".strip(),
-        "spec": loaded.spec.to_json(),
-        "head": {"node": loaded.head_node, "output_kind": loaded.spec.output_kind},
-        "operators": loaded.op_histogram,
-        "nodes": len(loaded.model.graph.node),
-        "preparation": converted.prepared.steps,
-        "parameters": converted.parameter_counts(),
-        "frozen_by_reason": converted.frozen_report(),
-        "preprocessing_constants": loaded.preprocessing_initializers,
-    }
-    if check_parity:
-        report["conversion_parity"] = compare_with_onnxruntime(converted.module, loaded.model, loaded.spec).to_json()
-        written = write_back(converted)
-        report["write_back_parity"] = compare_with_onnxruntime(
-            converted.module, written, loaded.spec, onnx_batch=loaded.spec.batch
-        ).to_json()
-    return report
+    known = {k: v for k, v in options.items() if k in ModelOptions.__dataclass_fields__}
+    return inspect(path, InspectOptions(**known, parity=check_parity)).report
 
 
 def _print_human(report: dict[str, Any]) -> None:
@@ -79,20 +57,27 @@ def _print_human(report: dict[str, Any]) -> None:
 
 @click.command("inspect")
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@click.option("--no-parity", is_flag=True, help="Skip the onnxruntime parity checks.")
+@json_option("Print the report as JSON.")
+@click.option("--parity/--no-parity", default=True, help="Compare the conversion and the written-back model with onnxruntime.")
 @spec_options
 @click.pass_context
-def inspect_cmd(ctx: click.Context, model: str, as_json: bool, no_parity: bool, **options: Any) -> None:
+def inspect_cmd(ctx: click.Context, model: str, as_json: bool, parity: bool, **options: Any) -> None:
     """Print the model's spec, operators, parameters and conversion parity.
 
     Exit code 1 when a parity check fails, 2 when the model cannot be read or converted.
+
+    \b
+    Examples:
+      auditor inspect suspect.onnx
+      auditor inspect suspect.onnx --input-range 0,255 --json
+      auditor inspect big.onnx --no-parity --max-model-mb 4096
     """
-    report = inspect_model(model, options, check_parity=not no_parity)
+    from auditor.api import inspect
+    from auditor.options import InspectOptions
+
+    result = inspect(model, InspectOptions(**options, parity=parity))
     if as_json:
-        click.echo(json.dumps(report, indent=2))
+        print_json(result.to_json())
     else:
-        _print_human(report)
-    failed = [k for k in ("conversion_parity", "write_back_parity") if k in report and not report[k]["ok"]]
-    if failed:
-        ctx.exit(1)
+        _print_human(result.report)
+    ctx.exit(result.exit_code)

@@ -58,7 +58,7 @@ def _subset(x: np.ndarray, y: np.ndarray, count: int, seed: int) -> tuple[np.nda
 
 def build_command(name: str, quick: bool = False, out_dir: Path | None = None, *, device: str = "cpu",
                   overrides: Mapping[str, str] | None = None, validation: int = 0) -> str:
-    out = f" --out {out_dir}" if out_dir is not None and Path(out_dir) != Path("sample_models") else ""
+    out = f" -o {out_dir}" if out_dir is not None and Path(out_dir) != Path("sample_models") else ""
     sets = "".join(f" --set {shlex.quote(f'{k}={v}')}" for k, v in (overrides or {}).items())
     return (f"auditor zoo build --model {name}" + out + sets + (f" --validation {validation}" if validation else "")
             + (f" --device {device}" if device != "cpu" else "") + (" --quick" if quick else ""))

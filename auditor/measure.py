@@ -1,6 +1,6 @@
 """Measurement against real data for ``evaluate`` and ``audit --eval-data``.
 
-Zoo-side code (attacks, data formats, evaluation): commands import it only when the user asks for
+Zoo-side code (attacks, data formats, evaluation): the API and the commands import it only when the user asks for
 a measurement, so the audit itself never depends on data.
 """
 
