@@ -9,7 +9,7 @@ from typing import Any, Callable
 import click
 
 from converters.limits import MB, OPTIONS, Limits
-from auditor.options import default_of, limits_from_options, spec_overrides  # noqa: F401 (re-exported)
+from auditor.options import ModelOptions, default_of, limits_from_options, spec_overrides  # noqa: F401 (re-exported)
 from converters.spec import parse_float_list
 
 
@@ -54,14 +54,19 @@ def key_value_pairs(pairs: tuple[str, ...], param_hint: str) -> dict[str, str]:
 
 def spec_options(func: Callable[..., Any]) -> Callable[..., Any]:
     """--input-range/--mean/--std/--layout/--class-names override what the file says; the --max-* options
-    bound what a hostile file can make the tool allocate."""
+    bound what a hostile file can make the tool allocate. Defaults: ``auditor.options.ModelOptions``."""
+    default = defaults_from(ModelOptions)
     options = [
-        click.option("--input-range", callback=_floats, metavar="LO,HI",
+        click.option("--input-range", callback=_floats, metavar="LO,HI", default=default("input_range"),
                      help="Value range of the model's raw input, e.g. 0,1 or 0,255 (default: metadata, else 0,1)."),
-        click.option("--mean", callback=_floats, metavar="M1,M2,M3", help="Normalization mean the caller applies."),
-        click.option("--std", callback=_floats, metavar="S1,S2,S3", help="Normalization std the caller applies."),
-        click.option("--layout", type=click.Choice(["NCHW", "NHWC"]), help="Input layout (default: from the shape)."),
-        click.option("--class-names", metavar="A,B,...", help="Class names, comma-separated or a JSON list."),
+        click.option("--mean", callback=_floats, metavar="M1,M2,M3", default=default("mean"),
+                     help="Normalization mean the caller applies."),
+        click.option("--std", callback=_floats, metavar="S1,S2,S3", default=default("std"),
+                     help="Normalization std the caller applies."),
+        click.option("--layout", type=click.Choice(["NCHW", "NHWC"]), default=default("layout"),
+                     help="Input layout (default: from the shape)."),
+        click.option("--class-names", metavar="A,B,...", default=default("class_names"),
+                     help="Class names, comma-separated or a JSON list."),
         *limit_options(),
     ]
     for option in reversed(options):
@@ -82,8 +87,10 @@ def limit_options() -> list[Callable[[Any], Any]]:
         "max_nodes": f"Refuse a graph with more nodes, subgraphs included (default {default.max_nodes}).",
         "max_depth": f"Refuse a graph whose longest chain of nodes is longer (default {default.max_depth}).",
     }
+    option_default = defaults_from(ModelOptions)
     return [click.option(OPTIONS[name], callback=_positive, metavar="MB" if name == "max_bytes" else "N",
-                         help=text) for name, text in helps.items()]
+                         default=option_default(OPTIONS[name].lstrip("-").replace("-", "_")), help=text)
+            for name, text in helps.items()]
 
 
 def load_model_from_options(path: str, options: dict[str, Any]):

@@ -14,7 +14,7 @@ from ._options import deprecated_alias, json_option, print_json
               help="Zoo folder with manifest.json.")
 @click.option("--report-dir", "out", type=click.Path(file_okay=False), default="runs/bench",
               help="Folder for bench.json and each model's audit report.")
-@click.option("--model", "models", multiple=True, help="Only these zoo models (repeatable).")
+@click.option("--model", "models", multiple=True, metavar="NAME", help="Only these zoo models (repeatable).")
 @click.option("--config", "configs", multiple=True, help="Only these defenses (repeatable); default all.")
 @click.option("--eval-limit", type=int, default=None, help="Evaluate on the first N test images only.")
 @click.option("--per-class", type=int, default=None, help="SMI samples per class (default 250).")

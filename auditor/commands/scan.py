@@ -43,10 +43,10 @@ def detection_options(func):
         click.option("--feature-reach", is_flag=True, default=detection_default("feature_reach"),
                      help="Also report reach in a hidden layer's features (for triggers that are not one small "
                           "input delta). It does not vote: it flagged held-out clean models (docs/detection.md)."),
-        click.option("--detector", "detectors", multiple=True, metavar="NAME",
+        click.option("--detector", "detectors", multiple=True, metavar="NAME", default=detection_default("detectors"),
                      help="Also run this registered detector (repeatable): max_margin, signal_reach, feature_reach, "
                           "patch, ... Reported; it votes only with --voter."),
-        click.option("--voter", "voters", multiple=True, metavar="NAME",
+        click.option("--voter", "voters", multiple=True, metavar="NAME", default=detection_default("voters"),
                      help="Let this detector's anomaly index vote beside reach (repeatable; it is run if needed)."),
         click.option("--detector-workers", type=click.IntRange(1), default=detection_default("detector_workers"),
                      help="Detectors run side by side in this many workers, one CPU thread each (default 2, 1 on a "

@@ -69,7 +69,7 @@ def table_cmd(folder: Path, as_json: bool) -> None:
 
 
 @zoo_group.command("build")
-@click.option("--model", "models", multiple=True,
+@click.option("--model", "models", multiple=True, metavar="NAME",
               help="Zoo model to build (repeatable; default: every committed one; `zoo list` names the held-out ones).")
 @click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Output folder (default: sample_models, or a temporary folder with --quick).")
