@@ -44,7 +44,7 @@ for setting in $settings; do
     dir=$out/$arch-e$epochs-$split
     extra=()
     [ "$split" = val ] && extra=(--validation "$validation")
-    python3 -m auditor.cli zoo build --model "$model" --out "$dir" --device "$device" --threads 2 \
+    python3 -m auditor.cli zoo build --model "$model" -o "$dir" --device "$device" --threads 2 \
       --set "arch=$arch" --set "epochs=$epochs" "${extra[@]}" >"$dir.log" 2>&1 &
     pids+=($!)
   done

@@ -78,7 +78,7 @@ def _entries() -> list[dict]:
 @pytest.mark.parametrize("name", [e["name"] for e in _entries()])
 def test_evaluate_reproduces_manifest_figures(name: str) -> None:
     entry = next(e for e in _entries() if e["name"] == name)
-    args = ["evaluate", str(ZOO / entry["file"]), "--data", str(SUBSET), "--json"]
+    args = ["evaluate", str(ZOO / entry["file"]), "--eval-data", str(SUBSET), "--json"]
     if entry["attack"]:
         args += ["--attack-from", f"{MANIFEST}:{name}"]
     result = CliRunner().invoke(main, args)
@@ -96,9 +96,9 @@ def test_evaluate_cli_errors(tmp_path: Path) -> None:
         pytest.skip("no sample model yet")
     model = str(models[0])
     runner = CliRunner()
-    result = runner.invoke(main, ["evaluate", model, "--data", str(tmp_path / "none.npz")])
+    result = runner.invoke(main, ["evaluate", model, "--eval-data", str(tmp_path / "none.npz")])
     assert result.exit_code == 2 and "no such file" in result.output
-    result = runner.invoke(main, ["evaluate", model, "--data", str(SUBSET), "--attack", "badnets", "--attack-from", str(MANIFEST)])
+    result = runner.invoke(main, ["evaluate", model, "--eval-data", str(SUBSET), "--attack", "badnets", "--attack-from", str(MANIFEST)])
     assert result.exit_code == 2 and "not both" in result.output
-    result = runner.invoke(main, ["evaluate", model, "--data", str(SUBSET), "--attack", "badnets", "--target", "3"])
+    result = runner.invoke(main, ["evaluate", model, "--eval-data", str(SUBSET), "--attack", "badnets", "--target", "3"])
     assert result.exit_code == 0 and "badnets -> 3" in result.output

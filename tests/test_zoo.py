@@ -73,7 +73,7 @@ def test_dynamo_export(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(not (SHARED / "cifar10.zip").is_file(), reason="../shared/data not present")
 def test_zoo_build_quick_end_to_end(tmp_path: Path) -> None:
-    result = CliRunner().invoke(main, ["zoo", "build", "--quick", "--model", "cifar10_badnets", "--out", str(tmp_path),
+    result = CliRunner().invoke(main, ["zoo", "build", "--quick", "--model", "cifar10_badnets", "-o", str(tmp_path),
                                        "--data-dir", str(SHARED), "--threads", "1"])
     assert result.exit_code == 0, result.output
     manifest = json.loads((tmp_path / "manifest.json").read_text())
@@ -86,7 +86,7 @@ def test_zoo_build_quick_end_to_end(tmp_path: Path) -> None:
     assert 0.0 <= test["acc"] <= 1.0 and test["n_clean"] == 200 and test["asr"] is not None
     assert (tmp_path / "cifar10_test_1000.npz").is_file()
     # the figures it recorded are reproduced by `auditor evaluate` on the file it wrote
-    out = CliRunner().invoke(main, ["evaluate", str(model), "--data", str(tmp_path / "cifar10_test_1000.npz"),
+    out = CliRunner().invoke(main, ["evaluate", str(model), "--eval-data", str(tmp_path / "cifar10_test_1000.npz"),
                                     "--attack-from", str(tmp_path / "manifest.json"), "--json"])
     assert out.exit_code == 0, out.output
     got = json.loads(out.output)
@@ -96,7 +96,7 @@ def test_zoo_build_quick_end_to_end(tmp_path: Path) -> None:
 @pytest.mark.skipif(not (SHARED / "cifar10.zip").is_file(), reason="../shared/data not present")
 def test_zoo_build_sweep_holds_out_training_images(tmp_path: Path) -> None:
     """--set and --validation: a recipe is tuned on held-out training images, and the entry says how it was built."""
-    result = CliRunner().invoke(main, ["zoo", "build", "--quick", "--model", "cifar10_badnets_all2all", "--out",
+    result = CliRunner().invoke(main, ["zoo", "build", "--quick", "--model", "cifar10_badnets_all2all", "-o",
                                        str(tmp_path), "--data-dir", str(SHARED), "--threads", "1",
                                        "--set", "seed=5", "--set", "lr=0.1", "--validation", "64"])
     assert result.exit_code == 0, result.output
