@@ -22,6 +22,12 @@ FAIL_ON_CHOICES = ("backdoored", "suspicious", "never")
 DEVICES = ("auto", "cpu", "cuda")
 
 
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    """A bad choice fails when the options are made, as click's own check does on the command line."""
+    if value not in choices:
+        raise _error(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+
+
 def default_of(cls: type, name: str) -> Any:
     """The default of field ``name`` of dataclass ``cls``: where the command line takes its defaults from."""
     spec = cls.__dataclass_fields__[name]  # type: ignore[attr-defined]
@@ -79,6 +85,10 @@ class ScanOptions(DetectionOptions, ModelOptions):
     threads: int = 1  # CPU threads for torch; one thread gives the same report on any machine
     overwrite: bool = False  # replace an existing report
 
+    def __post_init__(self) -> None:
+        _check_choice("fail_on", self.fail_on, FAIL_ON_CHOICES)
+        _check_choice("device", self.device, DEVICES)
+
     def config(self) -> Any:
         """The engine's configuration (``auditor.pipeline.ScanOptions``)."""
         from auditor.pipeline import ScanOptions as ScanConfig
@@ -127,6 +137,10 @@ class AuditOptions(InversionOptions, DetectionOptions, ModelOptions):
     seed: int = 0  # seeds everything: the same seed gives the same model and report
     device: str = "auto"  # auto, cpu or cuda
     overwrite: bool = False  # replace an existing output model and report
+
+    def __post_init__(self) -> None:
+        _check_choice("fail_on", self.fail_on, FAIL_ON_CHOICES)
+        _check_choice("device", self.device, DEVICES)
 
     def config(self, **extra: Any) -> Any:
         """The engine's configuration (``auditor.pipeline.AuditOptions``); ``extra`` sets its other fields."""

@@ -115,3 +115,14 @@ def test_audit_with_no_model_finds_the_bundled_sample_from_any_directory(tmp_pat
     assert calls["output"] == Path("audit-cifar10_badnets") / "cifar10_badnets.purified.onnx"
     assert calls["evaluator"] is not None  # the subset and the manifest's BadNets attack were found
     assert json.loads(result.stdout)["verdict"]["purified"] == "clean"
+
+
+def test_options_refuse_a_bad_choice_when_made() -> None:
+    from auditor.errors import AuditorError
+
+    with pytest.raises(AuditorError, match="fail_on must be one of"):
+        auditor.ScanOptions(fail_on="sometimes")
+    with pytest.raises(AuditorError, match="device must be one of"):
+        auditor.AuditOptions(device="tpu")
+    with pytest.raises(AuditorError, match="unknown detector nope"):
+        auditor.ScanOptions(detectors=("nope",)).config()

@@ -76,11 +76,26 @@ def test_defaults_are_shown_and_environment_variables_set_options(tmp_path: Path
     assert result.exit_code == 2 and "sometimes" in result.output  # the variable reached --fail-on
 
 
-def test_quiet_and_verbose_after_the_subcommand() -> None:
+@pytest.fixture()
+def log_levels():
+    """-q / -v set logging levels for the process; the tests after this one get theirs back."""
+    import logging
+
+    loggers = [logging.getLogger(name) for name in ("", "auditor", "converters")]
+    levels = [logger.level for logger in loggers]
+    yield
+    for logger, level in zip(loggers, levels):
+        logger.setLevel(level)
+
+
+def test_quiet_and_verbose_after_the_subcommand(log_levels: None) -> None:
+    import logging
+
     runner = CliRunner()
     for flag in ("-q", "-v", "--quiet", "--verbose"):
         result = runner.invoke(main, ["generator", "list", flag])
         assert result.exit_code == 0, result.output
+    assert logging.getLogger().level == logging.WARNING and logging.getLogger("auditor").level == logging.DEBUG
 
 
 def test_old_spellings_still_work_with_a_warning(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from auditor.options import AuditOptions, parse_interpolation, parse_purifier_options
+from auditor.options import DEVICES, AuditOptions, parse_interpolation, parse_purifier_options
 
 from ._options import defaults_from, json_option, load_model_from_options, print_json, spec_options
 from ._progress import progress_bar, stage_printer
@@ -48,7 +48,7 @@ def _purify_options(func):
                      help="Guard: shares of a failed attempt's weight change to try, largest first, before a milder "
                           "rerun (default 0.9,0.8,0.7,0.6,0.5); 'none' reruns only."),
         click.option("--seed", type=int, default=default("seed"), help="Seeds everything: same seed, same result."),
-        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=default("device")),
+        click.option("--device", type=click.Choice(DEVICES), default=default("device")),
         click.option("--overwrite", is_flag=True, default=default("overwrite"),
                      help="Replace an existing output model / report."),
     ]

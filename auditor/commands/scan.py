@@ -12,12 +12,12 @@ from typing import Any
 
 import click
 
-from auditor.options import DetectionOptions, ScanOptions, detection_config  # noqa: F401 (re-exported)
+from auditor.options import DEVICES, FAIL_ON_CHOICES, DetectionOptions, ScanOptions, detection_config  # noqa: F401
 
 from ._options import defaults_from, json_option, print_json, spec_options
 from ._progress import progress_bar, stage_printer
 
-FAIL_ON = click.Choice(["backdoored", "suspicious", "never"])
+FAIL_ON = click.Choice(FAIL_ON_CHOICES)
 default = defaults_from(ScanOptions)
 detection_default = defaults_from(DetectionOptions)
 
@@ -84,7 +84,7 @@ def _with_path(path: Path, exc: Exception) -> str:
               help="Write report.json/.html/.sarif/.md and summary.md here (one subfolder per model when several).")
 @fail_on_option
 @click.option("--seed", type=int, default=default("seed"), help="Seeds inversion and detection.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=default("device"))
+@click.option("--device", type=click.Choice(DEVICES), default=default("device"))
 @click.option("--per-class", type=click.IntRange(2), default=default("per_class"),
               help="Synthetic samples per class (default 20).")
 @click.option("--steps", type=click.IntRange(1), default=default("steps"),
