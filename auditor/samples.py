@@ -11,8 +11,6 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from .errors import AuditorError
-
 SAMPLE_MODEL = "cifar10_badnets.onnx"
 EVAL_SUBSET = "cifar10_test_1000.npz"
 MANIFEST = "manifest.json"
@@ -31,6 +29,8 @@ def sample_path(name: str = SAMPLE_MODEL) -> Path:
     for folder in _candidates():
         if (folder / name).is_file():
             return folder / name
+    from .errors import AuditorError
+
     raise AuditorError(f"the bundled sample {name} is not installed (looked in "
                        f"{', '.join(str(f) for f in _candidates())}); name a model")
 

@@ -99,8 +99,6 @@ def test_quiet_and_verbose_after_the_subcommand(log_levels: None) -> None:
 
 
 def test_old_spellings_still_work_with_a_warning(tmp_path: Path) -> None:
-    from auditor.zoo.manifest import read_manifest  # noqa: F401 (the zoo table reads the sample manifest)
-
     root = Path(__file__).resolve().parents[1] / "sample_models"
     result = CliRunner().invoke(main, ["zoo", "table", "--dir", str(root)])
     assert result.exit_code == 0, result.output

@@ -18,6 +18,7 @@ from typing import Any
 import click
 
 from auditor.options import DEVICES, AuditOptions, parse_interpolation, parse_purifier_options
+from auditor.samples import SAMPLE_MODEL
 
 from ._options import defaults_from, json_option, load_model_from_options, print_json, spec_options
 from ._progress import progress_bar, stage_printer
@@ -125,7 +126,7 @@ def audit_cmd(ctx: click.Context, model: str | None, as_json: bool, **params: An
 
     options = AuditOptions(**params)
     options.config()  # a bad option ends the command before the model is read
-    name = Path(model).stem if model else "cifar10_badnets"
+    name = Path(model or SAMPLE_MODEL).stem
     with progress_bar("auditing", enabled=not as_json) as progress:
         result = audit(model, options, progress=progress, stage_log=stage_printer(name))
     if as_json:
