@@ -31,7 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- draws-table -->", "<!-- /draws-table -->"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from markers import emit  # noqa: E402  (a sibling script module)
-QUICK = ["--per-class", "4", "--steps", "1", "--purifier-option", "rounds=1", "--nc-steps", "2"]
+QUICK = ["--per-class", "4", "--steps", "1", "--purifier-option", "rounds=1", "--purifier-option", "anp_iterations=20",
+         "--purifier-option", "patch_steps=20", "--nc-steps", "2", "--guard-interpolation", "none"]
 
 
 def parse_draws(text: str) -> list[tuple[int, int]]:

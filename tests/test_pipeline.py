@@ -4,6 +4,7 @@ and no output file left behind when any stage fails."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import onnx
@@ -12,6 +13,7 @@ from click.testing import CliRunner
 
 from auditor import __version__
 from auditor.cli import main
+from auditor.detect import DetectionConfig
 from auditor.inversion import InversionConfig
 from auditor.inversion.stability import StabilityConfig
 from auditor.pipeline import AuditOptions, audit, report_hash
@@ -21,7 +23,13 @@ from model_matrix import build, export
 
 FAST_INVERSION = InversionConfig(per_class=4, steps=3, batch_per_class=2,
                                  eval_stability=StabilityConfig(input_draws=1, param_draws=1))
-FAST = AuditOptions(inversion=FAST_INVERSION, rescan_inversion=FAST_INVERSION, purifier_config={"rounds": 1})
+# Every detector at a few steps, and few prior samples: these tests are about the pipeline's plumbing,
+# not about the detectors' strength (tests/test_detect.py measures that).
+FAST_DETECTION = DetectionConfig(settings={"neural_cleanse": {"steps": 4}, "reach": {"steps": 3},
+                                           "patch": {"steps": 10}, "weight_perturbation": {"radii": (0.05,)}})
+FAST_PURIFIER = {"rounds": 1, "anp_iterations": 20, "patch_steps": 20}
+FAST = AuditOptions(inversion=FAST_INVERSION, rescan_inversion=FAST_INVERSION, purifier_config=FAST_PURIFIER,
+                    detection=FAST_DETECTION, anchor_samples=200, guard_prior_samples=100)
 
 
 @pytest.fixture(scope="module")
@@ -129,12 +137,20 @@ def test_purify_cli_with_saved_synthetic_samples(model: Path, tmp_path: Path) ->
                                   "--grid", str(tmp_path / "grid.png")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "grid.png").exists() and synth.with_suffix(".json").exists()
-    for method in ("ibau", "finetune", "clp"):
+    # The command with saved samples, once; every purifier through the library it calls, with the tests'
+    # small settings (the test is about taking saved samples, not about the purification's strength).
+    out = tmp_path / "cli.onnx"
+    result = runner.invoke(main, ["purify", str(model), "--synthetic", str(synth), "--method", "clp", "-o", str(out),
+                                  "--guard-interpolation", "none", "--per-class", "3", "--steps", "2",
+                                  "--purifier-option", "u=3"])
+    assert result.exit_code == 0, result.output
+    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    assert meta["auditor.method"] == "clp"
+    assert json.loads((tmp_path / "cli-report" / "report.json").read_text())["config"]["synthetic"] == str(synth)
+    for method, settings in {"ibau": {"rounds": 1}, "finetune": {"epochs": 1}}.items():
         out = tmp_path / f"{method}.onnx"
-        result = runner.invoke(main, ["purify", str(model), "--synthetic", str(synth), "--method", method,
-                                      "-o", str(out), "--purifier-option", "rounds=1" if method == "ibau" else
-                                      ("epochs=1" if method == "finetune" else "u=3")])
-        assert result.exit_code == 0, result.output
+        audit(model, out, tmp_path / f"{method}-report",
+              replace(FAST, method=method, purifier_config=settings, synthetic=synth))
         meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
         assert meta["auditor.method"] == method
 

@@ -375,12 +375,17 @@ def test_ibau_reduces_backdoor(backdoored) -> None:
     x_clean, y_clean = shapes(320, torch.Generator().manual_seed(12))
     acc_before, asr_before = accuracy_and_asr(target.classifier, x_test, y_test)
     assert acc_before > 0.9 and asr_before > 0.9
-    purifier = get_purifier("ibau", **IBAU_TEST_CONFIG)
-    result = purifier.purify(target.classifier, x_clean, y_clean, data_source="clean",
-                             generator=torch.Generator().manual_seed(0))
+    # I-BAU's rounds alone (no patch, signal, pruning or stimulation step), on clean labelled data, two
+    # classes unlearned per round: measured ASR 1.00 -> 0.57 (one thread) and 0.51 (two threads) at ACC 1.00.
+    # With one class per round the toy's outcome hangs on the thread count (0.85-0.96), so the test would
+    # measure the machine rather than the method.
+    config = dict(IBAU_TEST_CONFIG, lr=1e-2, top_k=2, clean_weight=1.0, clp_u=None, anp_fraction=None,
+                  patch_pixels=None, signal_index=None, stimulation_index=None)
+    result = get_purifier("ibau", **config).purify(target.classifier, x_clean, y_clean, data_source="clean",
+                                                   generator=torch.Generator().manual_seed(0))
     acc_after, asr_after = accuracy_and_asr(target.classifier, x_test, y_test)
     print(f"I-BAU tiny BadNets: ACC {acc_before:.3f} -> {acc_after:.3f}, ASR {asr_before:.3f} -> {asr_after:.3f}")
-    assert asr_after < asr_before - 0.1  # measured 1.00 -> 0.81 at ACC 1.00 on this toy (targeted inner mode)
+    assert asr_after < asr_before - 0.2
     assert acc_after > acc_before - 0.1
     assert all(min(r["delta_l2"]) > 0 for r in result.rounds)
 
