@@ -3,12 +3,14 @@ backdoor, the weight-perturbation signal, and how indices become clean/suspiciou
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from torch import nn
 
-from auditor.detect import (ChannelStimulation, MaxMargin, DetectionConfig, DetectionResult, FeatureReach, NeuralCleanse, Patch, Reach, SignalReach, SineReach, VerdictConfig, WarpReach, WeightPerturbation, anomaly_index,
-                            combine, fails, get_detector, list_detectors, run_detectors, worst)
+from auditor.detect import (DETECTORS, ChannelStimulation, MaxMargin, DetectionConfig, DetectionResult, FeatureReach, NeuralCleanse, Patch, Reach, SignalReach, SineReach, VerdictConfig, WarpReach, WeightPerturbation, anomaly_index,
+                            combine, default_voters, fails, get_detector, list_detectors, run_detectors, worst)
 from auditor.detect.trigger_family import smooth_warp
 from auditor.errors import AuditorError
 from auditor.model import Classifier
@@ -115,8 +117,7 @@ def test_weight_perturbation_reports_a_share_per_class() -> None:
 
 
 def test_registry_and_bad_options() -> None:
-    assert list_detectors() == ["feature_reach", "max_margin", "neural_cleanse", "patch", "reach", "signal_reach",
-                                "sine_reach", "stimulation", "warp_reach", "weight_perturbation"]
+    assert list_detectors() == sorted(DETECTORS) and all(DETECTORS[name].name == name for name in DETECTORS)
     assert isinstance(get_detector("neural_cleanse", steps=3), NeuralCleanse)
     with pytest.raises(AuditorError, match="unknown detector"):
         get_detector("nope")
@@ -549,3 +550,57 @@ def test_a_failing_detector_fails_the_side_by_side_run(monkeypatch: pytest.Monke
     config = DetectionConfig(detectors=("sine_reach", "reach", "weight_perturbation"), workers=2)
     with pytest.raises(RuntimeError, match="in its worker"):
         run_detectors(classifier, x, y, config)
+
+
+class PlantedConv(nn.Module):
+    """Planted's backdoor behind two small convolutions, for the detectors that act on a hidden layer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        g = torch.Generator().manual_seed(3)
+        self.conv1, self.conv2 = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 4, 3, padding=1)
+        for conv in (self.conv1, self.conv2):
+            conv.weight.data = torch.randn(conv.weight.shape, generator=g) * 0.3
+            conv.bias.data.zero_()
+        self.head = Planted()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hidden = torch.relu(self.conv2(torch.relu(self.conv1(x))))
+        return self.head(x) + 0.1 * hidden.mean((2, 3)).sum(1, keepdim=True)
+
+
+# The fewest steps each registered detector needs on the 8x8 toy; a detector added to the registry runs at its
+# defaults unless it is listed here.
+SMALL = {"neural_cleanse": {"steps": 3}, "reach": {"steps": 3}, "patch": {"steps": 5, "pixels": 4},
+         "max_margin": {"steps": 5, "starts": 2}, "feature_reach": {"max_rungs": 3},
+         "weight_perturbation": {"radii": (0.05,)}, "warp_reach": {"grids": (2,)}}
+
+
+@pytest.mark.parametrize("name", list_detectors())
+def test_every_registered_detector_keeps_its_contract(name: str) -> None:
+    """For each detector in the registry: it declares what the verdict and the report say of it, gives one
+    index per class, the same result twice under a seed, a result that survives a JSON round trip, and
+    leaves the model as it found it (weights, gradient flags, mode)."""
+    cls = DETECTORS[name]
+    assert cls.meaning and cls.label and cls.signal and cls.vote_scale > 0
+    classifier = Classifier(PlantedConv(), ModelSpec("input", "logits", 3, SIDE, SIDE, K))
+    x, y = _samples(_classifier())
+    before = {key: value.clone() for key, value in classifier.network.state_dict().items()}
+    flags, mode = [p.requires_grad for p in classifier.parameters()], classifier.training
+    first = get_detector(name, **SMALL.get(name, {})).detect(classifier, x, y, seed=4)
+    second = get_detector(name, **SMALL.get(name, {})).detect(classifier, x, y, seed=4)
+    assert first.detector == name and len(first.index) == K and len(first.per_class) == K
+    assert first.to_json() == second.to_json()
+    assert json.loads(json.dumps(first.to_json())) == first.to_json()
+    if cls.figure is not None and name != "neural_cleanse":  # NC's figure is its own table's
+        assert all(cls.figure in row for row in first.per_class), (cls.figure, first.per_class[0])
+    after = classifier.network.state_dict()
+    assert all(torch.equal(before[key], after[key]) for key in before)
+    assert [p.requires_grad for p in classifier.parameters()] == flags and classifier.training == mode
+
+
+def test_the_default_voters_are_the_detectors_that_declare_a_vote() -> None:
+    config = VerdictConfig()
+    assert config.voters == default_voters() == tuple(n for n, cls in DETECTORS.items() if cls.votes)
+    assert {"reach", "stimulation"} <= set(config.voters) and "neural_cleanse" not in config.voters
+    assert all(config.scale(name) == DETECTORS[name].vote_scale for name in config.voters)

@@ -47,6 +47,29 @@ def list_detectors() -> list[str]:
     return sorted(DETECTORS)
 
 
+def default_voters() -> tuple[str, ...]:
+    """The detectors that declare ``votes``, in registry order: the default verdict's voters."""
+    return tuple(name for name, cls in DETECTORS.items() if cls.votes)
+
+
+def default_voter_scales() -> tuple[tuple[str, float], ...]:
+    """(voter, scale) for the voters whose index is on another scale than a MAD-scaled one."""
+    return tuple((name, cls.vote_scale) for name, cls in DETECTORS.items() if cls.votes and cls.vote_scale != 1.0)
+
+
+def detector_label(name: str) -> str:
+    """The detector's short name for headings; the name itself for one outside the registry (a report
+    written by a plug-in detector, read where the plug-in is not installed)."""
+    cls = DETECTORS.get(name)
+    return (cls.label or name) if cls else name
+
+
+def detector_signal(name: str) -> str:
+    """How a verdict's reason names what the detector saw in a class."""
+    cls = DETECTORS.get(name)
+    return (cls.signal or name) if cls else name
+
+
 @dataclass
 class DetectionConfig:
     """Which detectors run, their settings, and the verdict's thresholds."""
@@ -124,6 +147,6 @@ def _side_by_side(classifier: Classifier, images01: Tensor, labels: Tensor, dete
     return {name: by_name[name] for name, _ in detectors}
 
 
-__all__ = ["ChannelStimulation", "DETECTORS", "DetectionConfig", "DetectionResult", "Detector", "FeatureReach", "FeatureReachConfig", "MaxMargin", "MaxMarginConfig", "NeuralCleanse", "NeuralCleanseConfig", "Patch", "PatchConfig", "Reach", "ReachConfig", "SignalReach", "SignalReachConfig", "SineReach", "SineReachConfig", "StimulationConfig", "TriggerFamilyReach",
+__all__ = ["ChannelStimulation", "DETECTORS", "default_voter_scales", "default_voters", "detector_label", "detector_signal", "DetectionConfig", "DetectionResult", "Detector", "FeatureReach", "FeatureReachConfig", "MaxMargin", "MaxMarginConfig", "NeuralCleanse", "NeuralCleanseConfig", "Patch", "PatchConfig", "Reach", "ReachConfig", "SignalReach", "SignalReachConfig", "SineReach", "SineReachConfig", "StimulationConfig", "TriggerFamilyReach",
            "VERDICTS", "Verdict", "VerdictConfig", "WarpReach", "WarpReachConfig", "WeightPerturbation", "WeightPerturbationConfig", "anomaly_index",
            "combine", "fails", "get_detector", "list_detectors", "run_detectors", "trigger_images", "worst"]

@@ -79,8 +79,20 @@ class Detector(ABC):
 
     name: ClassVar[str]
     Config: ClassVar[type]
+    # What the verdict, the report's columns and SARIF say about the detector: declared here, once, and read
+    # from the registry (``auditor.detect.DETECTORS``) by each of them.
     #: what a high index means, for the report ("small trigger", "attracts flips", ...)
     meaning: ClassVar[str] = ""
+    #: short name for the report's column headings (the registry name if empty)
+    label: ClassVar[str] = ""
+    #: the per-class figure (a key of ``per_class``) the report shows beside the index; None: none
+    figure: ClassVar[str | None] = None
+    #: a flagged class's reason in the verdict: "class 3: <signal> is an outlier"
+    signal: ClassVar[str] = ""
+    #: whether the index votes in the default verdict (``VerdictConfig.voters``)
+    votes: ClassVar[bool] = False
+    #: what the index is divided by before it votes (1: a MAD-scaled index, as reach's)
+    vote_scale: ClassVar[float] = 1.0
 
     def __init__(self, config: Any | None = None, **overrides: Any) -> None:
         config = config if config is not None else self.Config()

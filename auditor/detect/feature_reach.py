@@ -61,6 +61,9 @@ class FeatureReach(Detector):
     Config = FeatureReachConfig
     meaning = ("one small delta on a hidden layer sends the other classes' samples into the class, at the "
                "smallest radius that reaches any class (reach above the median class's, in medians)")
+    label = "feature reach"
+    figure = "reach"
+    signal = "its reach by one small hidden-layer delta"
 
     def detect(self, classifier: Classifier, images01: Tensor, labels: Tensor, *, seed: int = 0,
                progress: ProgressFn | None = None) -> DetectionResult:

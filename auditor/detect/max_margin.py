@@ -44,6 +44,9 @@ class MaxMargin(Detector):
     name = "max_margin"
     Config = MaxMarginConfig
     meaning = "some input gives the class an abnormally large logit margin (anomaly index, high side)"
+    label = "max margin"
+    figure = "max_margin"
+    signal = "some input gives it an abnormally large logit margin"
 
     def detect(self, classifier: Classifier, images01: Tensor, labels: Tensor, *, seed: int = 0,
                progress: ProgressFn | None = None) -> DetectionResult:

@@ -55,6 +55,9 @@ class NeuralCleanse(Detector):
     name = "neural_cleanse"
     Config = NeuralCleanseConfig
     meaning = "the class is reached with an unusually small trigger (anomaly index of the mask L1 norm, low side)"
+    label = "NC"
+    figure = "mask_l1"
+    signal = "its reversed trigger"
 
     def detect(self, classifier: Classifier, images01: Tensor, labels: Tensor, *, seed: int = 0,
                progress: ProgressFn | None = None) -> DetectionResult:

@@ -43,6 +43,9 @@ class Patch(Detector):
     name = "patch"
     Config = PatchConfig
     meaning = "the samples a small universal patch flips land in the class (anomaly index, high side)"
+    label = "patch"
+    figure = "share_of_flips"
+    signal = "the samples a small universal patch flips land in it"
 
     def detect(self, classifier: Classifier, images01: Tensor, labels: Tensor, *, seed: int = 0,
                progress: ProgressFn | None = None) -> DetectionResult:

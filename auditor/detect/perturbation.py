@@ -41,6 +41,9 @@ class WeightPerturbation(Detector):
     name = "weight_perturbation"
     Config = WeightPerturbationConfig
     meaning = "predictions flip into the class under worst-case weight perturbations (anomaly index, high side)"
+    label = "weight perturbation"
+    figure = "flip_in_share"
+    signal = "worst-case weights flip predictions into it"
 
     def detect(self, classifier: Classifier, images01: Tensor, labels: Tensor, *, seed: int = 0,
                progress: ProgressFn | None = None) -> DetectionResult:

@@ -41,6 +41,10 @@ class Reach(Detector):
     name = "reach"
     Config = ReachConfig
     meaning = "one small universal perturbation sends the other classes' samples into the class (anomaly index, high side)"
+    label = "reach"
+    figure = "reach"
+    signal = "its reach by one small universal perturbation"
+    votes = True
 
     def detect(self, classifier: Classifier, images01: Tensor, labels: Tensor, *, seed: int = 0,
                progress: ProgressFn | None = None) -> DetectionResult:

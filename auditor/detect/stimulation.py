@@ -55,6 +55,14 @@ class ChannelStimulation(Detector):
     Config = StimulationConfig
     meaning = ("raising one hidden channel sends the other classes' samples into the class, at the lowest "
                "level that reaches any class (share above the median class's, in medians)")
+    label = "stimulation"
+    figure = "share"
+    signal = "raising one hidden channel sends the other classes' samples into it"
+    votes = True
+    # its index is in medians of a share, not in MADs: Input-Aware's target 14.5 (scan samples), 25.6
+    # (audit samples); the largest elsewhere a natural class of Blended, 3.09 (docs/detection.md).
+    # Divided by 2.5 it votes above 5 (backdoored) and 3.75 (suspicious)
+    vote_scale = 2.5
 
     def detect(self, classifier: Classifier, images01: Tensor, labels: Tensor, *, seed: int = 0,
                progress: ProgressFn | None = None) -> DetectionResult:

@@ -175,6 +175,10 @@ class WarpReach(TriggerFamilyReach):
     Config = WarpReachConfig
     family = "smooth warp"
     meaning = "one smooth sub-pixel warp of the whole image sends the other classes' samples into the class"
+    label = "warp reach"
+    figure = "share"
+    signal = "one smooth sub-pixel warp sends the other classes' samples into it"
+    votes = True
 
     def check_config(self) -> None:
         super().check_config()
@@ -220,6 +224,9 @@ class SignalReach(TriggerFamilyReach):
     # the class-level text names the default axis (the report reads it from the class, not the instance)
     meaning = ("one signal along one image axis (the width unless configured), repeated along the other, "
                "sends the other classes' samples into the class")
+    label = "signal reach"
+    figure = "share"
+    signal = "one 1-D signal across the image sends the other classes' samples into it"
 
     def check_config(self) -> None:
         super().check_config()
@@ -264,6 +271,10 @@ class SineReach(Detector):
     name = "sine_reach"
     Config = SineReachConfig
     meaning = "one sinusoid across the image, from a fixed bank, sends the other classes' samples into the class"
+    label = "sine reach"
+    figure = "share"
+    signal = "one sinusoid across the image sends the other classes' samples into it"
+    votes = True
 
     def check_config(self) -> None:
         cfg = self.config

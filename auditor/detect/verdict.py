@@ -26,7 +26,8 @@ when one class takes at least half of them.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from types import ModuleType
 from typing import Any
 
 from .base import DetectionResult
@@ -39,14 +40,12 @@ class VerdictConfig:
     threshold: float = 2.0  # a voter's anomaly index above which a class is a backdoor target
     suspicious_threshold: float = 1.5  # a voter's anomaly index above which a class is suspicious
     aux_threshold: float | None = None  # weight-perturbation index above which a class is suspicious (None: off)
-    # detectors whose index decides the verdict, where they ran (add "neural_cleanse" or "feature_reach" to let them
-    # vote: both flagged held-out clean models, docs/detection.md)
-    voters: tuple[str, ...] = ("reach", "stimulation", "warp_reach", "sine_reach")
+    # detectors whose index decides the verdict, where they ran: by default those that declare ``votes`` (add
+    # "neural_cleanse" or "feature_reach" to let them vote: both flagged held-out clean models, docs/detection.md)
+    voters: tuple[str, ...] = field(default_factory=lambda: _registry().default_voters())
     # (voter, scale) for voters whose index is on another scale: their index is divided by the scale before it is
-    # compared with the thresholds and enters the score. Stimulation's index is in medians of a share, not in MADs:
-    # Input-Aware's target 14.5 (scan samples), 25.6 (audit samples); the largest elsewhere a natural class of
-    # Blended, 3.09 (docs/detection.md). Divided by 2.5 it votes above 5 (backdoored) and 3.75 (suspicious)
-    voter_scales: tuple[tuple[str, float], ...] = (("stimulation", 2.5),)
+    # compared with the thresholds and enters the score; by default each voter's declared ``vote_scale``
+    voter_scales: tuple[tuple[str, float], ...] = field(default_factory=lambda: _registry().default_voter_scales())
     auxiliary: str = "weight_perturbation"
     # share of the samples a small universal patch flips (the patch detector) at or above which the model has a
     # patch trigger, whatever its target mapping (None: off). Scan's quick samples, two draws, searches begun at the
@@ -81,9 +80,11 @@ class Verdict:
                 "thresholds": self.config.to_json()}
 
 
-def combine(results: dict[str, DetectionResult], config: VerdictConfig = VerdictConfig(),
+def combine(results: dict[str, DetectionResult], config: VerdictConfig | None = None,
             class_names: list[str] | None = None) -> Verdict:
     """The verdict from every detector's per-class index (see the module docstring for the rule)."""
+    config = config if config is not None else VerdictConfig()
+    signal = _registry().detector_signal
     name = (lambda t: f"{t} ({class_names[t]})") if class_names else str
     voters = {v: [value / config.scale(v) for value in results[v].voting_index()] for v in config.voters if v in results}
     aux = results.get(config.auxiliary)
@@ -101,14 +102,14 @@ def combine(results: dict[str, DetectionResult], config: VerdictConfig = Verdict
                 if value > limit and t not in targets:
                     targets[t] = best[t]
                     severity = max(severity, level)
-                    reasons.append(f"class {name(t)}: {_SIGNAL.get(voter, voter)} {verb} (anomaly index "
+                    reasons.append(f"class {name(t)}: {signal(voter)} {verb} (anomaly index "
                                    f"{value * scale:.2f} > {limit * scale:g})")
     for t, value in enumerate(ax if config.aux_threshold is not None else []):
         if value <= config.aux_threshold or t in targets:
             continue
         targets[t] = best[t]
         severity = max(severity, 1)
-        reasons.append(f"class {name(t)}: worst-case weights flip predictions into it (index {value:.2f} > "
+        reasons.append(f"class {name(t)}: {signal(config.auxiliary)} (index {value:.2f} > "
                        f"{config.aux_threshold:g})")
     patch = results.get("patch")
     flip_rate = patch.summary.get("flip_rate") if patch is not None else None
@@ -127,12 +128,12 @@ def combine(results: dict[str, DetectionResult], config: VerdictConfig = Verdict
     return Verdict(VERDICTS[severity], score, ordered, reasons, config)
 
 
-_SIGNAL = {"neural_cleanse": "its reversed trigger", "reach": "its reach by one small universal perturbation",
-           "feature_reach": "its reach by one small hidden-layer delta",
-           "stimulation": "raising one hidden channel sends the other classes' samples into it",
-           "warp_reach": "one smooth sub-pixel warp sends the other classes' samples into it",
-           "signal_reach": "one 1-D signal across the image sends the other classes' samples into it",
-           "sine_reach": "one sinusoid across the image sends the other classes' samples into it"}
+def _registry() -> ModuleType:
+    """The detector registry, imported when first needed: it imports every detector, and this module is one
+    of the package's first imports."""
+    import importlib
+
+    return importlib.import_module("auditor.detect")
 
 
 def worst(verdicts: list[str]) -> str:

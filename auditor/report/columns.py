@@ -1,8 +1,8 @@
 """Which per-class detector figures the report tables show, and which index a finding cites.
 
-The tables used to name reach and weight perturbation by hand, so a class flagged by another voter
-(stimulation, warp reach) showed no figure that explained its flag. Every detector that ran now gets
-an index column and its main figure, read from the merged per-class rows of ``report.json``.
+Every detector that ran gets an index column and its main figure, read from the merged per-class rows
+of ``report.json``: a class flagged by any voter shows the figure that explains its flag. Each
+detector's label and figure are its own class attributes, read from the registry.
 """
 
 from __future__ import annotations
@@ -10,10 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-LABELS = {"neural_cleanse": "NC", "reach": "reach", "stimulation": "stimulation", "warp_reach": "warp reach",
-          "signal_reach": "signal reach", "sine_reach": "sine reach", "weight_perturbation": "weight perturbation",
-          "feature_reach": "feature reach", "patch": "patch", "max_margin": "max margin"}
-# the per-class figure shown beside each detector's index, first one present
+# the per-class figure shown beside the index of a detector outside the registry, first one present
 FIGURES = ("reach", "share", "flip_in_share", "share_of_flips", "max_margin")
 PERCENT = {"reach", "share", "flip_in_share", "share_of_flips"}
 FIGURE_LABELS = {"reach": "share", "share": "share", "flip_in_share": "flip-in share", "share_of_flips": "share of flips",
@@ -47,12 +44,16 @@ def detector_columns(report: dict[str, Any], key: str = "detection") -> list[Col
     detection = report.get(key) or {}
     rows = detection.get("per_class") or [{}]
     voters = set(((report.get("verdict") or {}).get("thresholds") or {}).get("voters", ()))
+    from auditor.detect import DETECTORS, detector_label
+
     columns = []
     for name in detection.get("detectors", {}):
         if name == "neural_cleanse":
             continue
-        figure = next((figure for figure in FIGURES if f"{name}.{figure}" in rows[0]), None)
-        columns.append(Column(name, LABELS.get(name, name), figure, name in voters))
+        declared = DETECTORS[name].figure if name in DETECTORS else None
+        candidates = (declared,) if declared else FIGURES
+        figure = next((figure for figure in candidates if f"{name}.{figure}" in rows[0]), None)
+        columns.append(Column(name, detector_label(name), figure, name in voters))
     return columns
 
 
