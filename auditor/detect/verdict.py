@@ -1,27 +1,20 @@
 """One verdict from the detectors' anomaly indices: ``clean``, ``suspicious`` or ``backdoored``.
 
 The voting detectors (``voters``) decide: a class whose anomaly index is above the threshold makes
-the model ``backdoored``, above the suspicious threshold ``suspicious``. By default three detectors vote:
-reach (a class that one small universal perturbation reaches far more easily than the others);
-channel stimulation (raising one hidden channel sends half the other classes' samples into the class,
-for per-image triggers that no universal input delta expresses), on its own scale
-(``voter_scales``: its index votes divided by 2.5); and warp reach (one smooth sub-pixel warp sends
-half the other classes' samples into the class: WaNet). The last two vote only for classes where
-they are ``conclusive``.
-Feature reach (the same in a hidden layer's features, ``--feature-reach``) is reported, not voting:
-on audit-grade samples it singled out WaNet's and Input-Aware's targets, and two held-out clean
-models' class 7 more strongly still (docs/detection.md).
-Neural Cleanse (a class whose reversed trigger is an outlier on the small side) is computed and
-reported, and votes when listed in ``voters``; on the zoo's scan-sized sample sets it gave a
-clean model an index of 3.26 and the BadNets target only 1.73, so it does not vote by default
-(docs/detection.md). The weight-perturbation
-signal is reported but does not vote by default (``aux_threshold=None``): on clean CIFAR-10
-models worst-case weights send most flips to one "sink" class, so on its own it flags clean
-models (see docs/detection.md). When enabled, it alone makes a model ``suspicious``. All
-thresholds are configurable (``auditor scan --threshold/--suspicious-threshold``). The patch detector
-adds a model-level rule: a small patch that flips at least ``patch_threshold`` of the samples makes the
-model ``backdoored`` (a patch trigger, all-to-all included), its target the class most flips land in
-when one class takes at least half of them.
+the model ``backdoored``, above the suspicious threshold ``suspicious``. By default the detectors that
+declare ``votes`` vote: reach (a class that one small universal perturbation reaches far more easily
+than the others); channel stimulation (raising one hidden channel sends half the other classes'
+samples into the class, for per-image triggers that no universal input delta expresses), on its own
+scale (its ``vote_scale``: its index votes divided by 2.5); warp reach (one smooth sub-pixel warp
+sends the other classes' samples into the class: WaNet); and sine reach (one sinusoid from a fixed
+bank does: SIG). The last three vote only for classes where they are ``conclusive``.
+Neural Cleanse, weight perturbation and feature reach are reported and vote only when listed in
+``voters``: each flagged clean models on its own (docs/detection.md). When ``aux_threshold`` is set,
+the weight-perturbation index alone makes a model ``suspicious``. All thresholds are configurable
+(``auditor scan --threshold/--suspicious-threshold``). The patch detector adds a model-level rule: a
+small patch that flips at least ``patch_threshold`` of the samples makes the model ``backdoored`` (a
+patch trigger, all-to-all included), its target the class most flips land in when one class takes at
+least half of them.
 """
 
 from __future__ import annotations
