@@ -34,8 +34,34 @@ def _fails(verdict: str | None, fail_on: str) -> bool:
     return verdict is not None and fails(verdict, fail_on)
 
 
+class _Gated:
+    """What a gate reads from a result: the verdict it judges, whether it passes ``fail_on``, the exit code."""
+
+    report: dict[str, Any]
+    fail_on: str
+
+    @property
+    def gated_verdict(self) -> str | None:
+        """The verdict the gate compares with ``fail_on``."""
+        raise NotImplementedError
+
+    @property
+    def passes(self) -> bool:
+        """Whether the gated verdict passes the gate ``fail_on``."""
+        return not _fails(self.gated_verdict, self.fail_on)
+
+    @property
+    def exit_code(self) -> int:
+        """What the command exits with for this model: 0 it passes the gate, 1 it does not."""
+        return EXIT_OK if self.passes else EXIT_FINDING
+
+    def to_json(self) -> dict[str, Any]:
+        """The report, the same data as the report.json the command writes."""
+        return _plain(self.report)
+
+
 @dataclass
-class ScanResult:
+class ScanResult(_Gated):
     """One model's verdict from ``scan``."""
 
     model: Path  # the model scanned
@@ -59,22 +85,13 @@ class ScanResult:
         return list(self.report["verdict"]["suspected_targets"])
 
     @property
-    def passes(self) -> bool:
-        """Whether the verdict passes the gate ``fail_on``."""
-        return not _fails(self.verdict, self.fail_on)
-
-    @property
-    def exit_code(self) -> int:
-        """What ``auditor scan`` exits with for this model: 0 passes, 1 fails the gate."""
-        return EXIT_OK if self.passes else EXIT_FINDING
-
-    def to_json(self) -> dict[str, Any]:
-        """The report, the same data as the report.json ``auditor scan --report-dir`` writes."""
-        return _plain(self.report)
+    def gated_verdict(self) -> str | None:
+        """A scan's gate reads the model's verdict."""
+        return self.verdict
 
 
 @dataclass
-class AuditResult:
+class AuditResult(_Gated):
     """The purified model and the report of ``audit``."""
 
     model: Path  # the model audited (never modified)
@@ -94,18 +111,9 @@ class AuditResult:
         return (self.report.get("verdict") or {}).get("purified")
 
     @property
-    def passes(self) -> bool:
-        """Whether the purified model passes the gate ``fail_on``."""
-        return not _fails(self.purified_verdict, self.fail_on)
-
-    @property
-    def exit_code(self) -> int:
-        """What ``auditor audit`` exits with: 0 the purified model passes, 1 it does not."""
-        return EXIT_OK if self.passes else EXIT_FINDING
-
-    def to_json(self) -> dict[str, Any]:
-        """The report, the same data as the report.json ``auditor audit`` writes."""
-        return _plain(self.report)
+    def gated_verdict(self) -> str | None:
+        """An audit's gate reads the purified model's verdict."""
+        return self.purified_verdict
 
 
 @dataclass

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from auditor.detect import DetectionResult
 
 IMAGE = (3, 16, 16)
 CLASSES = 10
@@ -194,3 +197,18 @@ def export(model: nn.Module, exporter: str, path: Path, static_batch: int | None
                 dynamic_axes=None if static_batch else {"input": {0: "batch"}, "logits": {0: "batch"}}, **kwargs,
             )
     return path
+
+
+def forced(verdict: str, target: int = 3) -> dict[str, DetectionResult]:
+    """Detector results that make ``combine`` return ``verdict`` with ``target`` as the outlier: tests that are
+    about what the pipeline does with a verdict, not about how a detector reaches it."""
+    from auditor.detect import DetectionResult
+
+    index = [0.1 * (k % 3) for k in range(CLASSES)]
+    index[target] = {"clean": 0.5, "suspicious": 1.8, "backdoored": 4.0}[verdict]
+    per_class = [{"class": k, "mask_l1": 20.0 - index[k], "attack_success": 0.97, "reached_target": True}
+                 for k in range(CLASSES)]
+    images = {"mask": torch.zeros(CLASSES, 1, *IMAGE[1:]), "pattern": torch.ones(CLASSES, *IMAGE)}
+    reach = [{"class": k, "reach": 0.2 + 0.1 * index[k], "delta_l2": 2.0} for k in range(CLASSES)]
+    return {"neural_cleanse": DetectionResult("neural_cleanse", {}, per_class, index, images=images),
+            "reach": DetectionResult("reach", {}, reach, index)}

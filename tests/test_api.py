@@ -21,25 +21,12 @@ from click.testing import CliRunner
 
 import auditor
 import auditor.pipeline as pipeline
-from auditor.detect import DetectionResult
 from auditor.inversion import SynthSet
 from auditor.purify import get_purifier
-from model_matrix import CLASSES, IMAGE, build, export
+from model_matrix import CLASSES, IMAGE, build, export, forced
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "api.md"
-
-
-def _forced(verdict: str, target: int = 3) -> dict[str, DetectionResult]:
-    """Detector results that make the verdict ``verdict`` with ``target`` the outlier."""
-    index = [0.1 * (k % 3) for k in range(CLASSES)]
-    index[target] = {"clean": 0.5, "suspicious": 1.8, "backdoored": 4.0}[verdict]
-    per_class = [{"class": k, "mask_l1": 20.0 - index[k], "attack_success": 0.97, "reached_target": True}
-                 for k in range(CLASSES)]
-    images = {"mask": torch.zeros(CLASSES, 1, *IMAGE[1:]), "pattern": torch.ones(CLASSES, *IMAGE)}
-    reach = [{"class": k, "reach": 0.2 + 0.1 * index[k], "delta_l2": 2.0} for k in range(CLASSES)]
-    return {"neural_cleanse": DetectionResult("neural_cleanse", {}, per_class, index, images=images),
-            "reach": DetectionResult("reach", {}, reach, index)}
 
 
 @pytest.fixture()
@@ -52,7 +39,7 @@ def quick(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     synth = SynthSet(torch.rand(CLASSES * 4, *IMAGE, generator=g), torch.arange(CLASSES).repeat_interleave(4),
                      summary={"method": "smi", "kept": {}, "fit": {}})
     verdicts = iter(["backdoored", "backdoored", "clean", "clean", "clean"])
-    monkeypatch.setattr(pipeline, "run_detectors", lambda *a, **k: _forced(next(verdicts)))
+    monkeypatch.setattr(pipeline, "run_detectors", lambda *a, **k: forced(next(verdicts)))
     monkeypatch.setattr(pipeline, "_synthetic_samples", lambda *a, **k: synth)
     monkeypatch.setattr(pipeline, "_fresh_samples", lambda *a, **k: synth)
     monkeypatch.setattr(pipeline, "get_purifier", lambda *a, **k: get_purifier("finetune", epochs=1))

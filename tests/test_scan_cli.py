@@ -13,10 +13,9 @@ from click.testing import CliRunner
 
 import auditor.pipeline as pipeline
 from auditor.cli import main
-from auditor.detect import DetectionResult
 from auditor.inversion import SynthSet
 from auditor.report import validate_report
-from model_matrix import CLASSES, IMAGE, build, export
+from model_matrix import CLASSES, IMAGE, build, export, forced
 
 FAST = ["--nc-steps", "4", "--threads", "1"]
 
@@ -39,18 +38,6 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     labels = torch.arange(CLASSES).repeat_interleave(4)
     synth = SynthSet(images, labels, summary={"method": "smi", "kept": {}, "fit": {}})
     return model, synth.save(folder / "synth.npz")
-
-
-def forced(verdict: str, target: int = 3) -> dict[str, DetectionResult]:
-    """Detector results that make ``combine`` return ``verdict`` with ``target`` as the outlier."""
-    index = [0.1 * (k % 3) for k in range(CLASSES)]
-    index[target] = {"clean": 0.5, "suspicious": 1.8, "backdoored": 4.0}[verdict]
-    per_class = [{"class": k, "mask_l1": 20.0 - index[k], "attack_success": 0.97, "reached_target": True}
-                 for k in range(CLASSES)]
-    images = {"mask": torch.zeros(CLASSES, 1, *IMAGE[1:]), "pattern": torch.ones(CLASSES, *IMAGE)}
-    reach = [{"class": k, "reach": 0.2 + 0.1 * index[k], "delta_l2": 2.0} for k in range(CLASSES)]
-    return {"neural_cleanse": DetectionResult("neural_cleanse", {}, per_class, index, images=images),
-            "reach": DetectionResult("reach", {}, reach, index)}
 
 
 def force(monkeypatch: pytest.MonkeyPatch, *verdicts: str, synth: Path | None = None) -> None:
