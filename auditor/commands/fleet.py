@@ -24,6 +24,15 @@ from .invert import inversion_options
 from .scan import FAIL_ON, detection_config, detection_options
 
 
+def _ray_address(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """``--ray models/`` reads the folder as the address (an option with an optional value takes the next
+    word): say so, rather than fail later trying to reach a cluster called ``models/``."""
+    if value is not None and value != "local" and os.path.exists(value):
+        raise click.BadParameter(f"{value!r} was read as the Ray address; put --ray after the inputs or write "
+                                 "--ray=ADDRESS")
+    return value
+
+
 def fleet_options(func):
     """Inputs, output folder and where the work runs."""
     options = [
@@ -35,6 +44,7 @@ def fleet_options(func):
                      help="Local mode: models processed at once, one worker process each (default: the CPU count "
                           "divided by --threads)."),
         click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
+                     callback=_ray_address,
                      help="Ray mode: one Ray task per model. With an ADDRESS (ray://host:10001, host:6379, auto) "
                           "connect to that cluster; without, start a local one. Needs pip install 'auditor[ray]'."),
         click.option("--cpus-per-task", type=click.FloatRange(min=0, min_open=True), default=None,
@@ -61,9 +71,6 @@ def _backend(opts: dict[str, Any], threads: int, device: str):
     """A factory for the backend: called only once there is work, so a rerun with nothing to do starts no
     cluster."""
     if opts["ray_address"] is not None:
-        if os.path.exists(opts["ray_address"]):  # `--ray models/`: the optional value swallowed an input
-            raise click.BadParameter(f"{opts['ray_address']!r} was read as the Ray address; put --ray after the "
-                                     "inputs or write --ray=ADDRESS", param_hint="--ray")
         if opts.get("workers") is not None and opts["ray_address"] != "local":
             raise click.BadParameter("--workers sizes local mode or a local Ray instance; a cluster has its own",
                                      param_hint="--workers")

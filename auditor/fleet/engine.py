@@ -160,7 +160,8 @@ def _schedule(todo: list[Entry], store: Store, job: Job, runner: Backend, retrie
             task = pending.popleft()
             runner.submit(task)
             running[task.key] = (task, time.monotonic())
-        for task, record, reason in runner.poll(timeout=1.0):
+        finished = runner.poll(timeout=1.0)
+        for task, record, reason in finished:
             running.pop(task.key, None)
             if record is not None and record.get("status") == "done":
                 progress.done += 1
@@ -181,6 +182,7 @@ def _schedule(todo: list[Entry], store: Store, job: Job, runner: Backend, retrie
                 store.fail(task.key, {"key": task.key, "path": task.path, "command": job.command, "status": "failed",
                                       "retryable": True, "attempt": task.attempt, "error": error})
                 say(f"fleet: {task.path}: failed: {error}")
+        if finished:
             progress.tick(len(running), force=True)
         if timeout is not None:
             now = time.monotonic()

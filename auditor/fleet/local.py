@@ -18,7 +18,10 @@ from typing import Any
 
 from .worker import Task, Worker, run_task
 
-PRELOAD = ["auditor.fleet.worker", "auditor.pipeline"]
+# what a scan imports, once in the server rather than in every worker (about 2 s each on a small CPU);
+# none of these starts threads at import, so the server stays safe to fork
+PRELOAD = ["auditor.fleet.worker", "auditor.pipeline", "auditor.report", "converters.ops", "onnx2torch",
+           "onnxruntime", "PIL.Image", "sympy"]
 
 
 def _context() -> Any:

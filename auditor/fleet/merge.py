@@ -128,7 +128,7 @@ def merge(store: Store, entries: list[Any], command: str, fail_on: str, config: 
     exit_code = 2 if failed else (1 if any(r["fails_gate"] for r in done) else 0)
     slowest = sorted((r for r in done if r.get("seconds") is not None), key=lambda r: -r["seconds"])[:SLOWEST]
     index = {"schema": FLEET_SCHEMA, "tool": version, "command": command, "fail_on": fail_on,
-             "config": config, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+             "config": json.loads(json.dumps(config, default=str)), "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
              "exit_code": exit_code, "counts": counts,
              "slowest": [{"path": r["path"], "seconds": r["seconds"]} for r in slowest], "models": rows}
     write_text_atomic(store.root / SUMMARY, _summary(command, reports, rows, counts, slowest, exit_code, fail_on))
