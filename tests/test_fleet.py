@@ -231,6 +231,10 @@ def test_cli_exit_code_2_for_an_unreadable_model_and_the_ray_option_guard(models
     row = json.loads((out / "index.json").read_text())["models"][0]
     assert row["status"] == "failed" and "cannot read" in row["error"]
     assert "0 done, 1 failed of 1" in result.output
+    audited = CliRunner().invoke(main, ["fleet", "audit", str(manifest), "-o", str(tmp_path / "audit"),
+                                        "--method", "finetune"])
+    assert audited.exit_code == 2, audited.output
+    assert json.loads((tmp_path / "audit" / "index.json").read_text())["command"] == "audit"
     guarded = CliRunner().invoke(main, ["fleet", "scan", "--ray", str(models), "-o", str(out)])
     assert guarded.exit_code == 2 and "read as the Ray address" in guarded.output, guarded.output
 

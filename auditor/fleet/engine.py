@@ -165,8 +165,9 @@ def _schedule(todo: list[Entry], store: Store, job: Job, runner: Backend, retrie
             running.pop(task.key, None)
             if record is not None and record.get("status") == "done":
                 progress.done += 1
-                verdict = (record.get("verdict") or {}).get("verdict")
-                say(f"fleet: {task.path}: {verdict} in {record.get('seconds', 0):.0f} s"
+                verdict = record.get("verdict") or {}
+                purified = f", purified model {verdict['purified']}" if verdict.get("purified") else ""
+                say(f"fleet: {task.path}: {verdict.get('verdict')}{purified} in {record.get('seconds', 0):.0f} s"
                     + (f" (attempt {task.attempt})" if task.attempt > 1 else ""))
             elif record is not None:
                 progress.failed += 1

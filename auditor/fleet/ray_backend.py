@@ -13,6 +13,7 @@ auditor must be installed on every node.
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 from auditor.errors import AuditorError
@@ -39,7 +40,9 @@ class RayBackend:
         self.ray = ray
         self.owned = False
         if not ray.is_initialized():
-            if address in (None, "", "local"):
+            if address in (None, "", "local") and os.environ.get("RAY_ADDRESS"):
+                ray.init(log_to_driver=False, configure_logging=False)  # the cluster RAY_ADDRESS names
+            elif address in (None, "", "local"):
                 ray.init(num_cpus=local_cpus, include_dashboard=False, log_to_driver=False,
                          configure_logging=False)
             else:
