@@ -33,3 +33,11 @@ def always_crash(task: Task) -> dict[str, Any]:
     _half_written(task)
     os.kill(os.getpid(), signal.SIGKILL)
     raise AssertionError("unreachable")
+
+
+def hang(task: Task) -> dict[str, Any]:
+    """A worker stuck on a model (a pathological graph, a deadlock): only the per-model timeout ends it."""
+    import time
+
+    time.sleep(600)
+    raise AssertionError("unreachable")

@@ -181,6 +181,22 @@ def test_a_worker_lost_on_every_attempt_fails_with_the_reason_and_leaves_nothing
     assert sarif["runs"][0]["invocations"][0]["executionSuccessful"] is False
 
 
+def test_a_hung_worker_is_killed_after_the_timeout_and_one_output_folder_has_one_coordinator(
+        models: Path, tmp_path: Path) -> None:
+    from fleet_helpers import hang
+
+    from auditor.fleet import Store
+
+    out = tmp_path / "out"
+    with Store(out).lock():  # another run holds the folder
+        with pytest.raises(AuditorError, match="in use by another fleet run"):
+            run_fleet([FleetItem(models / "a.onnx")], out, tiny_job(), _no_backend, fail_on="never", log=print)
+    result = run_fleet([FleetItem(models / "a.onnx")], out, tiny_job(), lambda: LocalBackend(1, worker=hang),
+                       fail_on="never", retries=0, timeout=0.5, log=lambda _: None)
+    row = result.index["models"][0]
+    assert row["status"] == "failed" and "per-model timeout of 0.5 s" in row["error"] and result.exit_code == 2
+
+
 def test_ray_mode_gives_the_same_merged_result_as_local_mode(models: Path, local_run: tuple[Path, Any],
                                                             tmp_path: Path) -> None:
     ray = pytest.importorskip("ray")

@@ -112,8 +112,14 @@ def run_fleet(items: list[FleetItem], output: str | Path, job: Job, backend: Cal
     Ray cluster). ``retries``: how many times a model whose worker was lost is started again.
     ``timeout``: seconds after which a model's worker is killed (then retried like a lost one).
     """
+    with Store(output).lock():
+        return _run(items, Store(output), job, backend, fail_on=fail_on, retries=retries, timeout=timeout,
+                    overwrite=overwrite, log=log, progress_every=progress_every)
+
+
+def _run(items: list[FleetItem], store: Store, job: Job, backend: Callable[[], Backend], *, fail_on: str,
+         retries: int, timeout: float | None, overwrite: bool, log: Log, progress_every: float) -> FleetResult:
     started = time.monotonic()
-    store = Store(output)
     lines: list[str] = []
 
     def say(line: str) -> None:
@@ -155,11 +161,14 @@ def _schedule(todo: list[Entry], store: Store, job: Job, runner: Backend, retrie
                          store=str(store.root)) for e in todo)
     running: dict[str, tuple[Task, float]] = {}
     retried = 0
+    finished: list[Any] = []
     while pending or running:
         while pending and len(running) < runner.slots:
             task = pending.popleft()
             runner.submit(task)
             running[task.key] = (task, time.monotonic())
+        if finished:  # after refilling the slots, so that the line counts the models now running
+            progress.tick(len(running), force=True)
         finished = runner.poll(timeout=1.0)
         for task, record, reason in finished:
             running.pop(task.key, None)
@@ -183,8 +192,6 @@ def _schedule(todo: list[Entry], store: Store, job: Job, runner: Backend, retrie
                 store.fail(task.key, {"key": task.key, "path": task.path, "command": job.command, "status": "failed",
                                       "retryable": True, "attempt": task.attempt, "error": error})
                 say(f"fleet: {task.path}: failed: {error}")
-        if finished:
-            progress.tick(len(running), force=True)
         if timeout is not None:
             now = time.monotonic()
             for task, since in list(running.values()):
@@ -192,4 +199,6 @@ def _schedule(todo: list[Entry], store: Store, job: Job, runner: Backend, retrie
                     runner.kill(task, f"killed after the per-model timeout of {timeout:g} s")
                     running[task.key] = (task, float("inf"))  # killed once; its end comes through poll
         progress.tick(len(running))
+    if finished:
+        progress.tick(0, force=True)
     return retried

@@ -31,9 +31,6 @@ class FleetItem:
     path: Path
     spec_overrides: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
-    def __hash__(self) -> int:
-        return hash(str(self.path))
-
 
 def _is_pattern(text: str) -> bool:
     return any(ch in text for ch in "*?[")

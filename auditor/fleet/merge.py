@@ -62,7 +62,7 @@ def _row(entry: Any, store: Store, command: str, fail_on: str) -> tuple[dict[str
     return row, report
 
 
-def _sarif(reports: list[dict[str, Any]], failed: list[dict[str, Any]], base: Path) -> dict[str, Any]:
+def _sarif(reports: list[dict[str, Any]], failed: list[dict[str, Any]], base: Path, version: str) -> dict[str, Any]:
     """One SARIF log, one run per model: a finished model's run is the one its own report.sarif holds; a
     model that could not be processed gets a run with no results and an unsuccessful invocation that
     says why (a dashboard must not read it as clean)."""
@@ -74,16 +74,14 @@ def _sarif(reports: list[dict[str, Any]], failed: list[dict[str, Any]], base: Pa
         run["invocations"] = [{"executionSuccessful": True}]
         runs.append(run)
     template = render_sarif([], base)
+    driver = template["runs"][0]["tool"]["driver"]
+    driver["version"] = driver["semanticVersion"] = version
     for row in failed:
         run = {"tool": template["runs"][0]["tool"], "artifacts": [{"location": {"uri": artifact_uri(row["path"], base)}}],
                "invocations": [{"executionSuccessful": False, "toolExecutionNotifications": [
                    {"level": "error", "message": {"text": f"{row['path']}: {row['error']}"}}]}],
                "columnKind": "unicodeCodePoints"}
         runs.append(run)
-    if reports:
-        version = reports[0]["tool"]["version"]
-        for run in runs:
-            run["tool"]["driver"]["version"] = run["tool"]["driver"]["semanticVersion"] = version
     return {"$schema": template["$schema"], "version": template["version"], "runs": runs}
 
 
@@ -132,6 +130,6 @@ def merge(store: Store, entries: list[Any], command: str, fail_on: str, config: 
              "exit_code": exit_code, "counts": counts,
              "slowest": [{"path": r["path"], "seconds": r["seconds"]} for r in slowest], "models": rows}
     write_text_atomic(store.root / SUMMARY, _summary(command, reports, rows, counts, slowest, exit_code, fail_on))
-    write_json_atomic(store.root / SARIF, _sarif(reports, failed, base))
+    write_json_atomic(store.root / SARIF, _sarif(reports, failed, base, version["auditor"]))
     write_json_atomic(store.root / INDEX, index)
     return index

@@ -24,8 +24,9 @@ import hashlib
 import json
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from converters import sha256_file
 
@@ -74,6 +75,9 @@ def write_text_atomic(path: Path, text: str) -> Path:
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
     return path
+
+
+LOCK = ".fleet.lock"
 
 
 class Store:
@@ -136,3 +140,24 @@ class Store:
             folder = self.model_dir(key)
             if folder.exists() and self.done(key) is None:
                 shutil.rmtree(folder, ignore_errors=True)
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """One coordinator per output folder: a second run on the same folder would start the same models
+        and clear each other's attempts. An advisory lock (``flock``) that the system releases when the
+        process ends, however it ends, so a killed run leaves no stale lock behind."""
+        import fcntl
+
+        from auditor.errors import AuditorError
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / LOCK, "a+") as handle:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                raise AuditorError(f"{self.root} is in use by another fleet run; wait for it or choose another "
+                                   "output folder") from exc
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
