@@ -31,6 +31,7 @@ _COMMANDS: list[tuple[str, str]] = [
     ("auditor.commands.generator", "generator_group"),
     ("auditor.commands.zoo", "zoo_group"),
     ("auditor.commands.evaluate", "evaluate_cmd"),
+    ("auditor.commands.fleet", "fleet_group"),
 ]
 
 
