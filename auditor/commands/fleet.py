@@ -12,16 +12,19 @@ processed and reported); 130 interrupted.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import replace
 from typing import Any
 
 import click
 
-from ._options import limits_from_options, spec_options, spec_overrides
-from .audit import _options as audit_options, _purify_options
+from auditor.options import AuditOptions, detection_config, limits_from_options, spec_overrides
+
+from ._options import json_option, print_json, spec_options
+from .audit import _purify_options
 from .invert import inversion_options
-from .scan import FAIL_ON, detection_config, detection_options
+from .scan import FAIL_ON, detection_options
 
 
 def _ray_address(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
@@ -94,6 +97,8 @@ def _run(ctx: click.Context, job: Any, fail_on: str, overwrite: bool, opts: dict
     backend = _backend(opts, job.threads, device)
     result = run_fleet(items, opts["output"], job, backend, fail_on=fail_on, retries=opts["retries"],
                        timeout=opts["task_timeout"], overwrite=overwrite, progress_every=opts["progress_every"])
+    if opts.get("as_json"):
+        print_json(result.index)
     ctx.exit(result.exit_code)
 
 
@@ -105,6 +110,7 @@ def fleet_group() -> None:
 
 @fleet_group.command("scan")
 @fleet_options
+@json_option("Print the merged index (index.json's content) on stdout.")
 @click.option("--fail-on", type=FAIL_ON, default="backdoored", show_default=True,
               help="Exit 1 when any model's verdict is at least this bad.")
 @click.option("--seed", type=int, default=0, show_default=True)
@@ -122,7 +128,14 @@ def fleet_group() -> None:
 def fleet_scan_cmd(ctx: click.Context, fail_on: str, seed: int, device: str, per_class: int | None,
                    steps: int | None, pixels: bool, generator_name: str | None, threads: int, overwrite: bool,
                    **opts: Any) -> None:
-    """A backdoor verdict for every model of INPUTS, as `auditor scan` gives for one."""
+    """A backdoor verdict for every model of INPUTS, as `auditor scan` gives for one.
+
+    \b
+    Examples:
+      auditor fleet scan models/ -o fleet-scan --workers 2
+      auditor fleet scan 'hub/**/*.onnx' manifest.jsonl -o fleet-scan --ray
+      auditor fleet scan models/ -o fleet-scan --ray=ray://head:10001 --json > index.json
+    """
     from auditor.fleet import Job
     from auditor.pipeline import ScanOptions, scan_inversion
 
@@ -137,6 +150,7 @@ def fleet_scan_cmd(ctx: click.Context, fail_on: str, seed: int, device: str, per
 
 @fleet_group.command("audit")
 @fleet_options
+@json_option("Print the merged index (index.json's content) on stdout.")
 @click.option("--fail-on", type=FAIL_ON, default="suspicious", show_default=True,
               help="Exit 1 when any purified model's verdict is at least this bad.")
 @click.option("--threads", type=click.IntRange(1), default=1, show_default=True,
@@ -148,9 +162,16 @@ def fleet_scan_cmd(ctx: click.Context, fail_on: str, seed: int, device: str, per
 @click.pass_context
 def fleet_audit_cmd(ctx: click.Context, fail_on: str, threads: int, **opts: Any) -> None:
     """Purify every model of INPUTS, as `auditor audit` does for one; each purified model is written into
-    its result folder. --overwrite redoes the models already done."""
+    its result folder. --overwrite redoes the models already done.
+
+    \b
+    Examples:
+      auditor fleet audit models/ -o fleet-audit --workers 2
+      auditor fleet audit manifest.jsonl -o fleet-audit --ray --fail-on backdoored
+    """
     from auditor.fleet import Job
 
-    options = audit_options(opts)
+    names = {f.name for f in dataclasses.fields(AuditOptions)} - {"output", "report_dir", "fail_on"}
+    options = AuditOptions(**{k: v for k, v in opts.items() if k in names}).config()
     options.detection.threads = threads
     _run(ctx, Job("audit", options, threads), fail_on, opts["overwrite"], opts, opts["device"])
