@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from auditor.detect import DetectionResult, FeatureReachConfig, VerdictConfig, combine
+from auditor.detect import DetectionResult, FeatureReachConfig, VerdictConfig, combine, default_voters
 
 
 COLUMNS = ("reach", "stimulation", "warp_reach", "sine_reach", "patch", "feature_reach", "neural_cleanse")  # those that ran, in this order
@@ -70,8 +70,8 @@ def rederive(report: dict[str, Any], voters: tuple[str, ...]) -> dict[str, Any]:
 
 
 def row(report: dict[str, Any], truth: dict[str, Any] | None, thresholds: dict[str, float],
-        voters: tuple[str, ...] = VerdictConfig.voters, columns: tuple[str, ...] = COLUMNS) -> list[str]:
-    derived = rederive(report, voters)
+        voters: tuple[str, ...] | None = None, columns: tuple[str, ...] = COLUMNS) -> list[str]:
+    derived = rederive(report, voters if voters is not None else default_voters())
     detectors, verdict = derived["detectors"], derived["verdict"]
     target = None if truth is None else truth["target"]
     attack = "unknown" if truth is None else (truth["attack"] or "none (clean)")
@@ -127,7 +127,7 @@ def main() -> None:
     parser.add_argument("folder", type=Path, help="--report-dir of a scan of several models")
     parser.add_argument("--manifest", type=Path, action="append", default=[], help="zoo manifest(s) with the truth")
     parser.add_argument("--rule", action="append", default=[], help="DETECTOR:THRESHOLD, marks indices above it")
-    parser.add_argument("--voters", default=",".join(VerdictConfig.voters),
+    parser.add_argument("--voters", default=",".join(default_voters()),
                         help="comma-separated detectors whose index decides the verdict (default: the scan's)")
     args = parser.parse_args()
     truth = load_truth(args.manifest)
