@@ -202,3 +202,19 @@ def test_any_registered_detector_can_be_added_and_made_to_vote(tiny: tuple[Path,
     model, _ = tiny
     result = CliRunner().invoke(main, ["scan", str(model), "--detector", "nope", *FAST])
     assert result.exit_code == 2 and "unknown detector nope" in result.output, result.output
+
+
+def test_progress_in_a_log_is_a_line_per_phase_not_a_line_per_step(capsys: pytest.CaptureFixture[str]) -> None:
+    from auditor.commands._progress import progress_bar
+
+    with progress_bar("auditing", interactive=False, interval_s=3600) as progress:
+        for step in range(1, 101):
+            progress(step, 100, "reach")
+        for step in range(1, 51):
+            progress(step, 50, "patch search \x1b[31m")
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2 and lines[0] == "  auditing: reach 1/100", lines  # a line per phase, not per step
+    assert lines[1].startswith("  auditing: patch search") and lines[1].endswith(" 1/50") and "\x1b" not in lines[1]
+    with progress_bar("auditing", enabled=False, interactive=False) as progress:
+        progress(1, 10, "quiet")
+    assert capsys.readouterr().err == ""
