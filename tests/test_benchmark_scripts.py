@@ -223,3 +223,28 @@ def test_draws_table_in_the_bench_page_is_the_scripts_output() -> None:
     document = json.loads((ROOT / "docs" / "results" / "draws_main.json").read_text())
     page = (ROOT / "docs" / "bench.md").read_text()
     assert markers.block(page, script.BEGIN, script.END) == script.render(document)
+
+
+def test_profile_run_profiles_a_scan_and_renders_its_table(tmp_path: Path) -> None:
+    from model_matrix import build, export
+
+    script = _script("profile_run")
+    model = export(build("plain_cnn_bn"), "legacy17", tmp_path / "tiny.onnx", None)
+    out = tmp_path / "profile.json"
+    assert script.main(["scan", "--model", str(model), "--out", str(out), "--top", "5",
+                        "--extra", "--per-class 2 --steps 1 --nc-steps 2"]) == 0
+    document = json.loads(out.read_text())
+    assert document["command"][:2] == ["auditor", "scan"] and "--detector-workers" in document["command"]
+    assert {"convert", "invert", "detect", "detect.reach"} <= set(document["timings"])
+    assert len(document["project_cumulative"]) == 5 and len(document["own"]) == 5
+    assert not any("auditor/cli.py" in row["function"] for row in document["project_cumulative"])
+    table = script.render([document])
+    assert "| detect.reach |" in table and "project function" in table
+
+
+def test_profile_tables_in_the_bench_page_are_the_scripts_output() -> None:
+    script, markers = _script("profile_run"), _script("markers")
+    profiles = [ROOT / "docs" / "results" / f"profile_{name}.json" for name in ("audit", "scan")]
+    page = (ROOT / "docs" / "bench.md").read_text()
+    expected = script.render([json.loads(p.read_text()) for p in profiles])
+    assert markers.block(page, script.BEGIN, script.END) == expected
