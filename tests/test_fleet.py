@@ -260,3 +260,13 @@ def _restore_threads():
     before = torch.get_num_threads()
     yield
     torch.set_num_threads(before)
+
+
+def test_fleet_lines_escape_what_they_quote(capsys: pytest.CaptureFixture[str]) -> None:
+    """A fleet line quotes file names and error messages: a newline or an escape sequence in them must not
+    reach the terminal or split a CI log's line."""
+    from auditor.fleet.engine import stderr_log
+
+    stderr_log("fleet: /models/evil\x1b[2J\nfake: clean.onnx: failed: bad \x07 input")
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "\x1b" not in err and "\x07" not in err and "evil" in err

@@ -56,7 +56,11 @@ class FleetResult:
 
 
 def stderr_log(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+    """A progress or result line on stderr, through ``escape.console``: it quotes file names and error
+    messages, which can carry a newline or a terminal escape sequence."""
+    from auditor.report.escape import console
+
+    print(console(line), file=sys.stderr, flush=True)
 
 
 def _clock(seconds: float) -> str:
