@@ -79,7 +79,7 @@ class Detector(ABC):
 
     name: ClassVar[str]
     Config: ClassVar[type]
-    # What the verdict, the report's columns and SARIF say about the detector: declared here, once, and read
+    # What the verdict and the report's columns say about the detector: declared here, once, and read
     # from the registry (``auditor.detect.DETECTORS``) by each of them.
     #: what a high index means, for the report ("small trigger", "attracts flips", ...)
     meaning: ClassVar[str] = ""
