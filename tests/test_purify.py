@@ -150,7 +150,8 @@ def test_registry() -> None:
         assert type(cls().milder()) is cls
 
 
-@pytest.mark.parametrize("name,config", [
+# Every registered purifier at a few steps on the toy; PURIFIER_CASES must name each of them (checked below).
+PURIFIER_CASES = [
     ("ibau", {"rounds": 1, "batch_size": 16}),
     ("ibau", {"rounds": 1, "batch_size": 16, "shared_adv_weight": 1.0, "shared_adv_steps": 2}),
     ("ibau", {"rounds": 1, "batch_size": 16, "inner_mode": "untargeted"}),
@@ -158,7 +159,43 @@ def test_registry() -> None:
     ("finetune", {"epochs": 1, "batch_size": 32, "lr": 0.05}),
     ("clp", {"u": 1.0}),
     ("anp", {"iterations": 20, "batch_size": 16, "max_prune_fraction": 0.2}),
-])
+]
+
+
+def test_the_purifier_cases_cover_the_registry() -> None:
+    assert {name for name, _ in PURIFIER_CASES} == set(PURIFIERS)
+    assert all(cls.name == name for name, cls in PURIFIERS.items())
+
+
+def _without_timings(value):
+    """A record without its wall-clock fields (``seconds``, ``wall_time_s``), which no seed fixes."""
+    if isinstance(value, dict):
+        return {k: _without_timings(v) for k, v in value.items() if k not in ("seconds", "wall_time_s")}
+    if isinstance(value, list):
+        return [_without_timings(v) for v in value]
+    return value
+
+
+@pytest.mark.parametrize("name", sorted(PURIFIERS))
+def test_every_registered_purifier_is_deterministic_under_a_seed(name: str, tmp_path: Path) -> None:
+    """Two runs from the same weights, samples and seed give the same weights and the same record."""
+    config = next(config for case, config in PURIFIER_CASES if case == name)
+    if name == "ibau":  # every step of the recipe still runs, at a few steps
+        config = dict(config, patch_steps=20, anp_iterations=20)
+    x, y = samples(32)
+    results, weights = [], []
+    for run in range(2):
+        torch.manual_seed(1)
+        target = export_and_convert(TinyNet(normalize=True), tmp_path / f"tiny{run}.onnx")
+        result = get_purifier(name, **config).purify(target.classifier, x, y, data_source="clean",
+                                                     generator=torch.Generator().manual_seed(3))
+        results.append(_without_timings(json.loads(json.dumps(result.to_json()))))
+        weights.append({n: p.detach().clone() for n, p in target.classifier.network.named_parameters()})
+    assert results[0] == results[1]
+    assert all(torch.equal(weights[0][n], weights[1][n]) for n in weights[0])
+
+
+@pytest.mark.parametrize("name,config", PURIFIER_CASES)
 def test_purifier_changes_trainable_only_and_stays_writable(name, config, tiny, tmp_path) -> None:
     x, _ = samples(32)
     classifier = tiny.classifier
