@@ -197,16 +197,16 @@ def test_audit_draws_runs_end_to_end_in_quick_mode(tmp_path: Path) -> None:
     model = export(build("plain_cnn_bn"), "legacy17", tmp_path / "tiny.onnx", None)
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "eval.npz", x=rng.integers(0, 256, (20, 16, 16, 3), dtype=np.uint8), y=rng.integers(0, 10, 20))
-    argv = ["--model", str(model), "--manifest", "none", "--draws", "0:1,1:1", "--eval-data", str(tmp_path / "eval.npz"),
+    argv = ["--model", str(model), "--manifest", "none", "--draws", "0:1", "--eval-data", str(tmp_path / "eval.npz"),
             "--out", str(tmp_path / "draws"), "--quick"]
     assert script.main(argv) == 0
     document = json.loads((tmp_path / "draws" / "draws.json").read_text())
-    assert [(r["seed"], r["threads"]) for r in document["rows"]] == [(0, 1), (1, 1)]
+    assert [(r["seed"], r["threads"]) for r in document["rows"]] == [(0, 1)]
     assert all(r["exit"] in (0, 1) and r["after"]["acc"] is not None for r in document["rows"]), document["rows"]
     assert all(r["purified"] in ("clean", "suspicious", "backdoored") for r in document["rows"])
     (summary,) = script.summarize(document["rows"])
-    assert summary["draws"] == 2 and summary["asr_worst"] is None  # no attack: accuracy only
-    assert "| tiny | 2 |" in script.render(document)
+    assert summary["draws"] == 1 and summary["asr_worst"] is None  # no attack: accuracy only
+    assert "| tiny | 1 |" in script.render(document)
     assert script.main(argv) == 0  # a rerun skips the finished draws
     assert json.loads((tmp_path / "draws" / "draws.json").read_text())["rows"] == document["rows"]
     assert script.parse_draws("0:2,1:2,2:1") == [(0, 2), (1, 2), (2, 1)]

@@ -97,7 +97,10 @@ def test_onnx_model_zoo_light(path: Path) -> None:
         return
     loaded = load_onnx(path)
     converted = convert(loaded)
-    parity = compare_with_onnxruntime(converted.module, loaded.model, loaded.spec, batch_sizes=(1, 2), tolerance=1e-3)
+    # the three with large fully-connected heads at batch 1 only: a batch of 2 doubles their cost, and the other
+    # light models and the converter matrix already cover dynamic batches
+    batches = (1,) if path.stem in ("light_vgg19", "light_zfnet512", "light_bvlc_alexnet") else (1, 2)
+    parity = compare_with_onnxruntime(converted.module, loaded.model, loaded.spec, batch_sizes=batches, tolerance=1e-3)
     assert parity.ok, f"{path.name}: max abs {parity.max_abs:.2e}"
 
 
