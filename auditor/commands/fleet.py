@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import replace
 from typing import Any
 
 import click
 
-from auditor.options import AuditOptions, detection_config, limits_from_options, spec_overrides
+from auditor.options import AuditOptions, ScanOptions
 
 from ._options import json_option, print_json, spec_options
 from .audit import _purify_options
@@ -90,6 +89,16 @@ def _backend(opts: dict[str, Any], threads: int, device: str):
     return lambda: LocalBackend(workers, memory_mb=opts["worker_memory_mb"])
 
 
+def _engine_options(command_options: type, opts: dict[str, Any], **explicit: Any) -> Any:
+    """The engine's configuration for each model, built as the single-model command builds it (the API's
+    options dataclass and its ``config()``). Its output, report folder, gate and overwrite are the fleet's
+    own, so they are left at their defaults and out of the result's key."""
+    fleet_owned = {"output", "report_dir", "fail_on", "overwrite"}
+    names = {f.name for f in dataclasses.fields(command_options)} - fleet_owned
+    values = {k: v for k, v in {**opts, **explicit}.items() if k in names}
+    return command_options(**values).config()
+
+
 def _run(ctx: click.Context, job: Any, fail_on: str, overwrite: bool, opts: dict[str, Any], device: str) -> None:
     from auditor.fleet import collect, run_fleet
 
@@ -137,14 +146,9 @@ def fleet_scan_cmd(ctx: click.Context, fail_on: str, seed: int, device: str, per
       auditor fleet scan models/ -o fleet-scan --ray=ray://head:10001 --json > index.json
     """
     from auditor.fleet import Job
-    from auditor.pipeline import ScanOptions, scan_inversion
 
-    inversion = replace(scan_inversion(), seed=seed,
-                        **{k: v for k, v in (("per_class", per_class), ("particle_steps", steps)) if v is not None})
-    options = ScanOptions(seed=seed, device=device, inversion=inversion, pixels=pixels, generator=generator_name,
-                          detection=detection_config(opts), spec_overrides=spec_overrides(opts),
-                          limits=limits_from_options(opts))
-    options.detection.threads = threads
+    options = _engine_options(ScanOptions, opts, seed=seed, device=device, per_class=per_class, steps=steps,
+                              pixels=pixels, generator=generator_name, threads=threads)
     _run(ctx, Job("scan", options, threads), fail_on, overwrite, opts, device)
 
 
@@ -171,7 +175,6 @@ def fleet_audit_cmd(ctx: click.Context, fail_on: str, threads: int, **opts: Any)
     """
     from auditor.fleet import Job
 
-    names = {f.name for f in dataclasses.fields(AuditOptions)} - {"output", "report_dir", "fail_on"}
-    options = AuditOptions(**{k: v for k, v in opts.items() if k in names}).config()
+    options = _engine_options(AuditOptions, opts)
     options.detection.threads = threads
     _run(ctx, Job("audit", options, threads), fail_on, opts["overwrite"], opts, opts["device"])
