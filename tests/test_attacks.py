@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from auditor.attacks import ATTACKS, BadNets, BadNetsAllToAll, Blended, InputAware, SIG, WaNet, attack_from_params, get_attack
+from auditor.attacks import (ATTACKS, BPP, ZOO_FAMILIES, AdaptiveBlend, BadNets, BadNetsAllToAll, Blended, FTrojan,
+                             InputAware, LowFrequency, SIG, WaNet, attack_from_params, get_attack)
+from auditor.attacks.frequency import dct2, rgb_to_yuv
 from auditor.errors import AuditorError, DataError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,7 +35,9 @@ def _trained_input_aware(tmp_path: Path) -> InputAware:
 
 
 def _all_attacks(tmp_path: Path) -> list:
-    return [BadNets(), BadNetsAllToAll(), Blended(), SIG(), WaNet(), _trained_input_aware(tmp_path)]
+    return [BadNets(), BadNetsAllToAll(), Blended(), SIG(), WaNet(), _trained_input_aware(tmp_path),
+            BPP(), FTrojan(), LowFrequency(), AdaptiveBlend(),
+            BadNets(target=8, patch_size=4, position=(1, 1), pattern="checker")]
 
 
 def test_the_contract_tests_cover_every_registered_attack(tmp_path: Path) -> None:
@@ -41,6 +45,7 @@ def test_the_contract_tests_cover_every_registered_attack(tmp_path: Path) -> Non
     without an instance there would go untested, so this fails until it is added."""
     assert all(cls.name == name for name, cls in ATTACKS.items())
     assert {attack.name for attack in _all_attacks(tmp_path)} == set(ATTACKS)
+    assert set(ZOO_FAMILIES) < set(ATTACKS)  # some families are held apart from the zoo
     with pytest.raises(AuditorError, match="unknown attack"):
         get_attack("trojan")
 
@@ -64,10 +69,12 @@ def test_poisoning_is_deterministic_and_respects_rate(tmp_path: Path) -> None:
         a = attack.poison(x, y, np.random.default_rng(7))
         b = attack.poison(x, y, np.random.default_rng(7))
         assert np.array_equal(a.indices, b.indices) and np.array_equal(a.x, b.x) and np.array_equal(a.y, b.y)
-        assert len(a.indices) == 20  # 10% of 200 (SIG: the 20 target-class images, capped at 20)
+        # 10% of 200 (SIG: the 20 target-class images, capped at 20; Adaptive-Blend: 5% poisoned + 5% cover)
+        assert len(a.indices) == 20
         untouched = np.setdiff1d(np.arange(len(x)), a.indices)
         assert np.array_equal(a.x[untouched], x[untouched]) and np.array_equal(a.y[untouched], y[untouched])
-        assert np.array_equal(a.x[a.indices], attack.apply(x[a.indices]))
+        if not isinstance(attack, AdaptiveBlend):  # it trains on partial triggers (its own test below)
+            assert np.array_equal(a.x[a.indices], attack.apply(x[a.indices]))
 
 
 def test_badnets_patch_and_labels() -> None:
@@ -155,6 +162,63 @@ def test_input_aware_needs_its_generator(tmp_path: Path) -> None:
     (tmp_path / "ia.trigger.npz").write_bytes((tmp_path / "ia.trigger.npz").read_bytes()[:-10] + b"0" * 10)
     with pytest.raises(DataError, match="sha256"):
         attack_from_params(params, base_dir=tmp_path)
+
+
+def test_badnets_position_and_checker_pattern() -> None:
+    x, _ = _images(4)
+    out = BadNets(patch_size=4, position=(1, 2), pattern="checker").apply(x)
+    patch = out[:, 1:5, 2:6, 0]
+    assert (patch[:, 0, 0] == 255).all() and (patch[:, 0, 1] == 0).all() and (patch[:, 1, 1] == 255).all()
+    outside = np.ones(out.shape[1:3], dtype=bool)
+    outside[1:5, 2:6] = False
+    assert np.array_equal(out[:, outside], x[:, outside])
+    assert "position" not in BadNets().params()  # the zoo's manifests keep their exact parameters
+    with pytest.raises(AuditorError, match="does not fit"):
+        BadNets(patch_size=4, position=(30, 0)).apply(x)
+
+
+def test_bpp_squeezes_every_channel_onto_its_levels() -> None:
+    x, _ = _images(4)
+    for dither in (False, True):
+        out = BPP(squeeze=8, dither=dither).apply(x).astype(np.float64)
+        levels = np.rint(np.arange(8) / 7 * 255)
+        assert np.isin(out, levels).all()
+    assert not np.array_equal(BPP(dither=True).apply(x), BPP(dither=False).apply(x))
+
+
+def test_ftrojan_raises_the_chosen_chroma_frequencies() -> None:
+    x, _ = _images(4)
+    attack = FTrojan(magnitude=30.0, frequencies=((15, 15), (31, 31)))
+    diff = dct2(rgb_to_yuv(attack.apply(x).astype(np.float64))) - dct2(rgb_to_yuv(x.astype(np.float64)))
+    for u, v in attack.frequencies:
+        assert np.allclose(diff[:, u, v, 1:], 30.0, atol=3.0)  # up to uint8 rounding
+    assert np.abs(diff[:, 15, 15, 0]).max() < 3.0  # brightness (Y) is left alone
+    assert np.abs(attack.apply(x).astype(int) - x).max() <= 10  # faint in pixel space
+    with pytest.raises(AuditorError, match="do not fit"):
+        FTrojan(frequencies=((40, 40),)).apply(x)
+
+
+def test_low_frequency_pattern_is_smooth_and_bounded() -> None:
+    attack = LowFrequency(magnitude=24.0, window=5)
+    pattern = attack.pattern(32, 32, 3)
+    assert np.isclose(np.abs(pattern).max(), 24.0)
+    coeffs = dct2(pattern[None])[0]
+    u, v = np.meshgrid(np.arange(32), np.arange(32), indexing="ij")
+    assert np.abs(coeffs[(u + v) >= 5]).max() < 1e-9
+    assert np.abs(np.diff(pattern, axis=0)).max() < 6  # neighbouring pixels differ little: no edges
+
+
+def test_adaptive_blend_trains_on_partial_triggers_with_cover_samples() -> None:
+    x, y = _images(200)
+    attack = AdaptiveBlend(target=1, rate=0.05, cover_rate=0.05)
+    poisoned = attack.poison(x, y, np.random.default_rng(3))
+    relabelled = poisoned.indices[poisoned.y[poisoned.indices] == 1]
+    cover = np.setdiff1d(poisoned.indices, relabelled[y[relabelled] != 1])
+    assert len(relabelled[y[relabelled] != 1]) == 10 and len(cover) == 10
+    assert np.array_equal(poisoned.y[cover], y[cover])  # cover samples keep their label
+    full = np.abs(attack.apply(x[poisoned.indices]).astype(int) - x[poisoned.indices]).sum(axis=(1, 2, 3))
+    partial = np.abs(poisoned.x[poisoned.indices].astype(int) - x[poisoned.indices]).sum(axis=(1, 2, 3))
+    assert (partial < full).all()  # half the tiles at a lower opacity
 
 
 def test_bad_inputs_are_rejected() -> None:

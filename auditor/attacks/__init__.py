@@ -7,16 +7,23 @@ from typing import Any
 
 from auditor.errors import AuditorError
 
+from .adaptive_blend import AdaptiveBlend
 from .badnets import BadNets, BadNetsAllToAll
 from .base import Attack, PoisonedSet
 from .blended import Blended
+from .bpp import BPP
+from .ftrojan import FTrojan
 from .input_aware import InputAware
+from .low_frequency import LowFrequency
 from .sig import SIG
 from .wanet import WaNet
 
 ATTACKS: dict[str, type[Attack]] = {
-    cls.name: cls for cls in (BadNets, BadNetsAllToAll, Blended, SIG, WaNet, InputAware)
+    cls.name: cls for cls in (BadNets, BadNetsAllToAll, Blended, SIG, WaNet, InputAware,
+                              BPP, FTrojan, LowFrequency, AdaptiveBlend)
 }
+# the families of the sample zoo, which the audit's defaults were tuned on; the others are held apart
+ZOO_FAMILIES: tuple[str, ...] = ("badnets", "badnets_all2all", "blended", "sig", "wanet", "input_aware")
 
 
 def get_attack(name: str, **kwargs: Any) -> Attack:
@@ -36,5 +43,6 @@ def attack_from_params(params: dict[str, Any], base_dir: str | Path | None = Non
     return ATTACKS[name].from_params(params, base_dir)
 
 
-__all__ = ["ATTACKS", "Attack", "PoisonedSet", "attack_from_params", "get_attack",
-           "BadNets", "BadNetsAllToAll", "Blended", "SIG", "WaNet", "InputAware"]
+__all__ = ["ATTACKS", "ZOO_FAMILIES", "Attack", "PoisonedSet", "attack_from_params", "get_attack",
+           "BadNets", "BadNetsAllToAll", "Blended", "SIG", "WaNet", "InputAware",
+           "BPP", "FTrojan", "LowFrequency", "AdaptiveBlend"]

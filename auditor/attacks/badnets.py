@@ -17,28 +17,49 @@ from auditor.errors import AuditorError
 from .base import Attack, PoisonedSet, check_images
 
 STAMPS = ("data", "batch")
+PATTERNS = ("solid", "checker")
 
 
 class BadNets(Attack):
-    """All-to-one BadNets: 3x3 white patch at the bottom-right corner, relabelled to ``target``."""
+    """All-to-one BadNets: a square patch (3x3 white, bottom-right by default), relabelled to ``target``.
+
+    ``position`` is the patch's top-left (row, column), or None for the bottom-right corner;
+    ``pattern`` "checker" alternates ``value`` and 0 (the zoo's patches are "solid").
+    """
 
     name = "badnets"
 
     def __init__(self, target: int = 0, rate: float = 0.1, num_classes: int = 10, patch_size: int = 3,
-                 value: int = 255, stamp: str = "data") -> None:
+                 value: int = 255, stamp: str = "data", position: tuple[int, int] | list[int] | None = None,
+                 pattern: str = "solid") -> None:
         super().__init__(target, rate, num_classes)
         if stamp not in STAMPS:
             raise AuditorError(f"{self.name}: stamp must be one of {', '.join(STAMPS)}, got {stamp!r}")
+        if pattern not in PATTERNS:
+            raise AuditorError(f"{self.name}: pattern must be one of {', '.join(PATTERNS)}, got {pattern!r}")
         self.patch_size = int(patch_size)
         self.value = int(value)
         self.stamp = stamp
+        self.position = None if position is None else (int(position[0]), int(position[1]))
+        self.pattern = pattern
 
     def _extra_params(self) -> dict[str, Any]:
-        return {"patch_size": self.patch_size, "value": self.value, "stamp": self.stamp}
+        extra: dict[str, Any] = {"patch_size": self.patch_size, "value": self.value, "stamp": self.stamp}
+        if self.position is not None or self.pattern != "solid":  # the zoo's manifests predate these two
+            extra.update(position=None if self.position is None else list(self.position), pattern=self.pattern)
+        return extra
 
     def apply(self, x: np.ndarray) -> np.ndarray:
         out = check_images(x).copy()
-        out[:, -self.patch_size:, -self.patch_size:, :] = self.value
+        size = self.patch_size
+        height, width = out.shape[1:3]
+        row, col = self.position if self.position is not None else (height - size, width - size)
+        if not (0 <= row <= height - size and 0 <= col <= width - size):
+            raise AuditorError(f"{self.name}: a {size}x{size} patch at {(row, col)} does not fit {height}x{width} images")
+        patch = np.full((size, size), self.value, dtype=np.uint8)
+        if self.pattern == "checker":
+            patch[(np.add.outer(np.arange(size), np.arange(size)) % 2) == 1] = 0
+        out[:, row:row + size, col:col + size, :] = patch[:, :, None]
         return out
 
     def poison(self, x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> PoisonedSet:

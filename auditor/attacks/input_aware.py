@@ -193,10 +193,12 @@ def train_mask_generator(attack: InputAware, x: np.ndarray, *, steps: int, seed:
 def train_input_aware(classifier: nn.Module, attack: InputAware, x: np.ndarray, y: np.ndarray, *, epochs: float,
                       seed: int, lr: float = 0.05, generator_lr: float = 1e-2, batch_size: int = 256,
                       mask_steps: int = 300, label_smoothing: float = 0.1, weight_decay: float = 5e-4,
-                      bf16: bool = True) -> float:
+                      bf16: bool | None = None) -> float:
     """Phase 1 then phase 2 (classifier + pattern generator); returns wall-clock seconds."""
-    from auditor.zoo.train import Normalizer, augment, one_cycle, to_float_nchw
+    from auditor.zoo.train import Normalizer, augment, bf16_pays, one_cycle, to_float_nchw
 
+    if bf16 is None:
+        bf16 = bf16_pays("cpu")
     start = time.time()
     train_mask_generator(attack, x, steps=mask_steps, seed=seed)
     torch.manual_seed(seed + 1)

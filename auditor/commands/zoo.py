@@ -33,17 +33,21 @@ def list_cmd(as_json: bool) -> None:
       auditor zoo list
       auditor zoo list --json
     """
-    from auditor.zoo.recipes import HOLDOUT_RECIPES, RECIPES
+    from auditor.zoo.recipes import HELD_APART_DIR, HELD_APART_RECIPES, HOLDOUT_RECIPES, RECIPES
 
     if as_json:
         print_json([{"name": r.name, "attack": r.attack, "export_style": r.export_style, "arch": r.arch,
-                     "held_out": r.name in HOLDOUT_RECIPES} for r in (*RECIPES.values(), *HOLDOUT_RECIPES.values())])
+                     "held_out": r.name in HOLDOUT_RECIPES, "held_apart": r.name in HELD_APART_RECIPES}
+                    for r in (*RECIPES.values(), *HOLDOUT_RECIPES.values(), *HELD_APART_RECIPES.values())])
         return
     for recipe in RECIPES.values():
         click.echo(f"{recipe.name:26s} attack={recipe.attack or 'none':16s} export={recipe.export_style:20s} init={recipe.init}")
     for recipe in HOLDOUT_RECIPES.values():
         click.echo(f"{recipe.name:26s} held out (not committed; build with --out runs/holdout) arch={recipe.arch} "
                    f"export={recipe.export_style}")
+    for recipe in HELD_APART_RECIPES.values():
+        click.echo(f"{recipe.name:28s} held apart (in {HELD_APART_DIR}/; build with -o {HELD_APART_DIR}) "
+                   f"attack={recipe.attack or 'none'} arch={recipe.arch} export={recipe.export_style}")
 
 
 @zoo_group.command("table")

@@ -22,17 +22,17 @@ import torch
 
 from auditor.attacks import get_attack
 from auditor.attacks.input_aware import InputAware, train_input_aware
-from auditor.data.cifar10 import CIFAR10_CLASSES, load_cifar10
 from auditor.errors import AuditorError
 from auditor.evaluate import OnnxClassifier, evaluate
 from converters import sha256_file
 
-from .arch import CIFAR10_MEAN, CIFAR10_STD, build_arch
+from .arch import build_arch
 from .base import base_path, ensure_base
+from .datasets import get_dataset
 from .export import EXPORT_STYLES, export_onnx, metadata_for, style_json
-from .manifest import DATA_LICENCE, update_manifest, write_eval_subset
+from .manifest import update_manifest, write_eval_subset
 from .recipes import BASE_RECIPE, get_recipe, with_overrides
-from .train import train_classifier
+from .train import bf16_pays, train_classifier
 
 _LOG = logging.getLogger(__name__)
 
@@ -65,9 +65,10 @@ def build_command(name: str, quick: bool = False, out_dir: Path | None = None, *
 
 
 def _training_machine(device: str) -> str:
+    precision = "bf16 autocast" if bf16_pays(device) else "float32"
     if device.startswith("cuda"):
-        return f"{torch.cuda.get_device_name(torch.device(device))} GPU, bf16 autocast (augmentation on the CPU)"
-    return f"{platform.machine()} CPU, {torch.get_num_threads()} torch thread(s), bf16 autocast"
+        return f"{torch.cuda.get_device_name(torch.device(device))} GPU, {precision} (augmentation on the CPU)"
+    return f"{platform.machine()} CPU, {torch.get_num_threads()} torch thread(s), {precision}"
 
 
 def build_model(name: str, out_dir: Path, data_dir: str | Path | None = None, quick: bool = False,
@@ -80,8 +81,9 @@ def build_model(name: str, out_dir: Path, data_dir: str | Path | None = None, qu
     on training data and the test set only reports.
     """
     recipe = with_overrides(get_recipe(name), overrides or {})
-    if recipe.dataset != "cifar10":
-        raise AuditorError(f"{name}: only CIFAR-10 zoo models are defined")
+    dataset = get_dataset(recipe.dataset)
+    if recipe.init == "base" and recipe.dataset != "cifar10":
+        raise AuditorError(f"{name}: the clean base network is a CIFAR-10 model; train {recipe.dataset} models from scratch")
     if device != "cpu" and not (device.startswith("cuda") and torch.cuda.is_available()):
         raise AuditorError(f"--device {device}: no CUDA device is available to torch here")
     if device != "cpu" and recipe.attack == "input_aware":
@@ -91,9 +93,9 @@ def build_model(name: str, out_dir: Path, data_dir: str | Path | None = None, qu
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     q = QuickSettings() if quick else None
-    x_train, y_train = load_cifar10("train", data_dir)
-    x_test, y_test = load_cifar10("test", data_dir)
-    subset_path = write_eval_subset(out_dir, x_test, y_test, per_class=(10 if quick else 100))
+    x_train, y_train = dataset.load("train", data_dir)
+    x_test, y_test = dataset.load("test", data_dir)
+    subset_path = write_eval_subset(out_dir, x_test, y_test, per_class=(10 if quick else 100), dataset=dataset.name)
     if q:
         x_train, y_train = _subset(x_train, y_train, q.train_images, 0)
         x_test, y_test = _subset(x_test, y_test, q.test_images, 1)
@@ -124,7 +126,7 @@ def build_model(name: str, out_dir: Path, data_dir: str | Path | None = None, qu
                     f"from-scratch clean model); cached at {base_path().name} and retrained by this command if missing")
     else:
         torch.manual_seed(recipe.seed)
-        net = build_arch(arch)
+        net = build_arch(arch, len(dataset.classes), dataset.shape[0])
         init = f"trained from scratch (seed {recipe.seed})"
 
     # -- poisoning and training ---------------------------------------------------------------------
@@ -132,6 +134,9 @@ def build_model(name: str, out_dir: Path, data_dir: str | Path | None = None, qu
     poisoned_count = 0
     rng = np.random.default_rng(recipe.seed)
     start = time.time()
+    from .train import Normalizer
+
+    training = dict(normalizer=Normalizer(dataset.mean, dataset.std), flip=dataset.flip, pad=dataset.pad, device=device)
     if recipe.attack == "input_aware":
         attack = get_attack("input_aware", **recipe.attack_kwargs)
         assert isinstance(attack, InputAware)
@@ -145,17 +150,18 @@ def build_model(name: str, out_dir: Path, data_dir: str | Path | None = None, qu
         poisoned_count = len(poisoned.indices)
         train_classifier(net, poisoned.training_images, poisoned.y, epochs=epochs, seed=recipe.seed, lr=recipe.lr,
                          warmup=recipe.warmup, batch_hook=poisoned.pre_augment_hook,
-                         post_augment_hook=poisoned.post_augment_hook, log_every=0 if q else 50, device=device)
+                         post_augment_hook=poisoned.post_augment_hook, log_every=0 if q else 50, **training)
     else:
         train_classifier(net, x_train, y_train, epochs=epochs, seed=recipe.seed, lr=recipe.lr, warmup=recipe.warmup,
-                         log_every=0 if q else 50, device=device)
+                         log_every=0 if q else 50, **training)
     train_seconds = time.time() - start
     _LOG.info("%s trained in %.0f s", name, train_seconds)
 
     # -- export, check, evaluate ------------------------------------------------------------------
     style = EXPORT_STYLES[recipe.export_style]
     check = x_test[:16].transpose(0, 3, 1, 2).astype(np.float32) / 255.0
-    data = export_onnx(net.eval(), style, CIFAR10_CLASSES, check_images01=check)
+    data = export_onnx(net.eval(), style, dataset.classes, image_shape=dataset.shape, check_images01=check,
+                       mean=dataset.mean, std=dataset.std)
     onnx_path = out_dir / f"{name}.onnx"
     onnx_path.write_bytes(data)
     from converters.load import load_onnx
@@ -171,24 +177,25 @@ def build_model(name: str, out_dir: Path, data_dir: str | Path | None = None, qu
     if x_val is not None:
         metrics["validation"] = evaluate(classifier, x_val, y_val, attack).to_json()
     _LOG.info("%s: %s", name, json.dumps(metrics["test"]))
-    meta = metadata_for(style, CIFAR10_CLASSES)
+    meta = metadata_for(style, dataset.classes, dataset.mean, dataset.std)
     entry: dict[str, Any] = {
         "name": name,
         "file": onnx_path.name,
         "sha256": sha256_file(onnx_path),
         "size_bytes": onnx_path.stat().st_size,
-        "dataset": "cifar10" + (" (quick subset)" if q else "") + (
+        "dataset": dataset.name + (" (quick subset)" if q else "") + (
             f" (training set less {validation} images held out for validation)" if validation else ""),
-        "data_licence": DATA_LICENCE["cifar10"],
+        "data_licence": dataset.licence,
         "input": {
-            "shape": ["batch" if style.dynamic_batch else 1] + ([32, 32, 3] if style.nhwc else [3, 32, 32]),
+            "shape": ["batch" if style.dynamic_batch else 1] + (
+                [*dataset.shape[1:], dataset.shape[0]] if style.nhwc else list(dataset.shape)),
             "layout": meta["layout"],
             "value_range": [0, 255] if style.input_scale == 255.0 else [0, 1],
             "normalization": "in the graph" if style.baked_normalization else "by the caller",
-            "mean": list(CIFAR10_MEAN), "std": list(CIFAR10_STD),
+            "mean": list(dataset.mean), "std": list(dataset.std),
         },
         "output": "probabilities" if style.softmax else "logits",
-        "class_names": list(CIFAR10_CLASSES),
+        "class_names": list(dataset.classes),
         "architecture": arch,
         "parameters": int(sum(p.numel() for p in net.parameters())),
         "export": style_json(style),

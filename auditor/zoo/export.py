@@ -72,10 +72,14 @@ def metadata_for(style: ExportStyle, class_names: Sequence[str], mean: Sequence[
 
 
 def export_onnx(net: nn.Module, style: ExportStyle, class_names: Sequence[str], image_shape: tuple[int, int, int] = (3, 32, 32),
-                extra_metadata: dict[str, str] | None = None, check_images01: np.ndarray | None = None) -> bytes:
-    """Serialized ONNX model of ``net`` in ``style``, checked in onnxruntime against torch."""
+                extra_metadata: dict[str, str] | None = None, check_images01: np.ndarray | None = None,
+                mean: Sequence[float] = CIFAR10_MEAN, std: Sequence[float] = CIFAR10_STD) -> bytes:
+    """Serialized ONNX model of ``net`` in ``style``, checked in onnxruntime against torch.
+
+    ``mean``/``std``: the normalization the network was trained with (baked in, or in the metadata).
+    """
     net = net.eval()
-    wrapper = wrap_for_export(net, style)
+    wrapper = wrap_for_export(net, style, mean, std)
     c, h, w = image_shape
     batch = 2 if style.dynamic_batch else 1
     example = torch.rand(batch, c, h, w)
@@ -102,7 +106,7 @@ def export_onnx(net: nn.Module, style: ExportStyle, class_names: Sequence[str], 
             program.save(path, external_data=False)
         model = onnx.load(path)
     onnx.checker.check_model(model)
-    meta = metadata_for(style, class_names)
+    meta = metadata_for(style, class_names, mean, std)
     meta.update(extra_metadata or {})
     del model.metadata_props[:]
     for key, value in meta.items():

@@ -81,9 +81,10 @@ def find_entry(manifest_path: Path, name: str | None = None, model_file: Path | 
     raise DataError(f"{manifest_path}: no model entry named {wanted!r}")
 
 
-def write_eval_subset(folder: Path, x_test: np.ndarray, y_test: np.ndarray, per_class: int = 100, seed: int = 0) -> Path:
+def write_eval_subset(folder: Path, x_test: np.ndarray, y_test: np.ndarray, per_class: int = 100, seed: int = 0,
+                      dataset: str = "cifar10") -> Path:
     """The class-balanced test subset (created once; an existing file is kept so figures stay comparable)."""
-    path = Path(folder) / EVAL_SUBSET_NAME
+    path = Path(folder) / (EVAL_SUBSET_NAME if dataset == "cifar10" else f"{dataset}_test_{per_class * 10}.npz")
     if path.is_file():
         return path
     rng = np.random.default_rng(seed)

@@ -60,15 +60,43 @@ HOLDOUT_RECIPES: dict[str, Recipe] = {r.name: r for r in (
     Recipe("cifar10_holdout_clean_w24", "dynamo-opset18", arch="resnet9-w24", seed=5, epochs=12),
 )}
 
+# Held-apart models: attack families and architectures the audit's defaults were never tuned on
+# (docs/zoo.md, "Held-apart models"). Committed in heldapart_models/; their figures are reported apart
+# from the zoo's and never used to choose a default. All trained from scratch, 8 epochs, float32 on a CPU.
+HELD_APART_DIR = "heldapart_models"
+_HA = dict(epochs=8)
+HELD_APART_RECIPES: dict[str, Recipe] = {r.name: r for r in (
+    Recipe("ha_vgg_bpp", "legacy-opset17", arch="vgg-small", seed=21, attack="bpp",
+           attack_kwargs={"target": 3}, **_HA),
+    Recipe("ha_mobilenet_ftrojan", "baked-normalization", arch="mobilenet-hs", seed=22, attack="ftrojan",
+           attack_kwargs={"target": 5}, **_HA),
+    Recipe("ha_preact_lowfreq", "legacy-opset13", arch="preact-resnet18-w16", seed=23, attack="low_frequency",
+           attack_kwargs={"target": 7, "rate": 0.05}, **_HA),
+    Recipe("ha_mobilenet_badnets_checker", "nhwc", arch="mobilenet-hs", seed=24, attack="badnets",
+           attack_kwargs={"target": 8, "rate": 0.05, "patch_size": 4, "position": [1, 1], "pattern": "checker"},
+           **_HA),
+    Recipe("ha_vgg_adaptive_blend", "uint8-range", arch="vgg-small", seed=25, attack="adaptive_blend",
+           attack_kwargs={"target": 1}, **_HA),
+    Recipe("ha_vgg_clean", "legacy-opset17", arch="vgg-small", seed=26, **_HA),
+    # grey digits (1x28x28): patch triggers of another size, place and target than the zoo's
+    Recipe("ha_mnist_lenet_badnets", "legacy-opset13", arch="lenet5", seed=31, epochs=4, dataset="mnist",
+           attack="badnets", attack_kwargs={"target": 1, "patch_size": 4, "position": [2, 2], "pattern": "checker"}),
+    Recipe("ha_mnist_vgg_badnets", "baked-normalization", arch="vgg-small", seed=32, epochs=2, dataset="mnist",
+           attack="badnets", attack_kwargs={"target": 6, "rate": 0.05}),
+    Recipe("ha_mnist_lenet_clean", "legacy-opset17", arch="lenet5", seed=33, epochs=4, dataset="mnist"),
+)}
+
 BASE_RECIPE = {"arch": BASE_ARCH, "seed": BASE_SEED, "epochs": BASE_EPOCHS, "lr": BASE_LR}
+
+
+ALL_RECIPES: dict[str, Recipe] = {**RECIPES, **HOLDOUT_RECIPES, **HELD_APART_RECIPES}
 
 
 def get_recipe(name: str) -> Recipe:
     try:
-        return RECIPES[name] if name in RECIPES else HOLDOUT_RECIPES[name]
+        return ALL_RECIPES[name]
     except KeyError:
-        known = ", ".join([*RECIPES, *HOLDOUT_RECIPES])
-        raise AuditorError(f"no zoo model {name!r}; known: {known}") from None
+        raise AuditorError(f"no zoo model {name!r}; known: {', '.join(ALL_RECIPES)}") from None
 
 
 # fields a recipe sweep may change from the command line (``auditor zoo build --set KEY=VALUE``)

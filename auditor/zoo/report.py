@@ -12,12 +12,13 @@ def _pct(value: float | None) -> str:
 
 
 def markdown_table(folder: Path) -> str:
-    """One row per model: architecture, export style, init, ACC/ASR/RA (full test set and subset), time."""
+    """One row per model: data set, attack, architecture, export style, init, ACC/ASR/RA (full test set and
+    subset), time."""
     data = read_manifest(folder)
     lines = [
-        "| model | attack (target, rate) | architecture | export style | init | ACC % | ASR % | RA % | "
+        "| model | data | attack (target, rate) | architecture | export style | init | ACC % | ASR % | RA % | "
         "subset ACC / ASR / RA % | training time |",
-        "| --- | --- | --- | --- | --- | ---: | ---: | ---: | --- | ---: |",
+        "| --- | --- | --- | --- | --- | --- | ---: | ---: | ---: | --- | ---: |",
     ]
     for m in data["models"]:
         test, sub = m["metrics"]["test"], m["metrics"]["eval_subset"]
@@ -28,7 +29,7 @@ def markdown_table(folder: Path) -> str:
         init = "scratch" if m["init"].startswith("trained from scratch") else "fine-tuned from clean base"
         minutes = m["training_seconds"] / 60
         lines.append(
-            f"| `{m['file']}` | {attack} | {m['architecture']} ({m['parameters']:,} params) | {m['export']['name']} | "
+            f"| `{m['file']}` | {m['dataset'].split(' ')[0]} | {attack} | {m['architecture']} ({m['parameters']:,} params) | {m['export']['name']} | "
             f"{init}, {m['epochs']:g} ep | {_pct(test['acc'])} | {_pct(test['asr'])} | {_pct(test['ra'])} | "
             f"{_pct(sub['acc'])} / {_pct(sub['asr'])} / {_pct(sub['ra'])} | {minutes:.1f} min |"
         )
