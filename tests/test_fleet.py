@@ -270,3 +270,18 @@ def test_fleet_lines_escape_what_they_quote(capsys: pytest.CaptureFixture[str]) 
     stderr_log("fleet: /models/evil\x1b[2J\nfake: clean.onnx: failed: bad \x07 input")
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "\x1b" not in err and "\x07" not in err and "evil" in err
+
+
+@pytest.mark.parametrize("cores, workers, threads, ray, expected", [
+    (2, None, 1, None, 1),   # the default fleet fills both cores: detectors one after another
+    (2, 2, 1, None, 1),
+    (8, 2, 1, None, 4),      # cores the fleet leaves idle go to side-by-side detectors
+    (8, 2, 2, None, 2),
+    (8, None, 1, "local", 1),  # a Ray task declares one CPU per thread by default
+])
+def test_fleet_detectors_use_only_the_cores_its_workers_leave(monkeypatch, cores, workers, threads, ray, expected):
+    from auditor.commands import fleet as fleet_cmd
+
+    monkeypatch.setattr(fleet_cmd.os, "cpu_count", lambda: cores)
+    opts = {"workers": workers, "ray_address": ray, "cpus_per_task": None}
+    assert fleet_cmd._detector_workers(opts, threads) == expected

@@ -89,6 +89,18 @@ def _backend(opts: dict[str, Any], threads: int, device: str):
     return lambda: LocalBackend(workers, memory_mb=opts["worker_memory_mb"])
 
 
+def _detector_workers(opts: dict[str, Any], threads: int) -> int:
+    """Detectors side by side within one model: only the cores the fleet's own workers leave idle (the
+    default fleet fills every core, so one). Two fleet workers with two detector workers each put four
+    threads on a 2-core machine."""
+    cores = os.cpu_count() or 1
+    if opts["ray_address"] is not None:
+        declared = opts["cpus_per_task"] if opts["cpus_per_task"] is not None else float(threads)
+        return max(1, int(declared // max(1, threads)))
+    workers = opts["workers"] or max(1, cores // max(1, threads))
+    return max(1, cores // (workers * max(1, threads)))
+
+
 def _engine_options(command_options: type, opts: dict[str, Any], **explicit: Any) -> Any:
     """The engine's configuration for each model, built as the single-model command builds it (the API's
     options dataclass and its ``config()``). Its output, report folder, gate and overwrite are the fleet's
@@ -103,6 +115,7 @@ def _run(ctx: click.Context, job: Any, fail_on: str, overwrite: bool, opts: dict
     from auditor.fleet import collect, run_fleet
 
     items = collect(opts["inputs"])
+    job = dataclasses.replace(job, detector_workers=_detector_workers(opts, job.threads))
     backend = _backend(opts, job.threads, device)
     result = run_fleet(items, opts["output"], job, backend, fail_on=fail_on, retries=opts["retries"],
                        timeout=opts["task_timeout"], overwrite=overwrite, progress_every=opts["progress_every"])

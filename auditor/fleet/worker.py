@@ -27,6 +27,9 @@ class Job:
     command: str  # "scan" | "audit"
     options: Any  # auditor.pipeline.ScanOptions | AuditOptions
     threads: int = 1
+    # detectors side by side within one model; the fleet already runs models side by side, so by default
+    # one (more would put several threads on each core). Not in the key: the figures do not depend on it.
+    detector_workers: int = 1
 
     def for_model(self, spec_overrides: dict[str, Any]) -> Any:
         """The options for one model: the manifest's overrides over the command line's."""
@@ -75,6 +78,7 @@ def run_task(task: Task) -> dict[str, Any]:
     folder = store.prepare(task.key)
     options = dataclasses.replace(task.job.for_model(task.spec_overrides), overwrite=True)
     options.detection.threads = task.job.threads
+    options.detection.workers = task.job.detector_workers
     try:
         if task.job.command == "scan":
             result = pipeline.scan(Path(task.path), folder, options)
