@@ -198,6 +198,19 @@ def test_ftrojan_raises_the_chosen_chroma_frequencies() -> None:
         FTrojan(frequencies=((40, 40),)).apply(x)
 
 
+def test_ftrojan_adds_its_trigger_after_augmentation_by_default() -> None:
+    """A one-pixel crop shift reverses the highest frequency's sign, so the trigger goes on after augmentation."""
+    x, y = _images(40)
+    poisoned = FTrojan().poison(x, y, np.random.default_rng(0))
+    assert poisoned.post_augment_hook is not None and np.array_equal(poisoned.training_images, x)
+    batch = np.arange(20)
+    xb, yb = poisoned.post_augment_hook(x[batch], poisoned.y[batch], batch, np.random.default_rng(1))
+    hit = np.isin(batch, poisoned.indices)
+    assert hit.any() and np.array_equal(xb[hit], FTrojan().apply(x[batch][hit]))
+    assert np.array_equal(xb[~hit], x[batch][~hit])
+    assert FTrojan(stamp="data").poison(x, y, np.random.default_rng(0)).post_augment_hook is None
+
+
 def test_low_frequency_pattern_is_smooth_and_bounded() -> None:
     attack = LowFrequency(magnitude=24.0, window=5)
     pattern = attack.pattern(32, 32, 3)

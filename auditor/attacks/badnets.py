@@ -14,9 +14,8 @@ import numpy as np
 
 from auditor.errors import AuditorError
 
-from .base import Attack, PoisonedSet, check_images
+from .base import STAMPS, Attack, PoisonedSet, check_images, stamped_after_augmentation
 
-STAMPS = ("data", "batch")
 PATTERNS = ("solid", "checker")
 
 
@@ -66,20 +65,7 @@ class BadNets(Attack):
         """With ``stamp="batch"`` training starts from the clean images (``train_x``) and a hook
         stamps the chosen samples after augmentation, so the patch stays exactly in the corner."""
         base = super().poison(x, y, rng)
-        if self.stamp == "data":
-            return base
-        poisoned = np.zeros(len(base.x), dtype=bool)
-        poisoned[base.indices] = True
-
-        def hook(xb: np.ndarray, yb: np.ndarray, idx: np.ndarray, batch_rng: np.random.Generator):
-            hit = poisoned[idx]
-            if not hit.any():
-                return xb, yb
-            xb = xb.copy()
-            xb[hit] = self.apply(xb[hit])
-            return xb, yb
-
-        return PoisonedSet(base.x, base.y, base.indices, post_augment_hook=hook, train_x=check_images(x))
+        return base if self.stamp == "data" else stamped_after_augmentation(self, base, x)
 
 
 class BadNetsAllToAll(BadNets):

@@ -135,6 +135,30 @@ class Attack(ABC):
         return PoisonedSet(x_p, y_p, idx)
 
 
+STAMPS = ("data", "batch")  # when the trigger goes on in training: on the stored images, or after augmentation
+
+
+def stamped_after_augmentation(attack: Attack, base: PoisonedSet, clean_x: np.ndarray) -> PoisonedSet:
+    """``base`` with its triggers moved from the stored images to a hook after augmentation.
+
+    Training starts from the clean images and the chosen samples get the trigger once cropped and
+    flipped, as an attacker who controls the training loop does; a trigger that must sit at exact
+    pixels (a corner patch, a pixel-period frequency pattern) then survives augmentation.
+    """
+    poisoned = np.zeros(len(base.x), dtype=bool)
+    poisoned[base.indices] = True
+
+    def hook(xb: np.ndarray, yb: np.ndarray, idx: np.ndarray, batch_rng: np.random.Generator):
+        hit = poisoned[idx]
+        if not hit.any():
+            return xb, yb
+        xb = xb.copy()
+        xb[hit] = attack.apply(xb[hit])
+        return xb, yb
+
+    return PoisonedSet(base.x, base.y, base.indices, post_augment_hook=hook, train_x=check_images(clean_x))
+
+
 def to_uint8(values: np.ndarray) -> np.ndarray:
     """Round half to even and clip: the one quantization every attack uses."""
     return np.clip(np.rint(values), 0, 255).astype(np.uint8)
