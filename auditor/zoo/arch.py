@@ -1,8 +1,8 @@
 """Compact CIFAR classifiers that train in minutes on a CPU, and the wrappers that export them.
 
-The sample zoo is all ``ResNet9``; the held-apart models (``auditor.zoo.recipes.HELD_APART``) use
-the VGG-, MobileNet- and PreAct-ResNet-style nets below, so that what the audit's defaults were
-tuned on and what they are judged on differ in architecture too.
+The sample zoo is all ``ResNet9``; the held-apart models (``auditor.zoo.recipes.HELD_APART_RECIPES``)
+use the VGG-, MobileNet- and PreAct-ResNet-style nets and LeNet-5 below, so that what the audit's
+defaults were tuned on and what they are judged on differ in architecture too.
 
 ``ResNet9`` follows the DAWNBench ResNet-9 layout (prep conv, three pooled stages, two residual
 blocks, max-pooled head with a scaled linear layer) at a quarter of its width; it is the

@@ -32,7 +32,7 @@ from .datasets import get_dataset
 from .export import EXPORT_STYLES, export_onnx, metadata_for, style_json
 from .manifest import update_manifest, write_eval_subset
 from .recipes import BASE_RECIPE, get_recipe, with_overrides
-from .train import bf16_pays, train_classifier
+from .train import Normalizer, bf16_pays, train_classifier
 
 _LOG = logging.getLogger(__name__)
 
@@ -134,8 +134,6 @@ def build_model(name: str, out_dir: Path, data_dir: str | Path | None = None, qu
     poisoned_count = 0
     rng = np.random.default_rng(recipe.seed)
     start = time.time()
-    from .train import Normalizer
-
     training = dict(normalizer=Normalizer(dataset.mean, dataset.std), flip=dataset.flip, pad=dataset.pad, device=device)
     if recipe.attack == "input_aware":
         attack = get_attack("input_aware", **recipe.attack_kwargs)

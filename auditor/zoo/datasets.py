@@ -14,6 +14,7 @@ import numpy as np
 from auditor.errors import AuditorError
 
 from .arch import CIFAR10_MEAN, CIFAR10_STD
+from .manifest import DATA_LICENCE
 
 Loader = Callable[[str, "str | Path | None"], tuple[np.ndarray, np.ndarray]]
 
@@ -54,11 +55,9 @@ def _datasets() -> dict[str, ZooDataset]:
 
     return {
         "cifar10": ZooDataset("cifar10", tuple(CIFAR10_CLASSES), (3, 32, 32), CIFAR10_MEAN, CIFAR10_STD, True, 4,
-                              "CIFAR-10 (Krizhevsky, 2009), a freely redistributed research data set; models and the "
-                              "evaluation subset here are derived from it", _cifar10),
+                              DATA_LICENCE["cifar10"], _cifar10),
         "mnist": ZooDataset("mnist", tuple(MNIST_CLASSES), (1, 28, 28), (0.1307,), (0.3081,), False, 2,
-                            "MNIST (LeCun et al., 1998), a freely redistributed research data set; models and the "
-                            "evaluation subset here are derived from it", _mnist),
+                            DATA_LICENCE["mnist"], _mnist),
     }
 
 

@@ -21,6 +21,8 @@ FORMAT = "auditor-zoo-1"
 DATA_LICENCE = {
     "cifar10": "CIFAR-10 (Krizhevsky, 2009), a freely redistributed research data set; models and the evaluation "
                "subset here are derived from it",
+    "mnist": "MNIST (LeCun et al., 1998), a freely redistributed research data set; models and the evaluation "
+             "subset here are derived from it",
 }
 
 
