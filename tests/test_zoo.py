@@ -57,6 +57,9 @@ def test_held_apart_models_differ_from_the_zoo_in_family_or_architecture() -> No
     assert any(r.attack is None for r in HELD_APART_RECIPES.values())
     assert len({r.arch for r in HELD_APART_RECIPES.values()}) >= 3
     assert len({r.attack_kwargs.get("target", 0) for r in HELD_APART_RECIPES.values() if r.attack}) >= 4
+    built = {m["name"]: m for m in json.loads((ROOT / "heldapart_models" / "manifest.json").read_text())["models"]}
+    assert set(built) == set(HELD_APART_RECIPES)  # every recipe is built and committed, nothing else is
+    assert all(m["recipe"] == get_recipe(name).to_json() for name, m in built.items())
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)

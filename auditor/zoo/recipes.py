@@ -74,7 +74,6 @@ HELD_APART_RECIPES: dict[str, Recipe] = {r.name: r for r in (
            attack_kwargs={"target": 7, "rate": 0.05}, **_HA),
     Recipe("ha_vgg_adaptive_blend", "uint8-range", arch="vgg-small", seed=25, attack="adaptive_blend",
            attack_kwargs={"target": 1}, **_HA),
-    Recipe("ha_vgg_clean", "legacy-opset17", arch="vgg-small", seed=26, **_HA),
     # grey digits (1x28x28): patch triggers of another size, place and target than the zoo's
     Recipe("ha_mnist_lenet_badnets", "legacy-opset13", arch="lenet5", seed=31, epochs=4, dataset="mnist",
            attack="badnets", attack_kwargs={"target": 1, "patch_size": 4, "position": [2, 2], "pattern": "checker"}),
