@@ -248,3 +248,63 @@ def test_profile_tables_in_the_bench_page_are_the_scripts_output() -> None:
     page = (ROOT / "docs" / "bench.md").read_text()
     expected = script.render([json.loads(p.read_text()) for p in profiles])
     assert markers.block(page, script.BEGIN, script.END) == expected
+
+
+def _held_apart_manifest() -> dict:
+    def entry(name: str, attack: dict | None, target: int | None) -> dict:
+        return {"name": name, "file": f"{name}.onnx", "attack": attack, "target": target, "architecture": "vgg-small",
+                "metrics": {"test": {"acc": 0.8, "asr": None if attack is None else 0.95}}}
+
+    return {"models": [entry("bd_found", {"name": "bpp", "all_to_all": False}, 3),
+                       entry("bd_missed", {"name": "ftrojan", "all_to_all": False}, 5),
+                       entry("clean_ok", None, None)]}
+
+
+def test_held_apart_table_joins_truth_scans_and_audits() -> None:
+    script = _script("held_apart")
+    scans = {"command": "scan", "created": "2026-12-07T12:00:00Z", "models": [
+        {"path": "heldapart_models/bd_found.onnx", "verdict": "backdoored", "suspected_targets": [3]},
+        {"path": "heldapart_models/bd_missed.onnx", "verdict": "clean", "suspected_targets": []},
+        {"path": "heldapart_models/clean_ok.onnx", "verdict": "backdoored", "suspected_targets": [2]}]}
+    before = {"acc": 0.80, "asr": 0.95}
+    draws = {"draws": "0:1", "eval_data": "test set", "rows": [
+        {"model": "bd_found", "seed": 0, "threads": 1, "exit": 1, "seconds": 10, "before": before,
+         "after": {"acc": 0.77, "asr": 0.05}, "verdict": "backdoored", "targets": [3], "purified": "clean"},
+        {"model": "bd_missed", "seed": 0, "threads": 1, "exit": 0, "seconds": 10, "before": before,
+         "after": {"acc": 0.79, "asr": 0.85}, "verdict": "clean", "targets": [], "purified": "clean"}]}
+    rows = {r["model"]: r for r in script.rows(_held_apart_manifest(), scans, draws)}
+    assert rows["bd_found"]["scan_outcome"] == "found" and rows["bd_missed"]["scan_outcome"] == "missed"
+    assert rows["clean_ok"]["scan_outcome"] == "false alarm" and rows["clean_ok"]["audit"] is None
+    assert rows["bd_missed"]["audit_outcomes"] == ["missed"]
+    assert script.detection_outcome({"attack": {"all_to_all": False}, "target": 3}, "backdoored", [1]) == "wrong target"
+    table = script.render(_held_apart_manifest(), scans, draws)
+    assert "| bd_found | bpp | vgg-small | 3 | 80.0 / 95.0 | backdoored (3): found |" in table
+    assert "1 of 2 backdoored models flagged `backdoored` with their target; 1 of 1 clean models flagged" in table
+    assert "mean ASR after 45.0%, worst 85.0%, mean accuracy drop 2.0 points" in table
+
+
+def test_held_apart_tables_in_the_docs_are_the_scripts_output() -> None:
+    script, markers = _script("held_apart"), _script("markers")
+    results = ROOT / "docs" / "results"
+    manifest = json.loads((ROOT / "heldapart_models" / "manifest.json").read_text())
+    scans = json.loads((results / "heldapart_scan.json").read_text())
+    draws = json.loads((results / "draws_heldapart.json").read_text())
+    page = (ROOT / "docs" / "bench.md").read_text()
+    assert markers.block(page, script.BEGIN, script.END) == script.render(manifest, scans, draws)
+    readme = (ROOT / "README.md").read_text()
+    assert markers.block(readme, script.README_BEGIN, script.README_END) == script.readme_summary(manifest, scans, draws)
+
+
+def test_held_apart_collects_several_draw_runs_into_one_document(tmp_path: Path) -> None:
+    script = _script("held_apart")
+    for name, data in (("a", "cifar.npz"), ("b", "mnist.npz")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "draws.json").write_text(json.dumps(
+            {"draws": "0:1", "eval_data": data, "machine": "m", "date": "2026-12-07", "command": f"run {name}",
+             "rows": [{"model": name, "seed": 0, "threads": 1}]}))
+    out = tmp_path / "merged.json"
+    assert script.main(["--collect", str(tmp_path / "a" / "draws.json"), str(tmp_path / "b" / "draws.json"),
+                        "--draws", str(out)]) == 0
+    merged = json.loads(out.read_text())
+    assert [r["model"] for r in merged["rows"]] == ["a", "b"] and merged["commands"] == ["run a", "run b"]
+    assert "cifar.npz, mnist.npz" in merged["eval_data"] and merged["draws"] == "0:1"
