@@ -86,12 +86,13 @@ def find_entry(manifest_path: Path, name: str | None = None, model_file: Path | 
 def write_eval_subset(folder: Path, x_test: np.ndarray, y_test: np.ndarray, per_class: int = 100, seed: int = 0,
                       dataset: str = "cifar10") -> Path:
     """The class-balanced test subset (created once; an existing file is kept so figures stay comparable)."""
-    path = Path(folder) / (EVAL_SUBSET_NAME if dataset == "cifar10" else f"{dataset}_test_{per_class * 10}.npz")
+    classes = int(y_test.max()) + 1
+    path = Path(folder) / (EVAL_SUBSET_NAME if dataset == "cifar10" else f"{dataset}_test_{per_class * classes}.npz")
     if path.is_file():
         return path
     rng = np.random.default_rng(seed)
     picks = [np.sort(rng.choice(np.flatnonzero(y_test == c), size=per_class, replace=False))
-             for c in range(int(y_test.max()) + 1)]
+             for c in range(classes)]
     idx = np.sort(np.concatenate(picks))
     np.savez_compressed(path, x=x_test[idx].astype(np.uint8), y=y_test[idx].astype(np.int64), test_index=idx.astype(np.int64))
     return path
