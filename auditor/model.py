@@ -27,6 +27,9 @@ class Classifier(nn.Module):
         self.network = network
         self.spec = spec
         self.bounds = BOUNDS
+        # inference mode from the start: stages restore "the previous mode" after their work, and a wrapper
+        # left in nn.Module's default training mode would then update unfolded BatchNorm statistics
+        self.eval()
 
     @classmethod
     def from_onnx(cls, path: str | Path) -> "Classifier":

@@ -88,3 +88,24 @@ def test_the_report_formats_agree_on_the_purified_model(found, removed: bool, tm
     rules = [r["ruleId"] for r in render_sarif([report])["runs"][0]["results"]]
     assert ("AUD002" in rules) is not removed
     assert json.loads(json.dumps(report))["verdict"]["purified_passes"] is removed
+
+
+def test_a_classifier_starts_in_inference_mode_so_unfolded_batchnorm_statistics_never_move() -> None:
+    """A stage that saves the mode, works in eval mode and restores the mode must not leave the model
+    training: a held-apart PreAct-ResNet (BatchNorm that no convolution absorbs) was written back with
+    drifted running statistics although the guard had kept the original weights."""
+    import torch
+    from torch import nn
+
+    from auditor.model import Classifier
+    from converters.spec import ModelSpec
+
+    network = nn.Sequential(nn.BatchNorm2d(3), nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    classifier = Classifier(network, ModelSpec("input", "logits", 3, 8, 8, 4))
+    assert not classifier.training and not network.training
+    before = network[0].running_mean.clone()
+    was_training = classifier.training
+    classifier.eval()
+    classifier.train(was_training)  # what every stage does on its way out
+    classifier(torch.rand(5, 3, 8, 8) * 3)
+    assert torch.equal(network[0].running_mean, before)
