@@ -85,8 +85,12 @@ def _backend(opts: dict[str, Any], threads: int, device: str):
                                   memory_mb=opts["worker_memory_mb"], local_cpus=opts.get("workers"))
     from auditor.fleet.local import LocalBackend
 
-    workers = opts["workers"] or max(1, (os.cpu_count() or 1) // max(1, threads))
-    return lambda: LocalBackend(workers, memory_mb=opts["worker_memory_mb"])
+    return lambda: LocalBackend(_local_workers(opts, threads), memory_mb=opts["worker_memory_mb"])
+
+
+def _local_workers(opts: dict[str, Any], threads: int) -> int:
+    """Local mode's worker processes: --workers, else the CPU count divided by --threads."""
+    return opts["workers"] or max(1, (os.cpu_count() or 1) // max(1, threads))
 
 
 def _detector_workers(opts: dict[str, Any], threads: int) -> int:
@@ -97,8 +101,7 @@ def _detector_workers(opts: dict[str, Any], threads: int) -> int:
     if opts["ray_address"] is not None:
         declared = opts["cpus_per_task"] if opts["cpus_per_task"] is not None else float(threads)
         return max(1, int(declared // max(1, threads)))
-    workers = opts["workers"] or max(1, cores // max(1, threads))
-    return max(1, cores // (workers * max(1, threads)))
+    return max(1, cores // (_local_workers(opts, threads) * max(1, threads)))
 
 
 def _engine_options(command_options: type, opts: dict[str, Any], **explicit: Any) -> Any:
