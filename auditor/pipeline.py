@@ -36,7 +36,7 @@ from .inversion.synth import quantize
 from .model import Classifier, pick_device
 from .purify import PURIFIERS, get_purifier
 from .purify.guard import GuardConfig, GuardReport, guarded_purify
-from .verify import Verification, carried_triggers, residuals_before, verify
+from .verify import CarriedTrigger, Verification, carried_triggers, residuals_before, verify
 from .report.files import Staging, check_output_dir, check_output_file
 
 _LOG = logging.getLogger(__name__)
@@ -152,11 +152,6 @@ def audit(
         synth = _synthetic_samples(classifier, options, progress)
         train, holdout = synth.split(options.holdout_fraction, seed=options.seed)
 
-    original: tuple[dict[str, DetectionResult], Verdict] | None = None
-    if options.rescan:
-        with stages("detect"):
-            original = _detect(classifier, synth.images01, synth.labels, options.detection, options.seed, progress)
-
     # SMI samples are classified confidently by construction, so a purification that wrecks the
     # model can still agree with the original on all of them (seen on the zoo: holdout agreement
     # 1.0 while clean accuracy fell from 87% to 25%). The guard also probes the model with
@@ -164,14 +159,15 @@ def audit(
     # predictions on a different draw of them (the anchors).
     prior_probe = _prior_samples(classifier, options, options.guard_prior_samples, options.seed + 7)
     anchors = _prior_samples(classifier, options, options.anchor_samples, options.seed + 11)
-    # what verification re-applies: the triggers found on the original, measured on samples purification never sees
-    probe, probe_labels = _verification_probe(classifier, holdout, prior_probe)
-    triggers = carried_triggers(original[0], original[1]) if original is not None else []
-    residual_before = residuals_before(classifier, triggers, probe, probe_labels)
+    evidence: Evidence | None = None
+    if options.rescan:
+        with stages("detect"):
+            evidence = gather_evidence(classifier, synth, holdout, prior_probe, options.detection, options.seed,
+                                       progress)
 
     # a detected backdoor buys accuracy budget; none found, the guard keeps accuracy (GuardConfig.for_verdict)
-    guard_config = options.guard.for_verdict(original[1].verdict if original is not None else None)
-    threshold_basis = _threshold_basis(options.guard, guard_config, original)
+    guard_config = options.guard.for_verdict(evidence.verdict.verdict if evidence is not None else None)
+    threshold_basis = _threshold_basis(options.guard, guard_config, evidence.verdict if evidence is not None else None)
     with stages("purify"):
         purifier = get_purifier(options.method, **_purifier_overrides(options, guard_config))
         if options.clean_data is not None:
@@ -183,24 +179,18 @@ def audit(
             progress=progress, seed=options.seed, data_source=source, anchors=anchors, prior_images=prior_probe,
         )
 
-    if original is not None:
-        original = (original[0], _with_findings(original[1], guard))
+    # the original's verdict, raised by what purification found on it; the carried evidence stays the detection's
+    original_verdict = _with_findings(evidence.verdict, guard) if evidence is not None else None
     rescanned: tuple[dict[str, DetectionResult], Verdict] | None = None
     verification: Verification | None = None
-    if original is not None:
+    if evidence is not None:
         with stages("verify"):
-            # a fresh look: samples inverted from the purified model itself, with another seed, so that the
-            # re-scan does not inherit what the original model's samples carry
-            fresh = _fresh_samples(classifier, options, progress)
-            rescanned = _detect(classifier, fresh.images01, fresh.labels, options.detection.deciding_only(),
-                                options.seed + 1, progress)
-            verification = verify(classifier, triggers, residual_before, probe, probe_labels, rescanned[1],
-                                  original[0].get("reach"), rescanned[0].get("reach"))
+            rescanned, verification = verify_purified(classifier, evidence, options, progress)
 
     report = _base_report("audit", loaded, options, parity)
-    if original is not None and rescanned is not None and verification is not None:
-        report["verdict"] = _audit_verdict(original[1], rescanned[1], verification)
-        report["detection"] = _detection_section(original[0], loaded.spec.num_classes, loaded.spec.class_names)
+    if evidence is not None and original_verdict is not None and rescanned is not None and verification is not None:
+        report["verdict"] = _audit_verdict(original_verdict, rescanned[1], verification)
+        report["detection"] = _detection_section(evidence.results, loaded.spec.num_classes, loaded.spec.class_names)
         report["rescan"] = _detection_section(rescanned[0], loaded.spec.num_classes, loaded.spec.class_names)
     report["inversion"] = _inversion_section(synth, train, holdout)
     report["purification"] = guard.to_json()
@@ -211,8 +201,8 @@ def audit(
             save_class_grid(synth.images01, synth.labels, loaded.spec.num_classes,
                             staging.path(report_dir / "synthetic_samples.png"))
             report["artifacts"] = {"synthetic_samples": "synthetic_samples.png"}
-            if original is not None:
-                report["artifacts"].update(_save_triggers(original[0], report_dir, staging))
+            if evidence is not None:
+                report["artifacts"].update(_save_triggers(evidence.results, report_dir, staging))
             report["output"] = None
             metadata = {
                 "auditor.version": __version__,
@@ -237,12 +227,48 @@ def audit(
         }
         report["output"] = {"path": str(output), "sha256": converters.sha256_file(staging.located(output)),
                             "metadata": metadata}
-        report["timings"] = _timings(stages, detect=original[0] if original else {},
+        report["timings"] = _timings(stages, detect=evidence.results if evidence is not None else {},
                                      verify=rescanned[0] if rescanned else {})
         from .report import write_reports
 
         write_reports(report, report_dir, staging=staging)
     return AuditResult(report=report, output=output, report_dir=report_dir)
+
+
+@dataclass
+class Evidence:
+    """What the detection found on the original model, and what verification re-applies to the purified one."""
+
+    results: dict[str, DetectionResult]  # each detector's result on the original model
+    verdict: Verdict  # the original model's verdict
+    triggers: list[CarriedTrigger]  # the triggers found for the classes the verdict suspects
+    probe: torch.Tensor  # images (0..1) purification never trains on: the synthetic holdout and prior samples
+    probe_labels: torch.Tensor  # their labels on the original model
+    before: list[float]  # each trigger's share on the original model
+
+
+def gather_evidence(classifier: Classifier, synth: SynthSet, holdout: SynthSet, prior_probe: torch.Tensor | None,
+                    detection: DetectionConfig, seed: int, progress: Progress | None = None) -> Evidence:
+    """Detect on the original model's synthetic samples and measure what each found trigger does on it,
+    before any weight changes (the audit's detect stage; also what the verification calibration replays)."""
+    results, verdict = _detect(classifier, synth.images01, synth.labels, detection, seed, progress)
+    probe, probe_labels = _verification_probe(classifier, holdout, prior_probe)
+    triggers = carried_triggers(results, verdict)
+    return Evidence(results, verdict, triggers, probe, probe_labels,
+                    residuals_before(classifier, triggers, probe, probe_labels))
+
+
+def verify_purified(classifier: Classifier, evidence: Evidence, options: AuditOptions,
+                    progress: Progress | None = None) -> tuple[tuple[dict[str, DetectionResult], Verdict], Verification]:
+    """The purified ``classifier``'s verification: the original's triggers re-applied, and a fresh look on samples
+    inverted from the purified model itself with another seed, so that the re-scan does not inherit what the
+    original model's samples carry."""
+    fresh = _fresh_samples(classifier, options, progress)
+    rescanned = _detect(classifier, fresh.images01, fresh.labels, options.detection.deciding_only(),
+                        options.seed + 1, progress)
+    verification = verify(classifier, evidence.triggers, evidence.before, evidence.probe, evidence.probe_labels,
+                          rescanned[1], evidence.results.get("reach"), rescanned[0].get("reach"))
+    return rescanned, verification
 
 
 def _with_findings(verdict: Verdict, guard: GuardReport) -> Verdict:
@@ -271,14 +297,13 @@ def _purifier_overrides(options: AuditOptions, guard: GuardConfig) -> dict[str, 
     return config
 
 
-def _threshold_basis(default: GuardConfig, applied: GuardConfig,
-                     original: tuple[dict[str, DetectionResult], Verdict] | None) -> str:
+def _threshold_basis(default: GuardConfig, applied: GuardConfig, original: Verdict | None) -> str:
     """Why the guard used the prior-probe threshold it did, for the report."""
     found = (f"; an attempt whose purifier found a backdoor itself needs {default.min_prior_agreement_backdoored:g}"
              if default.min_prior_agreement_backdoored is not None else "")
     if original is None:
         return f"no detection ran: prior threshold {applied.min_prior_agreement:g}{found}"
-    verdict = original[1].verdict
+    verdict = original.verdict
     if verdict == "backdoored":
         return (f"the detection found a backdoor, so the guard allowed prior agreement down to "
                 f"{applied.min_prior_agreement:g} (no detection: {default.min_prior_agreement:g})")

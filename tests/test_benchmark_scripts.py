@@ -308,3 +308,35 @@ def test_held_apart_collects_several_draw_runs_into_one_document(tmp_path: Path)
     merged = json.loads(out.read_text())
     assert [r["model"] for r in merged["rows"]] == ["a", "b"] and merged["commands"] == ["run a", "run b"]
     assert "cifar.npz, mnist.npz" in merged["eval_data"] and merged["draws"] == "0:1"
+
+
+def _calibration_case(model: str, split: str, variants: list[tuple[str, float, bool, float]]) -> dict:
+    """A per-model calibration result: (variant, real ASR, passes, strongest residual) per purified model."""
+    images = "train" if split == "tune" else "test"
+    rows = [{"variant": name, "passes": passes, "max_residual": score, "rescan": "clean" if passes else "suspicious",
+             "residuals": [{"still_works": score >= 0.5}], "real": {images: {"acc": 0.8, "asr": asr}}}
+            for name, asr, passes, score in variants]
+    return {"model": model, "split": split, "seed": 0, "rows": rows}
+
+
+def test_verification_calibration_counts_each_asr_band_on_its_own_split(tmp_path):
+    calibration = _script("verification_calibration")
+    document = {"cases": [
+        _calibration_case("zoo_a", "tune", [("unchanged", 0.95, False, 0.9), ("ibau", 0.03, True, 0.1),
+                                            ("ibau@0.3", 0.40, True, 0.3)]),
+        _calibration_case("ha_b", "report", [("unchanged", 0.99, False, 0.8), ("finetune", 0.02, False, 0.6),
+                                             ("ibau@0.6", 0.10, False, 0.2)]),
+    ]}
+    points = calibration.points(document)
+    assert [p["asr"] for p in points] == [0.95, 0.03, 0.40, 0.99, 0.02, 0.10]
+    tune = calibration.confusion([p for p in points if p["split"] == "tune"])
+    assert tune == {"high": (1, 2), "middle": (0, 0), "low": (0, 1)}
+    report = calibration.confusion([p for p in points if p["split"] == "report"])
+    assert report == {"high": (1, 1), "middle": (1, 1), "low": (1, 1)}
+    table = calibration.render(document)
+    assert "| tuning: zoo, training images | verification (both) | 1/2 (50%) | - | 0/1 (0%) |" in table
+    assert "| report: held-apart, test images | residuals alone | 1/1 (100%) | 0/1 (0%) | 1/1 (100%) |" in table
+    assert "zoo_a s0 ibau@0.3 (ASR 40.0%" in table  # the miss is named
+    assert "ha_b s0 finetune (ASR 2.0%" in table  # so is the false alarm
+    calibration.plot(document, tmp_path / "scatter.png")
+    assert (tmp_path / "scatter.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

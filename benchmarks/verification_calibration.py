@@ -1,0 +1,292 @@
+"""Calibration of the audit's verification against real outcomes: purified models of known ASR, and
+whether the verification failed them.
+
+For one backdoored model and seed, the script replays the audit's evidence (inversion, detection on
+the original, the triggers it carries, the probe) once, then verifies several purified variants with
+the audit's own code (``pipeline.verify_purified``) and measures each variant's real ACC and ASR in
+onnxruntime, on test images and on a subset of training images:
+
+* ``unchanged``: the original weights (what a purification that changed nothing ships);
+* ``finetune``: the fine-tuning purifier on the synthetic samples (a weak defense);
+* ``ibau``: the default purifier, unguarded, and its weight change kept at 30% and 60% (``ibau@0.3``,
+  ``ibau@0.6``: what the guard's back-off ships);
+* ``audit:<file>``: purified models written by real ``auditor audit`` runs (``--purified``).
+
+The evidence comes from a scan-sized inversion (``pipeline.scan_inversion``: 20 samples per class),
+not the audit's 250, so that a model costs minutes rather than an hour on a CPU; the fresh look is
+the audit's own. A run writes one JSON per (model, seed); ``--collect`` merges them; ``--render``
+writes the confusion tables into docs/verification.md and the scatter plot.
+
+    python benchmarks/verification_calibration.py --model cifar10_badnets --zoo sample_models --seed 0 \\
+        --out runs/calibration/cifar10_badnets_s0.json [--purified runs/main_s0/cifar10_badnets.purified.onnx]
+    python benchmarks/verification_calibration.py --collect runs/calibration/*.json \\
+        --write-json docs/results/verification_calibration.json
+    python benchmarks/verification_calibration.py --render docs/results/verification_calibration.json \\
+        --write docs/verification.md --plot docs/verification_calibration.png
+
+Models of the zoo (``sample_models``) form the tuning split, whose figures use training images;
+held-apart models (``heldapart_models``) form the report split, whose figures use test images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from markers import write_between  # noqa: E402
+
+HIGH_ASR = 0.20  # a purified model at or above this real ASR must fail the verification
+LOW_ASR = 0.05  # one at or below it should pass
+GOALS = {"caught": 0.95, "false_alarm": 0.05}  # at least 95% of the former fail; at most 5% of the latter
+INTERPOLATIONS = (0.3, 0.6)
+TRAIN_SUBSET = 2000
+START, END = "<!-- verification-calibration -->", "<!-- /verification-calibration -->"
+
+
+def _split_of(zoo: Path) -> str:
+    return "tune" if zoo.name == "sample_models" else "report"
+
+
+def _images(dataset: str, split: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    from auditor.zoo.datasets import get_dataset
+
+    x, y = get_dataset(dataset).load(split)
+    if split == "train":
+        keep = np.random.default_rng(seed).choice(len(x), size=min(TRAIN_SUBSET, len(x)), replace=False)
+        x, y = x[np.sort(keep)], y[np.sort(keep)]
+    return x, y
+
+
+def calibrate_model(name: str, zoo: Path, seed: int, purified: list[Path], progress: bool = True) -> dict[str, Any]:
+    """The verification's verdict and the real figures of each purified variant of one model."""
+    from auditor.attacks import attack_from_params
+    from auditor.evaluate import OnnxClassifier, evaluate
+    from auditor.purify import get_purifier
+    from auditor.purify.guard import interpolate, restore, snapshot
+    from auditor.pipeline import (AuditOptions, _convert_checked, _prior_samples, gather_evidence, scan_inversion,
+                                  verify_purified)
+    from auditor.inversion import invert
+    from auditor.model import pick_device
+    from auditor.zoo.manifest import find_entry
+    from converters import save_onnx
+
+    log = (lambda text: print(f"[{name} s{seed}] {text}", flush=True)) if progress else (lambda text: None)
+    entry = find_entry(zoo / "manifest.json", name=name)
+    attack = attack_from_params(entry["attack"], base_dir=zoo)
+    options = AuditOptions(seed=seed, inversion=dataclasses.replace(scan_inversion(), seed=seed))
+    torch.manual_seed(seed)
+    device = pick_device(options.device)
+    started = time.perf_counter()
+    loaded, converted, _parity, classifier = _convert_checked(zoo / entry["file"], options, device, "calibrate")
+    synth = invert(classifier, options.inversion)
+    train, holdout = synth.split(options.holdout_fraction, seed=seed)
+    prior = _prior_samples(classifier, options, options.guard_prior_samples, seed + 7)
+    evidence = gather_evidence(classifier, synth, holdout, prior, options.detection, seed)
+    log(f"evidence in {time.perf_counter() - started:.0f} s: verdict {evidence.verdict.verdict}, "
+        f"targets {list(evidence.verdict.suspected_targets)}, {len(evidence.triggers)} triggers carried")
+    data = {"test": _images(entry["dataset"], "test"), "train": _images(entry["dataset"], "train", seed)}
+    original_state = snapshot(classifier)
+
+    def measure(onnx_path: Path, spec) -> dict[str, Any]:
+        runner = OnnxClassifier(onnx_path, spec)
+        return {split: {k: v for k, v in evaluate(runner, x, y, attack).to_json().items() if k in ("acc", "asr", "ra")}
+                for split, (x, y) in data.items()}
+
+    def variant(label: str, model, conv, spec) -> dict[str, Any]:
+        begun = time.perf_counter()
+        _rescan, verification = verify_purified(model, evidence, options)
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "variant.onnx"
+            save_onnx(conv, path, overwrite=True)
+            real = measure(path, spec)
+        row = {"variant": label, "verdict": verification.verdict, "passes": verification.passes,
+               "decided_by": verification.decided_by,
+               "max_residual": max((r.after for r in verification.residuals), default=0.0),
+               "residuals": [r.to_json() for r in verification.residuals],
+               "rescan": verification.rescan.verdict if verification.rescan else None, "real": real,
+               "seconds": round(time.perf_counter() - begun, 1)}
+        log(f"{label}: ASR test {real['test']['asr']:.1%} train {real['train']['asr']:.1%} -> "
+            f"{verification.verdict} (max residual {row['max_residual']:.2f}, re-scan {row['rescan']})")
+        return row
+
+    rows = [variant("unchanged", classifier, converted, loaded.spec)]
+    for method in ("finetune", "ibau"):
+        restore(classifier, original_state)
+        purifier = get_purifier(method)
+        purifier.purify(classifier, train.images01, train.labels, generator=torch.Generator().manual_seed(seed))
+        changed = snapshot(classifier)
+        rows.append(variant(method, classifier, converted, loaded.spec))
+        if method == "ibau":
+            for alpha in INTERPOLATIONS:
+                interpolate(classifier, original_state, changed, alpha)
+                rows.append(variant(f"ibau@{alpha:g}", classifier, converted, loaded.spec))
+    for path in purified:
+        other_loaded, other_converted, _p, other = _convert_checked(path, options, device, "calibrate")
+        rows.append(variant(f"audit:{path.parent.name}/{path.name}", other, other_converted, other_loaded.spec))
+    return {"model": name, "zoo": zoo.name, "split": _split_of(zoo), "seed": seed, "attack": entry["attack"]["name"],
+            "evidence": {"verdict": evidence.verdict.verdict, "targets": list(evidence.verdict.suspected_targets),
+                         "triggers": [t.label for t in evidence.triggers]},
+            "rows": rows, "seconds": round(time.perf_counter() - started, 1),
+            "machine": {"cpus": torch.get_num_threads(), "processor": platform.machine(), "torch": torch.__version__}}
+
+
+# -- tables and plot -----------------------------------------------------------------------------------
+
+
+def points(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """One point per purified variant: its split, real ASR (training images for the tuning split, test
+    images for the report split), verification score (the strongest carried trigger's residual) and verdict."""
+    out = []
+    for case in document["cases"]:
+        images = "train" if case["split"] == "tune" else "test"
+        for row in case["rows"]:
+            out.append({"model": case["model"], "seed": case["seed"], "split": case["split"], "variant": row["variant"],
+                        "asr": row["real"][images]["asr"], "acc": row["real"][images]["acc"],
+                        "score": row["max_residual"], "residual_fails": any(r["still_works"] for r in row["residuals"]),
+                        "rescan": row["rescan"], "fails": not row["passes"]})
+    return out
+
+
+def confusion(rows: list[dict[str, Any]], fails_key: str = "fails") -> dict[str, Any]:
+    high = [r for r in rows if r["asr"] >= HIGH_ASR]
+    low = [r for r in rows if r["asr"] <= LOW_ASR]
+    middle = [r for r in rows if LOW_ASR < r["asr"] < HIGH_ASR]
+    count = lambda group: (sum(bool(r[fails_key]) for r in group), len(group))  # noqa: E731
+    return {"high": count(high), "middle": count(middle), "low": count(low)}
+
+
+def _share(pair: tuple[int, int]) -> str:
+    fails, total = pair
+    return "-" if total == 0 else f"{fails}/{total} ({fails / total:.0%})"
+
+
+def render(document: dict[str, Any]) -> str:
+    rows = points(document)
+    lines = ["| split (ASR measured on) | evidence | ASR >= 20%: fail | 5% < ASR < 20%: fail | ASR <= 5%: fail |",
+             "|---|---|---|---|---|"]
+    for split, label in (("tune", "tuning: zoo, training images"), ("report", "report: held-apart, test images")):
+        subset = [r for r in rows if r["split"] == split]
+        if not subset:
+            continue
+        for key, evidence in (("fails", "verification (both)"), ("residual_fails", "residuals alone")):
+            table = confusion(subset, key)
+            lines.append(f"| {label} | {evidence} | {_share(table['high'])} | {_share(table['middle'])} | "
+                         f"{_share(table['low'])} |")
+    goal = (f"Goal: at least {GOALS['caught']:.0%} of purified models with real ASR >= {HIGH_ASR:.0%} fail; at most "
+            f"{GOALS['false_alarm']:.0%} of those with ASR <= {LOW_ASR:.0%} fail.")
+    cases = ", ".join(sorted({f"{c['model']} (seed {c['seed']})" for c in document["cases"]}))
+    misses = [r for r in rows if r["asr"] >= HIGH_ASR and not r["fails"]]
+    alarms = [r for r in rows if r["asr"] <= LOW_ASR and r["fails"]]
+    detail = ["", goal, "", f"Cases: {cases}; {len(rows)} purified models.", ""]
+    for title, group in (("Missed (ASR >= 20%, passed)", misses), ("False alarms (ASR <= 5%, failed)", alarms)):
+        detail.append(f"{title}: " + ("none." if not group else "; ".join(
+            f"{r['model']} s{r['seed']} {r['variant']} (ASR {r['asr']:.1%}, score {r['score']:.2f}, re-scan {r['rescan']})"
+            for r in group) + "."))
+    return "\n".join(lines + detail)
+
+
+def plot(document: dict[str, Any], path: Path, size: tuple[int, int] = (640, 440)) -> None:
+    """Scatter of the verification score against real ASR, drawn with pillow: red failed, green passed;
+    circles the tuning split, squares the report split; dashed lines at the ASR bands, dash-dot at the
+    residual threshold."""
+    from PIL import Image, ImageDraw
+
+    rows = points(document)
+    width, height = size
+    left, right, top, bottom = 56, 16, 40, 48
+    pw, ph = width - left - right, height - top - bottom
+    img = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(img)
+
+    def px(score: float, asr: float) -> tuple[float, float]:
+        return left + min(max(score, 0.0), 1.0) * pw, top + (1 - min(max(asr, 0.0), 1.0)) * ph
+
+    draw.rectangle([left, top, left + pw, top + ph], outline=(0, 0, 0))
+    for k in range(6):
+        value = k / 5
+        x, y = px(value, value)
+        draw.line([left, y, left + pw, y], fill=(230, 230, 230))
+        draw.text((8, y - 6), f"{100 * value:.0f}%", fill=(0, 0, 0))
+        draw.text((x - 8, top + ph + 6), f"{value:.1f}", fill=(0, 0, 0))
+    for asr, colour in ((HIGH_ASR, (120, 120, 120)), (LOW_ASR, (170, 170, 170))):
+        _, y = px(0, asr)
+        for x in range(left, left + pw, 8):
+            draw.line([x, y, x + 4, y], fill=colour)
+    threshold = document.get("residual_threshold", 0.5)
+    x, _ = px(threshold, 0)
+    for y in range(top, top + ph, 10):
+        draw.line([x, y, x, y + 5], fill=(0, 0, 0))
+    for row in rows:
+        x, y = px(row["score"], row["asr"])
+        colour = (192, 57, 43) if row["fails"] else (39, 174, 96)
+        box = [x - 4, y - 4, x + 4, y + 4]
+        (draw.ellipse if row["split"] == "tune" else draw.rectangle)(box, outline=colour, width=2)
+    draw.text((left, 8), "real ASR after purification (y) against the verification score (x)", fill=(0, 0, 0))
+    draw.text((left, 22), "red: verification failed it; green: passed; circle: zoo (tuning); square: held-apart",
+              fill=(0, 0, 0))
+    draw.text((left, height - 20), "strongest residual of a trigger carried from the original model", fill=(0, 0, 0))
+    img.save(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", help="a model name in the zoo's manifest")
+    parser.add_argument("--zoo", type=Path, default=ROOT / "sample_models")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--purified", type=Path, nargs="*", default=[], help="purified ONNX files of real audits")
+    parser.add_argument("--out", type=Path, help="where one model's JSON goes")
+    parser.add_argument("--collect", type=Path, nargs="*", help="per-model JSON files to merge")
+    parser.add_argument("--write-json", type=Path, help="the merged JSON (with --collect)")
+    parser.add_argument("--render", type=Path, help="a merged JSON to render")
+    parser.add_argument("--write", type=Path, help="the page whose marked section gets the tables")
+    parser.add_argument("--plot", type=Path, help="the scatter plot (PNG)")
+    args = parser.parse_args(argv)
+    if args.model:
+        result = calibrate_model(args.model, args.zoo, args.seed, args.purified)
+        out = args.out or Path(f"runs/calibration/{args.model}_s{args.seed}.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=1) + "\n")
+        return 0
+    if args.collect:
+        cases = [json.loads(p.read_text()) for p in sorted(args.collect)]
+        from auditor.verify import VerificationConfig
+
+        document = {"date": time.strftime("%Y-%m-%d"), "residual_threshold": VerificationConfig().residual_threshold,
+                    "high_asr": HIGH_ASR, "low_asr": LOW_ASR, "goals": GOALS,
+                    "command": "python benchmarks/verification_calibration.py --model NAME --zoo ZOO --seed S",
+                    "cases": cases}
+        text = json.dumps(document, indent=1) + "\n"
+        if args.write_json:
+            args.write_json.write_text(text)
+        else:
+            print(text)
+        return 0
+    if args.render:
+        document = json.loads(args.render.read_text())
+        table = render(document)
+        if args.write:
+            write_between(args.write, START, END, table)
+        else:
+            print(table)
+        if args.plot:
+            plot(document, args.plot)
+        return 0
+    parser.error("give --model, --collect or --render")
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
