@@ -252,6 +252,10 @@ def test_clp_prunes_the_planted_channel(keep_bn, tmp_path) -> None:
     converters.save_onnx(target.converted, tmp_path / "pruned.onnx", tolerance=1e-4)
 
 
+# I-BAU's rounds and CLP alone: the steps around them (patch, signal, stimulation, ANP) have tests of their own
+ROUNDS_AND_CLP = {"patch_pixels": None, "signal_index": None, "stimulation_index": None, "anp_fraction": None}
+
+
 @pytest.mark.parametrize("clp_first", [False, True])
 def test_ibau_prunes_with_clp(clp_first, tmp_path) -> None:
     """By default CLP prunes the planted channel after unlearning (clp_first: before) and the record
@@ -262,12 +266,13 @@ def test_ibau_prunes_with_clp(clp_first, tmp_path) -> None:
         net.features[4].weight[5] *= 12.0
     target = export_and_convert(net, tmp_path / "planted.onnx")
     x, _ = samples(32)
-    result = IBAU(rounds=1, batch_size=16, clp_first=clp_first).purify(target.classifier, x)
+    result = IBAU(rounds=1, batch_size=16, clp_first=clp_first, **ROUNDS_AND_CLP).purify(target.classifier, x)
     (layer, channels), = result.pruned_channels.items()
     assert channels == [5] and any(("before" if clp_first else "after") in note for note in result.notes)
     conv = dict(target.classifier.network.named_modules())[layer]
     assert (conv.weight[5] == 0).all()  # a zeroed channel behind a ReLU gets no gradient: it stays pruned
-    assert IBAU(rounds=1, batch_size=16, clp_u=None).purify(target.classifier, x).pruned_channels == {}
+    assert IBAU(rounds=1, batch_size=16, **{**ROUNDS_AND_CLP, "clp_u": None}).purify(target.classifier, x) \
+        .pruned_channels == {}
     assert IBAU().milder().config.clp_u == IBAU().config.clp_u  # the back-off weakens unlearning, keeps CLP
     assert IBAU().config.anp_fraction and IBAU().milder().config.anp_fraction is None  # ... and prunes no neurons
     with pytest.raises(AuditorError, match="clp_u"):
@@ -614,11 +619,11 @@ def test_shared_adversarial_term_is_measured_and_leaves_the_reference_alone(back
     without it, no share is recorded."""
     target = load(backdoored)
     x, y = shapes(64, torch.Generator().manual_seed(5))
-    with_term = IBAU(rounds=1, batch_size=32, shared_adv_weight=1.0, shared_adv_eps=0.2)
+    with_term = IBAU(rounds=1, batch_size=32, shared_adv_weight=1.0, shared_adv_eps=0.2, **ROUNDS_AND_CLP)
     result = with_term.purify(target.classifier, x, y, data_source="clean", generator=torch.Generator().manual_seed(0))
     share = result.rounds[0]["shared_adversarial_share"]
     assert 0.0 < share <= 1.0  # at eps 0.2 the original and the current model share wrong labels
-    plain = IBAU(rounds=1, batch_size=32).purify(target.classifier, x, y, data_source="clean")
+    plain = IBAU(rounds=1, batch_size=32, **ROUNDS_AND_CLP).purify(target.classifier, x, y, data_source="clean")
     assert "shared_adversarial_share" not in plain.rounds[0]
     with pytest.raises(AuditorError, match="shared_adv"):
         IBAU(shared_adv_eps=0.0)
