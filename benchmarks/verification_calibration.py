@@ -20,6 +20,7 @@ writes the confusion tables into docs/verification.md and the scatter plot.
     python benchmarks/verification_calibration.py --model cifar10_badnets --zoo sample_models --seed 0 \\
         --out runs/calibration/cifar10_badnets_s0.json [--purified runs/main_s0/cifar10_badnets.purified.onnx]
     python benchmarks/verification_calibration.py --collect runs/calibration/*.json \\
+        --audits docs/results/draws_main.json docs/results/draws_heldapart.json \\
         --write-json docs/results/verification_calibration.json
     python benchmarks/verification_calibration.py --render docs/results/verification_calibration.json \\
         --write docs/verification.md --plot docs/verification_calibration.png
@@ -160,12 +161,41 @@ def points(document: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def audit_points(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """One point per real ``auditor audit`` run of a backdoored model (``--audits``: rows of benchmarks/audit_draws.py
+    JSON): the audit's own evidence at full size, real ASR on test images."""
+    out = []
+    for row in document.get("audits", []):
+        after = row.get("after") or {}
+        if after.get("asr") is None or row.get("passes") is None:
+            continue
+        out.append({"model": row["model"], "seed": row["seed"], "split": "audit", "variant": f"audit ({row['threads']} thread(s))",
+                    "asr": after["asr"], "acc": after.get("acc"),
+                    "score": max((r["after"] for r in row.get("residuals") or []), default=0.0),
+                    "residual_fails": any(r["still_works"] for r in row.get("residuals") or []),
+                    "rescan": row.get("rescan"), "fails": not row["passes"]})
+    return out
+
+
 def confusion(rows: list[dict[str, Any]], fails_key: str = "fails") -> dict[str, Any]:
     high = [r for r in rows if r["asr"] >= HIGH_ASR]
     low = [r for r in rows if r["asr"] <= LOW_ASR]
     middle = [r for r in rows if LOW_ASR < r["asr"] < HIGH_ASR]
     count = lambda group: (sum(bool(r[fails_key]) for r in group), len(group))  # noqa: E731
     return {"high": count(high), "middle": count(middle), "low": count(low)}
+
+
+SWEEP = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.01)
+
+
+def sweep(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The verdict each residual threshold would give (a carried trigger at or above it, or a re-scan that is not
+    clean, fails): what the threshold is chosen on, from the tuning split alone. 1.01 leaves the re-scan alone."""
+    out = []
+    for threshold in SWEEP:
+        marked = [{**r, "fails": r["score"] >= threshold or r["rescan"] != "clean"} for r in rows]
+        out.append({"threshold": threshold, **confusion(marked)})
+    return out
 
 
 def _share(pair: tuple[int, int]) -> str:
@@ -177,20 +207,34 @@ def render(document: dict[str, Any]) -> str:
     rows = points(document)
     lines = ["| split (ASR measured on) | evidence | ASR >= 20%: fail | 5% < ASR < 20%: fail | ASR <= 5%: fail |",
              "|---|---|---|---|---|"]
-    for split, label in (("tune", "tuning: zoo, training images"), ("report", "report: held-apart, test images")):
-        subset = [r for r in rows if r["split"] == split]
+    audits = audit_points(document)
+    for split, label in (("tune", "tuning: zoo, training images"), ("report", "report: held-apart, test images"),
+                         ("audit", "full audits: zoo and held-apart, test images")):
+        subset = [r for r in rows + audits if r["split"] == split]
         if not subset:
             continue
         for key, evidence in (("fails", "verification (both)"), ("residual_fails", "residuals alone")):
             table = confusion(subset, key)
             lines.append(f"| {label} | {evidence} | {_share(table['high'])} | {_share(table['middle'])} | "
                          f"{_share(table['low'])} |")
+    tune = [r for r in rows if r["split"] == "tune"]
+    if tune:
+        lines += ["", "The residual threshold on the tuning split alone (a re-scan that is not clean fails at every "
+                  "threshold; above 1 only the re-scan decides):", "",
+                  "| residual threshold | ASR >= 20%: fail | 5% < ASR < 20%: fail | ASR <= 5%: fail |",
+                  "|---|---|---|---|"]
+        current = document.get("residual_threshold", 0.5)
+        for row in sweep(tune):
+            label = "re-scan alone" if row["threshold"] > 1 else f"{row['threshold']:g}"
+            label += " (default)" if abs(row["threshold"] - current) < 1e-9 else ""
+            lines.append(f"| {label} | {_share(row['high'])} | {_share(row['middle'])} | {_share(row['low'])} |")
     goal = (f"Goal: at least {GOALS['caught']:.0%} of purified models with real ASR >= {HIGH_ASR:.0%} fail; at most "
             f"{GOALS['false_alarm']:.0%} of those with ASR <= {LOW_ASR:.0%} fail.")
     cases = ", ".join(sorted({f"{c['model']} (seed {c['seed']})" for c in document["cases"]}))
-    misses = [r for r in rows if r["asr"] >= HIGH_ASR and not r["fails"]]
-    alarms = [r for r in rows if r["asr"] <= LOW_ASR and r["fails"]]
-    detail = ["", goal, "", f"Cases: {cases}; {len(rows)} purified models.", ""]
+    misses = [r for r in rows + audits if r["asr"] >= HIGH_ASR and not r["fails"]]
+    alarms = [r for r in rows + audits if r["asr"] <= LOW_ASR and r["fails"]]
+    detail = ["", goal, "", f"Cases: {cases}; {len(rows)} purified variants, and {len(audits)} purified models of "
+              "full audits.", ""]
     for title, group in (("Missed (ASR >= 20%, passed)", misses), ("False alarms (ASR <= 5%, failed)", alarms)):
         detail.append(f"{title}: " + ("none." if not group else "; ".join(
             f"{r['model']} s{r['seed']} {r['variant']} (ASR {r['asr']:.1%}, score {r['score']:.2f}, re-scan {r['rescan']})"
@@ -204,7 +248,7 @@ def plot(document: dict[str, Any], path: Path, size: tuple[int, int] = (640, 440
     residual threshold."""
     from PIL import Image, ImageDraw
 
-    rows = points(document)
+    rows = points(document) + audit_points(document)
     width, height = size
     left, right, top, bottom = 56, 16, 40, 48
     pw, ph = width - left - right, height - top - bottom
@@ -233,9 +277,12 @@ def plot(document: dict[str, Any], path: Path, size: tuple[int, int] = (640, 440
         x, y = px(row["score"], row["asr"])
         colour = (192, 57, 43) if row["fails"] else (39, 174, 96)
         box = [x - 4, y - 4, x + 4, y + 4]
-        (draw.ellipse if row["split"] == "tune" else draw.rectangle)(box, outline=colour, width=2)
+        if row["split"] == "audit":
+            draw.polygon([(x, y - 5), (x + 5, y + 4), (x - 5, y + 4)], outline=colour, width=2)
+        else:
+            (draw.ellipse if row["split"] == "tune" else draw.rectangle)(box, outline=colour, width=2)
     draw.text((left, 8), "real ASR after purification (y) against the verification score (x)", fill=(0, 0, 0))
-    draw.text((left, 22), "red: verification failed it; green: passed; circle: zoo (tuning); square: held-apart",
+    draw.text((left, 22), "red: failed, green: passed; circle: zoo (tuning), square: held-apart, triangle: full audit",
               fill=(0, 0, 0))
     draw.text((left, height - 20), "strongest residual of a trigger carried from the original model", fill=(0, 0, 0))
     img.save(path)
@@ -249,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--purified", type=Path, nargs="*", default=[], help="purified ONNX files of real audits")
     parser.add_argument("--out", type=Path, help="where one model's JSON goes")
     parser.add_argument("--collect", type=Path, nargs="*", help="per-model JSON files to merge")
+    parser.add_argument("--audits", type=Path, nargs="*", default=[],
+                        help="with --collect: JSON of benchmarks/audit_draws.py whose audits join as full-audit points")
     parser.add_argument("--write-json", type=Path, help="the merged JSON (with --collect)")
     parser.add_argument("--render", type=Path, help="a merged JSON to render")
     parser.add_argument("--write", type=Path, help="the page whose marked section gets the tables")
@@ -267,7 +316,9 @@ def main(argv: list[str] | None = None) -> int:
         document = {"date": time.strftime("%Y-%m-%d"), "residual_threshold": VerificationConfig().residual_threshold,
                     "high_asr": HIGH_ASR, "low_asr": LOW_ASR, "goals": GOALS,
                     "command": "python benchmarks/verification_calibration.py --model NAME --zoo ZOO --seed S",
-                    "cases": cases}
+                    "cases": cases,
+                    "audits": [row for path in args.audits for row in json.loads(path.read_text())["rows"]],
+                    "audit_sources": [str(path) for path in args.audits]}
         text = json.dumps(document, indent=1) + "\n"
         if args.write_json:
             args.write_json.write_text(text)

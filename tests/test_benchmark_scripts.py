@@ -326,7 +326,9 @@ def test_verification_calibration_counts_each_asr_band_on_its_own_split(tmp_path
                                             ("ibau@0.3", 0.40, True, 0.3)]),
         _calibration_case("ha_b", "report", [("unchanged", 0.99, False, 0.8), ("finetune", 0.02, False, 0.6),
                                              ("ibau@0.6", 0.10, False, 0.2)]),
-    ]}
+    ], "audits": [{"model": "zoo_a", "seed": 1, "threads": 1, "after": {"asr": 0.03, "acc": 0.8}, "passes": False,
+                   "rescan": "clean", "residuals": [{"after": 0.93, "still_works": True}]},
+                  {"model": "clean_c", "seed": 0, "threads": 1, "after": {"asr": None, "acc": 0.8}, "passes": True}]}
     points = calibration.points(document)
     assert [p["asr"] for p in points] == [0.95, 0.03, 0.40, 0.99, 0.02, 0.10]
     tune = calibration.confusion([p for p in points if p["split"] == "tune"])
@@ -337,6 +339,11 @@ def test_verification_calibration_counts_each_asr_band_on_its_own_split(tmp_path
     assert "| tuning: zoo, training images | verification (both) | 1/2 (50%) | - | 0/1 (0%) |" in table
     assert "| report: held-apart, test images | residuals alone | 1/1 (100%) | 0/1 (0%) | 1/1 (100%) |" in table
     assert "zoo_a s0 ibau@0.3 (ASR 40.0%" in table  # the miss is named
+    sweep = {row["threshold"]: row for row in calibration.sweep([p for p in points if p["split"] == "tune"])}
+    assert sweep[0.3]["high"] == (2, 2) and sweep[0.5]["high"] == (1, 2) and sweep[0.3]["low"] == (0, 1)
+    assert "| 0.3 | 2/2 (100%) | - | 0/1 (0%) |" in table and "| re-scan alone | 1/2 (50%) |" in table
     assert "ha_b s0 finetune (ASR 2.0%" in table  # so is the false alarm
+    assert "| full audits: zoo and held-apart, test images | verification (both) | - | - | 1/1 (100%) |" in table
+    assert "zoo_a s1 audit (1 thread(s)) (ASR 3.0%, score 0.93" in table  # a clean model's audit has no ASR: left out
     calibration.plot(document, tmp_path / "scatter.png")
     assert (tmp_path / "scatter.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
