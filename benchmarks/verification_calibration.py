@@ -39,7 +39,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -71,8 +71,10 @@ def _images(dataset: str, split: str, seed: int = 0) -> tuple[np.ndarray, np.nda
     return x, y
 
 
-def calibrate_model(name: str, zoo: Path, seed: int, purified: list[Path], progress: bool = True) -> dict[str, Any]:
-    """The verification's verdict and the real figures of each purified variant of one model."""
+def calibrate_model(name: str, zoo: Path, seed: int, purified: list[Path], progress: bool = True,
+                    save: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """The verification's verdict and the real figures of each purified variant of one model; ``save`` gets the
+    result so far after each variant (``"complete": false`` until the last), so that a cut-off run keeps its rows."""
     from auditor.attacks import attack_from_params
     from auditor.evaluate import OnnxClassifier, evaluate
     from auditor.purify import get_purifier
@@ -119,11 +121,22 @@ def calibrate_model(name: str, zoo: Path, seed: int, purified: list[Path], progr
                "residuals": [r.to_json() for r in verification.residuals],
                "rescan": verification.rescan.verdict if verification.rescan else None, "real": real,
                "seconds": round(time.perf_counter() - begun, 1)}
+        if save is not None:
+            save(result(rows + [row], complete=False))
         log(f"{label}: ASR test {real['test']['asr']:.1%} train {real['train']['asr']:.1%} -> "
             f"{verification.verdict} (max residual {row['max_residual']:.2f}, re-scan {row['rescan']})")
         return row
 
-    rows = [variant("unchanged", classifier, converted, loaded.spec)]
+    def result(rows: list[dict[str, Any]], complete: bool) -> dict[str, Any]:
+        return {"model": name, "zoo": zoo.name, "split": _split_of(zoo), "seed": seed, "attack": entry["attack"]["name"],
+                "evidence": {"verdict": evidence.verdict.verdict, "targets": list(evidence.verdict.suspected_targets),
+                             "triggers": [t.label for t in evidence.triggers]},
+                "rows": rows, "complete": complete, "seconds": round(time.perf_counter() - started, 1),
+                "machine": {"cpus": torch.get_num_threads(), "processor": platform.machine(),
+                            "torch": torch.__version__}}
+
+    rows: list[dict[str, Any]] = []
+    rows.append(variant("unchanged", classifier, converted, loaded.spec))
     for method in ("finetune", "ibau"):
         restore(classifier, original_state)
         purifier = get_purifier(method)
@@ -137,11 +150,7 @@ def calibrate_model(name: str, zoo: Path, seed: int, purified: list[Path], progr
     for path in purified:
         other_loaded, other_converted, _p, other = _convert_checked(path, options, device, "calibrate")
         rows.append(variant(f"audit:{path.parent.name}/{path.name}", other, other_converted, other_loaded.spec))
-    return {"model": name, "zoo": zoo.name, "split": _split_of(zoo), "seed": seed, "attack": entry["attack"]["name"],
-            "evidence": {"verdict": evidence.verdict.verdict, "targets": list(evidence.verdict.suspected_targets),
-                         "triggers": [t.label for t in evidence.triggers]},
-            "rows": rows, "seconds": round(time.perf_counter() - started, 1),
-            "machine": {"cpus": torch.get_num_threads(), "processor": platform.machine(), "torch": torch.__version__}}
+    return result(rows, complete=True)
 
 
 # -- tables and plot -----------------------------------------------------------------------------------
@@ -230,7 +239,8 @@ def render(document: dict[str, Any]) -> str:
             lines.append(f"| {label} | {_share(row['high'])} | {_share(row['middle'])} | {_share(row['low'])} |")
     goal = (f"Goal: at least {GOALS['caught']:.0%} of purified models with real ASR >= {HIGH_ASR:.0%} fail; at most "
             f"{GOALS['false_alarm']:.0%} of those with ASR <= {LOW_ASR:.0%} fail.")
-    cases = ", ".join(sorted({f"{c['model']} (seed {c['seed']})" for c in document["cases"]}))
+    cases = ", ".join(sorted({f"{c['model']} (seed {c['seed']}{'' if c.get('complete', True) else ', cut off'})"
+                              for c in document["cases"]}))
     misses = [r for r in rows + audits if r["asr"] >= HIGH_ASR and not r["fails"]]
     alarms = [r for r in rows + audits if r["asr"] <= LOW_ASR and r["fails"]]
     detail = ["", goal, "", f"Cases: {cases}; {len(rows)} purified variants, and {len(audits)} purified models of "
@@ -304,10 +314,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--plot", type=Path, help="the scatter plot (PNG)")
     args = parser.parse_args(argv)
     if args.model:
-        result = calibrate_model(args.model, args.zoo, args.seed, args.purified)
         out = args.out or Path(f"runs/calibration/{args.model}_s{args.seed}.json")
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=1) + "\n")
+        partial = out.with_suffix(".partial.json")
+        save = lambda result: partial.write_text(json.dumps(result, indent=1) + "\n")  # noqa: E731
+        out.write_text(json.dumps(calibrate_model(args.model, args.zoo, args.seed, args.purified, save=save),
+                                  indent=1) + "\n")
+        partial.unlink(missing_ok=True)
         return 0
     if args.collect:
         cases = [json.loads(p.read_text()) for p in sorted(args.collect)]
