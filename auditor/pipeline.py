@@ -36,7 +36,8 @@ from .inversion.synth import quantize
 from .model import Classifier, pick_device
 from .purify import PURIFIERS, get_purifier
 from .purify.guard import GuardConfig, GuardReport, guarded_purify
-from .verify import CarriedTrigger, Verification, carried_triggers, residuals_before, verify
+from .verify import (CarriedTrigger, Verification, carried_triggers, residuals_before, verify,
+                     without_single_target_patch)
 from .report.files import Staging, check_output_dir, check_output_file
 
 _LOG = logging.getLogger(__name__)
@@ -266,8 +267,10 @@ def verify_purified(classifier: Classifier, evidence: Evidence, options: AuditOp
     fresh = _fresh_samples(classifier, options, progress)
     rescanned = _detect(classifier, fresh.images01, fresh.labels, options.detection.deciding_only(),
                         options.seed + 1, progress)
+    names = list(classifier.spec.class_names) if classifier.spec.class_names else None
+    deciding, notes = without_single_target_patch(rescanned[0], rescanned[1], names)
     verification = verify(classifier, evidence.triggers, evidence.before, evidence.probe, evidence.probe_labels,
-                          rescanned[1], evidence.results.get("reach"), rescanned[0].get("reach"))
+                          deciding, evidence.results.get("reach"), rescanned[0].get("reach"), notes=notes)
     return rescanned, verification
 
 

@@ -15,17 +15,26 @@ Two pieces of evidence, and the purified model passes only when both are clean:
 
 The verdict on the purified model is the worse of the two (a working residual counts as
 ``backdoored``), and the report names the evidence that decided it.
+
+Patch evidence into one class does not decide alone. A purification that removed a targeted backdoor
+often leaves the model open to a searched 16-pixel patch into the former target (0.83-0.93 of the
+samples on purified zoo models whose real ASR was 2-3%, against at most 0.54 on clean models), so
+the patch search cannot tell a removed backdoor from a kept one; the targeted triggers (reach's
+perturbation, Neural Cleanse's mask and pattern) can, and they are carried for that class too
+(docs/verification.md, "Calibration against real outcomes"). A patch that flips samples into
+several classes (all-to-all) still decides alone: no targeted detector sees it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
 from torch import Tensor
 
-from .detect import DetectionResult, Verdict
+from .detect import DetectionResult, Verdict, combine
 from .detect.verdict import VERDICTS
 from .model import Classifier
 from .universal import perturb, stamp
@@ -58,11 +67,12 @@ class Residual:
     target: int | None
     before: float  # share on the original model
     after: float  # share on the purified model
-    still_works: bool
+    still_works: bool  # after >= the residual threshold
+    decides: bool = True  # False for a patch into one class: it fails the model only with a targeted trigger
 
     def to_json(self) -> dict[str, Any]:
         return {"source": self.source, "target": self.target, "before": round(self.before, 4),
-                "after": round(self.after, 4), "still_works": self.still_works}
+                "after": round(self.after, 4), "still_works": self.still_works, "decides": self.decides}
 
 
 def carried_triggers(results: dict[str, DetectionResult], verdict: Verdict) -> list[CarriedTrigger]:
@@ -147,26 +157,57 @@ def residuals_before(classifier: Classifier, triggers: list[CarriedTrigger], ima
 
 def verify(classifier: Classifier, triggers: list[CarriedTrigger], before: list[float], probe: Tensor,
            probe_labels: Tensor, rescan: Verdict | None, reach_before: DetectionResult | None,
-           reach_after: DetectionResult | None, config: VerificationConfig = VerificationConfig()) -> Verification:
-    """Combine the residuals on the purified ``classifier`` with the fresh re-scan's verdict."""
+           reach_after: DetectionResult | None, config: VerificationConfig = VerificationConfig(),
+           notes: tuple[str, ...] = ()) -> Verification:
+    """Combine the residuals on the purified ``classifier`` with the fresh re-scan's verdict (``notes``: what was
+    set aside from the re-scan, shown when nothing failed the model)."""
     residuals = []
     for trigger, share_before in zip(triggers, before):
         after = trigger_share(classifier, trigger, probe, probe_labels, config.batch_size)
         residuals.append(Residual(trigger.source, trigger.target, share_before, after,
-                                  after >= config.residual_threshold))
+                                  after >= config.residual_threshold, decides=not _single_target_patch(trigger)))
     decided_by = [f"the {r.source} trigger found on the original model still sends {r.after:.0%} of the probe "
                   f"samples {'into class ' + str(r.target) if r.target is not None else 'off their label'} "
                   f"(was {r.before:.0%}; fails at {config.residual_threshold:.0%})"
-                  for r in residuals if r.still_works]
+                  for r in residuals if r.still_works and r.decides]
     severity = 2 if decided_by else 0
+    set_aside = [f"the {r.source} trigger still sends {r.after:.0%} into class {r.target}, but a patch into one "
+                 "class does not decide alone" for r in residuals if r.still_works and not r.decides]
     if rescan is not None and rescan.verdict != "clean":
         severity = max(severity, rescan.severity)
         decided_by.append(f"the fresh re-scan of the purified model says {rescan.verdict}: " + "; ".join(rescan.reasons))
     if not decided_by:
-        decided_by.append(f"no carried trigger works any more ({len(residuals)} re-applied) and the fresh re-scan is clean"
-                          if rescan is not None else f"no carried trigger works any more ({len(residuals)} re-applied)")
+        carried = "no carried trigger that decides alone still works" if set_aside else "no carried trigger works any more"
+        fresh = "" if rescan is None else (" and nothing in the fresh re-scan decides" if notes
+                                          else " and the fresh re-scan is clean")
+        decided_by.append(f"{carried} ({len(residuals)} re-applied){fresh}")
+        decided_by += set_aside + list(notes)
     return Verification(VERDICTS[severity], severity == 0, decided_by, residuals, rescan,
                         _reach_table(reach_before, reach_after))
+
+
+def _single_target_patch(trigger: CarriedTrigger) -> bool:
+    return trigger.source == "patch" and trigger.target is not None
+
+
+def without_single_target_patch(results: dict[str, DetectionResult], verdict: Verdict,
+                                class_names: list[str] | None = None) -> tuple[Verdict, tuple[str, ...]]:
+    """The fresh re-scan's verdict with its patch rule set aside when the patch sends its flips into one class:
+    on a purified model that rule alone cannot tell a removed backdoor from a kept one (module docstring); the
+    voting detectors still decide, and so does a patch whose flips spread over several classes."""
+    patch = results.get("patch")
+    threshold = verdict.config.patch_threshold
+    flip_rate = patch.summary.get("flip_rate") if patch is not None else None
+    if threshold is None or flip_rate is None or flip_rate < threshold:
+        return verdict, ()
+    into = [row["class"] for row in patch.per_class if row["share_of_flips"] >= verdict.config.patch_target_share]
+    if not into:
+        return verdict, ()
+    without = combine(results, dataclasses.replace(verdict.config, patch_threshold=None), class_names)
+    if without.severity >= verdict.severity:
+        return verdict, ()
+    return without, (f"the fresh re-scan's patch rule (a patch flips {flip_rate:.2f} of the samples into class "
+                     f"{into[0]}) does not decide alone on a purified model",)
 
 
 def _reach_table(before: DetectionResult | None, after: DetectionResult | None) -> list[dict[str, Any]]:

@@ -156,34 +156,51 @@ def calibrate_model(name: str, zoo: Path, seed: int, purified: list[Path], progr
 # -- tables and plot -----------------------------------------------------------------------------------
 
 
+def _decides(residual: dict[str, Any]) -> bool:
+    """Whether a recorded residual fails a model alone under the current rule (``auditor.verify``: a patch into
+    one class does not); rows verified by the current code record it."""
+    return residual.get("decides", not (residual["source"] == "patch" and residual["target"] is not None))
+
+
+def _rescan_reasons(decided_by: list[str]) -> list[str]:
+    return [reason for line in decided_by if line.startswith("the fresh re-scan")
+            for reason in line.split(": ", 1)[1].split("; ")]
+
+
+def _point(model: str, seed: int, split: str, variant: str, real: dict[str, Any], row: dict[str, Any]) -> dict[str, Any]:
+    """One purified model: its real figures, and the verification's verdict as run and under the current rule.
+    Rows verified before the rule existed are re-judged from their recorded evidence: residuals that decide, and
+    re-scan reasons other than a patch rule into one class."""
+    residuals, decided_by = row.get("residuals") or [], row.get("decided_by") or []
+    deciding = [r for r in residuals if _decides(r)]
+    recorded_rule = any("decides" in r for r in residuals)
+    votes = [r for r in _rescan_reasons(decided_by) if not ("-pixel patch flips" in r and "into class" in r)]
+    fails_now = (not row["passes"]) if recorded_rule else (any(r["still_works"] for r in deciding) or bool(votes))
+    found = [f"carried {r['source']}" for r in residuals if r["still_works"]]
+    found += ["re-scan patch rule" for r in _rescan_reasons(decided_by) if "-pixel patch flips" in r][:1]
+    found += ["re-scan vote" for r in _rescan_reasons(decided_by) if "anomaly index" in r][:1]
+    return {"model": model, "seed": seed, "split": split, "variant": variant, "asr": real["asr"], "acc": real.get("acc"),
+            "score": max((r["after"] for r in deciding), default=0.0),
+            "residual_fails": any(r["still_works"] for r in deciding), "rescan": row.get("rescan"),
+            "rescan_votes": bool(votes), "fails_as_run": not row["passes"], "fails": fails_now,
+            "decided": ", ".join(found) or "nothing"}
+
+
 def points(document: dict[str, Any]) -> list[dict[str, Any]]:
     """One point per purified variant: its split, real ASR (training images for the tuning split, test
-    images for the report split), verification score (the strongest carried trigger's residual) and verdict."""
-    out = []
-    for case in document["cases"]:
-        images = "train" if case["split"] == "tune" else "test"
-        for row in case["rows"]:
-            out.append({"model": case["model"], "seed": case["seed"], "split": case["split"], "variant": row["variant"],
-                        "asr": row["real"][images]["asr"], "acc": row["real"][images]["acc"],
-                        "score": row["max_residual"], "residual_fails": any(r["still_works"] for r in row["residuals"]),
-                        "rescan": row["rescan"], "fails": not row["passes"]})
-    return out
+    images for the report split), verification score (the strongest deciding carried trigger's residual) and
+    verdicts."""
+    return [_point(case["model"], case["seed"], case["split"], row["variant"],
+                   row["real"]["train" if case["split"] == "tune" else "test"], row)
+            for case in document["cases"] for row in case["rows"]]
 
 
 def audit_points(document: dict[str, Any]) -> list[dict[str, Any]]:
     """One point per real ``auditor audit`` run of a backdoored model (``--audits``: rows of benchmarks/audit_draws.py
     JSON): the audit's own evidence at full size, real ASR on test images."""
-    out = []
-    for row in document.get("audits", []):
-        after = row.get("after") or {}
-        if after.get("asr") is None or row.get("passes") is None:
-            continue
-        out.append({"model": row["model"], "seed": row["seed"], "split": "audit", "variant": f"audit ({row['threads']} thread(s))",
-                    "asr": after["asr"], "acc": after.get("acc"),
-                    "score": max((r["after"] for r in row.get("residuals") or []), default=0.0),
-                    "residual_fails": any(r["still_works"] for r in row.get("residuals") or []),
-                    "rescan": row.get("rescan"), "fails": not row["passes"]})
-    return out
+    return [_point(row["model"], row["seed"], "audit", f"audit ({row['threads']} thread(s))", row["after"], row)
+            for row in document.get("audits", [])
+            if (row.get("after") or {}).get("asr") is not None and row.get("passes") is not None]
 
 
 def confusion(rows: list[dict[str, Any]], fails_key: str = "fails") -> dict[str, Any]:
@@ -202,7 +219,7 @@ def sweep(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     clean, fails): what the threshold is chosen on, from the tuning split alone. 1.01 leaves the re-scan alone."""
     out = []
     for threshold in SWEEP:
-        marked = [{**r, "fails": r["score"] >= threshold or r["rescan"] != "clean"} for r in rows]
+        marked = [{**r, "fails": r["score"] >= threshold or r["rescan_votes"]} for r in rows]
         out.append({"threshold": threshold, **confusion(marked)})
     return out
 
@@ -222,14 +239,15 @@ def render(document: dict[str, Any]) -> str:
         subset = [r for r in rows + audits if r["split"] == split]
         if not subset:
             continue
-        for key, evidence in (("fails", "verification (both)"), ("residual_fails", "residuals alone")):
+        for key, evidence in (("fails", "verification, current rule"), ("fails_as_run", "verification as run"),
+                              ("residual_fails", "deciding residuals alone")):
             table = confusion(subset, key)
             lines.append(f"| {label} | {evidence} | {_share(table['high'])} | {_share(table['middle'])} | "
                          f"{_share(table['low'])} |")
     tune = [r for r in rows if r["split"] == "tune"]
     if tune:
-        lines += ["", "The residual threshold on the tuning split alone (a re-scan that is not clean fails at every "
-                  "threshold; above 1 only the re-scan decides):", "",
+        lines += ["", "The residual threshold on the tuning split alone, under the current rule (a re-scan reason "
+                  "that decides fails at every threshold; above 1 only the re-scan decides):", "",
                   "| residual threshold | ASR >= 20%: fail | 5% < ASR < 20%: fail | ASR <= 5%: fail |",
                   "|---|---|---|---|"]
         current = document.get("residual_threshold", 0.5)
@@ -245,9 +263,12 @@ def render(document: dict[str, Any]) -> str:
     alarms = [r for r in rows + audits if r["asr"] <= LOW_ASR and r["fails"]]
     detail = ["", goal, "", f"Cases: {cases}; {len(rows)} purified variants, and {len(audits)} purified models of "
               "full audits.", ""]
-    for title, group in (("Missed (ASR >= 20%, passed)", misses), ("False alarms (ASR <= 5%, failed)", alarms)):
+    changed = [r for r in rows + audits if r["fails_as_run"] and not r["fails"]]
+    for title, group in (("Missed (ASR >= 20%, passed)", misses), ("False alarms (ASR <= 5%, failed)", alarms),
+                         ("Failed as run, passed under the current rule", changed)):
         detail.append(f"{title}: " + ("none." if not group else "; ".join(
-            f"{r['model']} s{r['seed']} {r['variant']} (ASR {r['asr']:.1%}, score {r['score']:.2f}, re-scan {r['rescan']})"
+            f"{r['model']} s{r['seed']} {r['variant']} (ASR {r['asr']:.1%}, score {r['score']:.2f}, re-scan {r['rescan']}; "
+            f"failed by: {r['decided']})"
             for r in group) + "."))
     return "\n".join(lines + detail)
 

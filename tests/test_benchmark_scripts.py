@@ -314,7 +314,11 @@ def _calibration_case(model: str, split: str, variants: list[tuple[str, float, b
     """A per-model calibration result: (variant, real ASR, passes, strongest residual) per purified model."""
     images = "train" if split == "tune" else "test"
     rows = [{"variant": name, "passes": passes, "max_residual": score, "rescan": "clean" if passes else "suspicious",
-             "residuals": [{"still_works": score >= 0.5}], "real": {images: {"acc": 0.8, "asr": asr}}}
+             "residuals": [{"source": "reach", "target": 0, "after": score, "still_works": score >= 0.5,
+                            "decides": True}],
+             "decided_by": [] if passes else ["the fresh re-scan of the purified model says suspicious: class 0: its "
+                                              "reach stands out (anomaly index 1.6 > 1.5)"],
+             "real": {images: {"acc": 0.8, "asr": asr}}}
             for name, asr, passes, score in variants]
     return {"model": model, "split": split, "seed": 0, "rows": rows}
 
@@ -327,7 +331,13 @@ def test_verification_calibration_counts_each_asr_band_on_its_own_split(tmp_path
         _calibration_case("ha_b", "report", [("unchanged", 0.99, False, 0.8), ("finetune", 0.02, False, 0.6),
                                              ("ibau@0.6", 0.10, False, 0.2)]),
     ], "audits": [{"model": "zoo_a", "seed": 1, "threads": 1, "after": {"asr": 0.03, "acc": 0.8}, "passes": False,
-                   "rescan": "clean", "residuals": [{"after": 0.93, "still_works": True}]},
+                   "rescan": "clean", "residuals": [{"source": "reach", "target": 0, "after": 0.93, "still_works": True}]},
+                  # verified before the patch rule: failed by a patch into one class alone, re-judged as passing
+                  {"model": "zoo_a", "seed": 2, "threads": 1, "after": {"asr": 0.02, "acc": 0.8}, "passes": False,
+                   "rescan": "backdoored", "residuals": [{"source": "patch", "target": 0, "after": 0.9, "still_works": True}],
+                   "decided_by": ["the patch trigger found on the original model still sends 90% ...",
+                                  "the fresh re-scan of the purified model says backdoored: a 16-pixel patch flips "
+                                  "0.85 of the samples (>= 0.75), into class 0 (0): a patch trigger"]},
                   {"model": "clean_c", "seed": 0, "threads": 1, "after": {"asr": None, "acc": 0.8}, "passes": True}]}
     points = calibration.points(document)
     assert [p["asr"] for p in points] == [0.95, 0.03, 0.40, 0.99, 0.02, 0.10]
@@ -336,14 +346,17 @@ def test_verification_calibration_counts_each_asr_band_on_its_own_split(tmp_path
     report = calibration.confusion([p for p in points if p["split"] == "report"])
     assert report == {"high": (1, 1), "middle": (1, 1), "low": (1, 1)}
     table = calibration.render(document)
-    assert "| tuning: zoo, training images | verification (both) | 1/2 (50%) | - | 0/1 (0%) |" in table
-    assert "| report: held-apart, test images | residuals alone | 1/1 (100%) | 0/1 (0%) | 1/1 (100%) |" in table
+    assert "| tuning: zoo, training images | verification, current rule | 1/2 (50%) | - | 0/1 (0%) |" in table
+    assert "| report: held-apart, test images | deciding residuals alone | 1/1 (100%) | 0/1 (0%) | 1/1 (100%) |" in table
     assert "zoo_a s0 ibau@0.3 (ASR 40.0%" in table  # the miss is named
     sweep = {row["threshold"]: row for row in calibration.sweep([p for p in points if p["split"] == "tune"])}
     assert sweep[0.3]["high"] == (2, 2) and sweep[0.5]["high"] == (1, 2) and sweep[0.3]["low"] == (0, 1)
     assert "| 0.3 | 2/2 (100%) | - | 0/1 (0%) |" in table and "| re-scan alone | 1/2 (50%) |" in table
     assert "ha_b s0 finetune (ASR 2.0%" in table  # so is the false alarm
-    assert "| full audits: zoo and held-apart, test images | verification (both) | - | - | 1/1 (100%) |" in table
+    assert "| full audits: zoo and held-apart, test images | verification, current rule | - | - | 1/2 (50%) |" in table
+    assert "| full audits: zoo and held-apart, test images | verification as run | - | - | 2/2 (100%) |" in table
     assert "zoo_a s1 audit (1 thread(s)) (ASR 3.0%, score 0.93" in table  # a clean model's audit has no ASR: left out
+    assert "current rule: zoo_a s2 audit (1 thread(s)) (ASR 2.0%, score 0.00, re-scan backdoored; failed by: carried " \
+           "patch, re-scan patch rule)" in table
     calibration.plot(document, tmp_path / "scatter.png")
     assert (tmp_path / "scatter.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

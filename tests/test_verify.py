@@ -8,14 +8,15 @@ import json
 import pytest
 import torch
 
-from auditor.detect import Reach, combine
+from auditor.detect import DetectionResult, Reach, combine
 from auditor.model import Classifier
 from auditor.pipeline import _audit_verdict
 from auditor.report.html import render_html
 from auditor.report.markdown import render_markdown
 from auditor.report.sarif import render_sarif
 from auditor.report.summary import render_summary
-from auditor.verify import carried_triggers, residuals_before, verify
+from auditor.verify import (CarriedTrigger, carried_triggers, residuals_before, verify,
+                            without_single_target_patch)
 from converters import ModelSpec
 from test_detect import K, SIDE, TARGET, Planted, _samples
 
@@ -61,6 +62,49 @@ def test_a_suspicious_rescan_is_not_a_pass(found) -> None:
     suspicious.verdict = "suspicious"
     outcome = verify(purified, triggers, before, x, y, suspicious, None, None)
     assert not outcome.passes and outcome.verdict == "suspicious"
+
+
+def _corner_patch(images: torch.Tensor) -> torch.Tensor:
+    """The toy's planted trigger, as a carried patch would apply it."""
+    out = images.clone()
+    out[:, :, -2:, -2:] = 1.0
+    return out
+
+
+@pytest.mark.parametrize("target, fails", [(TARGET, False), (None, True)])
+def test_a_working_patch_into_one_class_does_not_decide_alone_but_an_all_to_all_one_does(
+        found, target: int | None, fails: bool) -> None:
+    """On purified models whose backdoor was gone, a searched patch still sent most samples into the former
+    target; the targeted triggers carried beside it decide. A patch with no single target has no such
+    companion and still fails the model alone."""
+    original, x, y, results, verdict, triggers, before = found
+    purified = Classifier(Planted(backdoor=True), original.spec)  # the patch still works on it
+    patch = CarriedTrigger("patch", target, _corner_patch)
+    clean = combine({"reach": results["reach"]})
+    clean.verdict = "clean"
+    outcome = verify(purified, [patch], residuals_before(original, [patch], x, y), x, y, clean, None, None)
+    (residual,) = outcome.residuals
+    assert residual.still_works and residual.decides is fails and outcome.passes is not fails
+    if not fails:
+        assert "does not decide alone" in " ".join(outcome.decided_by)
+        assert outcome.decided_by[0].startswith("no carried trigger that decides alone still works")
+    assert residual.to_json()["decides"] is fails
+
+
+def _patch_result(flip_rate: float, shares: list[float]) -> DetectionResult:
+    per_class = [{"class": k, "share_of_flips": share} for k, share in enumerate(shares)]
+    return DetectionResult("patch", {"pixels": 16}, per_class, [0.0] * len(shares), {"flip_rate": flip_rate})
+
+
+@pytest.mark.parametrize("shares, set_aside", [([0.0, 0.9, 0.1, 0.0], True), ([0.3, 0.3, 0.2, 0.2], False)])
+def test_the_fresh_rescans_patch_rule_into_one_class_is_set_aside(shares: list[float], set_aside: bool) -> None:
+    results = {"patch": _patch_result(0.85, shares)}
+    rescan = combine(results)
+    assert rescan.verdict == "backdoored"  # the patch rule fired
+    deciding, notes = without_single_target_patch(results, rescan)
+    assert (deciding.verdict == "clean") is set_aside and bool(notes) is set_aside
+    quiet = {"patch": _patch_result(0.5, shares)}  # below the rule's threshold: nothing to set aside
+    assert without_single_target_patch(quiet, combine(quiet)) == (combine(quiet), ())
 
 
 def _report(verdict_block: dict) -> dict:
