@@ -7,7 +7,8 @@ the audit's own code (``pipeline.verify_purified``) and measures each variant's 
 onnxruntime, on test images and on a subset of training images:
 
 * ``unchanged``: the original weights (what a purification that changed nothing ships);
-* ``finetune``: the fine-tuning purifier on the synthetic samples (a weak defense);
+* ``finetune`` and ``clp``: fine-tuning on the synthetic samples and data-free channel pruning (weak
+  defenses);
 * ``ibau``: the default purifier, unguarded, and its weight change kept at 30% and 60% (``ibau@0.3``,
   ``ibau@0.6``: what the guard's back-off ships);
 * ``audit:<file>``: purified models written by real ``auditor audit`` runs (``--purified``).
@@ -137,7 +138,7 @@ def calibrate_model(name: str, zoo: Path, seed: int, purified: list[Path], progr
 
     rows: list[dict[str, Any]] = []
     rows.append(variant("unchanged", classifier, converted, loaded.spec))
-    for method in ("finetune", "ibau"):
+    for method in ("finetune", "clp", "ibau"):
         restore(classifier, original_state)
         purifier = get_purifier(method)
         purifier.purify(classifier, train.images01, train.labels, generator=torch.Generator().manual_seed(seed))
