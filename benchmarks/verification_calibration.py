@@ -11,6 +11,8 @@ onnxruntime, on test images and on a subset of training images:
   defenses);
 * ``ibau``: the default purifier, unguarded, and its weight change kept at 30% and 60% (``ibau@0.3``,
   ``ibau@0.6``: what the guard's back-off ships);
+* ``pixels+ibau`` and ``public+ibau``: I-BAU on pixel-space inversion (no generator) and on public
+  Tiny-ImageNet images labelled by the model (32x32 colour models only), the bench's weak sources;
 * ``audit:<file>``: purified models written by real ``auditor audit`` runs (``--purified``).
 
 The evidence comes from a scan-sized inversion (``pipeline.scan_inversion``: 20 samples per class),
@@ -148,10 +150,36 @@ def calibrate_model(name: str, zoo: Path, seed: int, purified: list[Path], progr
             for alpha in INTERPOLATIONS:
                 interpolate(classifier, original_state, changed, alpha)
                 rows.append(variant(f"ibau@{alpha:g}", classifier, converted, loaded.spec))
+    # the bench's other weak sources of samples: pixel-space inversion (no generator), and public images labelled
+    # by the model itself (Tiny-ImageNet's holdout, which the generator never trained on; 32x32 colour models only)
+    sources = {"pixels+ibau": lambda: _pixel_samples(classifier, options)}
+    if tuple(loaded.spec.image_shape) == (3, 32, 32):
+        sources["public+ibau"] = lambda: _public_samples(classifier, len(train), seed)
+    for label, make in sources.items():
+        restore(classifier, original_state)
+        images, labels = make()
+        get_purifier("ibau").purify(classifier, images, labels, generator=torch.Generator().manual_seed(seed))
+        rows.append(variant(label, classifier, converted, loaded.spec))
     for path in purified:
         other_loaded, other_converted, _p, other = _convert_checked(path, options, device, "calibrate")
         rows.append(variant(f"audit:{path.parent.name}/{path.name}", other, other_converted, other_loaded.spec))
     return result(rows, complete=True)
+
+
+def _pixel_samples(classifier, options) -> tuple[torch.Tensor, torch.Tensor]:
+    from auditor.inversion import invert
+
+    synth = invert(classifier, options.inversion, pixels=True)
+    return synth.images01, synth.labels
+
+
+def _public_samples(classifier, count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    from auditor.data.tinyimagenet import load_tinyimagenet_split
+
+    x, _ = load_tinyimagenet_split("holdout")
+    pick = np.sort(np.random.default_rng(seed).choice(len(x), size=count, replace=False))
+    images = torch.from_numpy(x[pick]).permute(0, 3, 1, 2).float() / 255
+    return images, classifier.predict(images).cpu()
 
 
 # -- tables and plot -----------------------------------------------------------------------------------
