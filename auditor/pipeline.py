@@ -182,7 +182,7 @@ def audit(
 
     # the original's verdict, raised by what purification found on it; the carried evidence stays the detection's
     original_verdict = _with_findings(evidence.verdict, guard) if evidence is not None else None
-    rescanned: tuple[dict[str, DetectionResult], Verdict] | None = None
+    rescanned: Detection | None = None
     verification: Verification | None = None
     if evidence is not None:
         with stages("verify"):
@@ -190,9 +190,9 @@ def audit(
 
     report = _base_report("audit", loaded, options, parity)
     if evidence is not None and original_verdict is not None and rescanned is not None and verification is not None:
-        report["verdict"] = _audit_verdict(original_verdict, rescanned[1], verification)
+        report["verdict"] = _audit_verdict(original_verdict, rescanned.verdict, verification)
         report["detection"] = _detection_section(evidence.results, loaded.spec.num_classes, loaded.spec.class_names)
-        report["rescan"] = _detection_section(rescanned[0], loaded.spec.num_classes, loaded.spec.class_names)
+        report["rescan"] = _detection_section(rescanned.results, loaded.spec.num_classes, loaded.spec.class_names)
     report["inversion"] = _inversion_section(synth, train, holdout)
     report["purification"] = guard.to_json()
     report["purification"]["threshold_basis"] = threshold_basis  # from the detection's own verdict, before findings
@@ -229,11 +229,19 @@ def audit(
         report["output"] = {"path": str(output), "sha256": converters.sha256_file(staging.located(output)),
                             "metadata": metadata}
         report["timings"] = _timings(stages, detect=evidence.results if evidence is not None else {},
-                                     verify=rescanned[0] if rescanned else {})
+                                     verify=rescanned.results if rescanned is not None else {})
         from .report import write_reports
 
         write_reports(report, report_dir, staging=staging)
     return AuditResult(report=report, output=output, report_dir=report_dir)
+
+
+@dataclass
+class Detection:
+    """Every detector's result on one set of samples, and the verdict they combine into."""
+
+    results: dict[str, DetectionResult]
+    verdict: Verdict
 
 
 @dataclass
@@ -260,18 +268,18 @@ def gather_evidence(classifier: Classifier, synth: SynthSet, holdout: SynthSet, 
 
 
 def verify_purified(classifier: Classifier, evidence: Evidence, options: AuditOptions,
-                    progress: Progress | None = None) -> tuple[tuple[dict[str, DetectionResult], Verdict], Verification]:
+                    progress: Progress | None = None) -> tuple[Detection, Verification]:
     """The purified ``classifier``'s verification: the original's triggers re-applied, and a fresh look on samples
     inverted from the purified model itself with another seed, so that the re-scan does not inherit what the
     original model's samples carry."""
     fresh = _fresh_samples(classifier, options, progress)
-    rescanned = _detect(classifier, fresh.images01, fresh.labels, options.detection.deciding_only(),
-                        options.seed + 1, progress)
+    results, verdict = _detect(classifier, fresh.images01, fresh.labels, options.detection.deciding_only(),
+                               options.seed + 1, progress)
     names = list(classifier.spec.class_names) if classifier.spec.class_names else None
-    deciding, notes = without_single_target_patch(rescanned[0], rescanned[1], names)
+    deciding, notes = without_single_target_patch(results, verdict, names)
     verification = verify(classifier, evidence.triggers, evidence.before, evidence.probe, evidence.probe_labels,
-                          deciding, evidence.results.get("reach"), rescanned[0].get("reach"), notes=notes)
-    return rescanned, verification
+                          deciding, evidence.results.get("reach"), results.get("reach"), notes=notes)
+    return Detection(results, verdict), verification
 
 
 def _with_findings(verdict: Verdict, guard: GuardReport) -> Verdict:
