@@ -17,12 +17,11 @@ The verdict on the purified model is the worse of the two (a working residual co
 ``backdoored``), and the report names the evidence that decided it.
 
 Patch evidence into one class does not decide alone. A purification that removed a targeted backdoor
-often leaves the model open to a searched 16-pixel patch into the former target (0.83-0.93 of the
-samples on purified zoo models whose real ASR was 2-3%, against at most 0.54 on clean models), so
-the patch search cannot tell a removed backdoor from a kept one; the targeted triggers (reach's
-perturbation, Neural Cleanse's mask and pattern) can, and they are carried for that class too
-(docs/verification.md, "Calibration against real outcomes"). A patch that flips samples into
-several classes (all-to-all) still decides alone: no targeted detector sees it.
+often leaves the model open to a searched small patch into the former target, more than a clean
+model is, so the patch search cannot tell a removed backdoor from a kept one; the targeted triggers
+(reach's perturbation, Neural Cleanse's mask and pattern) can, and they are carried for that class
+too (figures: docs/verification.md, "Calibration against real outcomes"). A patch that flips samples
+into several classes (all-to-all) still decides alone: no targeted detector sees it.
 """
 
 from __future__ import annotations
