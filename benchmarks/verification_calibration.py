@@ -297,7 +297,7 @@ def render(document: dict[str, Any]) -> str:
                          ("Failed as run, passed under the current rule", changed)):
         detail.append(f"{title}: " + ("none." if not group else "; ".join(
             f"{r['model']} s{r['seed']} {r['variant']} (ASR {r['asr']:.1%}, score {r['score']:.2f}, re-scan {r['rescan']}; "
-            f"failed by: {r['decided']})"
+            f"evidence that fired: {r['decided']})"
             for r in group) + "."))
     return "\n".join(lines + detail)
 
@@ -344,7 +344,7 @@ def plot(document: dict[str, Any], path: Path, size: tuple[int, int] = (640, 440
     draw.text((left, 8), "real ASR after purification (y) against the verification score (x)", fill=(0, 0, 0))
     draw.text((left, 22), "red: failed, green: passed; circle: zoo (tuning), square: held-apart, triangle: full audit",
               fill=(0, 0, 0))
-    draw.text((left, height - 20), "strongest residual of a trigger carried from the original model", fill=(0, 0, 0))
+    draw.text((left, height - 20), "strongest residual of a deciding trigger carried from the original model", fill=(0, 0, 0))
     img.save(path)
 
 
