@@ -356,7 +356,8 @@ def test_verification_calibration_counts_each_asr_band_on_its_own_split(tmp_path
     assert "| full audits: zoo and held-apart, test images | verification, current rule | - | - | 1/2 (50%) |" in table
     assert "| full audits: zoo and held-apart, test images | verification as run | - | - | 2/2 (100%) |" in table
     assert "zoo_a s1 audit (1 thread(s)) (ASR 3.0%, score 0.93" in table  # a clean model's audit has no ASR: left out
-    assert "current rule: zoo_a s2 audit (1 thread(s)) (ASR 2.0%, score 0.00, re-scan backdoored; failed by: carried " \
+    assert "current rule: zoo_a s2 audit (1 thread(s)) (ASR 2.0%, score 0.00, re-scan backdoored; evidence that fired: carried " \
            "patch, re-scan patch rule)" in table
     calibration.plot(document, tmp_path / "scatter.png")
     assert (tmp_path / "scatter.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
