@@ -330,6 +330,19 @@ def test_anp_prunes_only_under_perturbation(backdoored) -> None:
     assert ANP().milder().config.max_prune_fraction == ANP().config.max_prune_fraction / 2
 
 
+def test_anp_takes_convolutions_without_a_bias(tmp_path) -> None:
+    """Pre-activation networks have bias-free convolutions that no BatchNorm follows: their bias noise is
+    not in the graph, and ANP's perturbation step must not ask for its gradient (it raised on a
+    held-apart PreAct-ResNet)."""
+    torch.manual_seed(4)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1, bias=False),
+                        nn.ReLU(), nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(8, 4))
+    target = export_and_convert(net, tmp_path / "bias_free.onnx")
+    x, y = shapes(32, torch.Generator().manual_seed(1))
+    result = ANP(iterations=3, batch_size=16).purify(target.classifier, x, y, generator=torch.Generator().manual_seed(0))
+    assert len(result.rounds) == 2  # both convolutions were masked, the bias-free one included
+
+
 # -- I-BAU ----------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("min_agreement", [0.0, 1.0])

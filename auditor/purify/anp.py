@@ -113,10 +113,13 @@ def learn_masks(classifier: Classifier, neurons: Neurons, images01: Tensor, targ
                     tensor.copy_((torch.rand(tensor.shape, generator=generator) * 2 - 1).mul_(c.eps).to(device))
             for _ in range(c.perturb_steps):
                 loss = F.cross_entropy(masked_forward(classifier, neurons, x, [m.detach() for m in masks], noise_w, noise_b), y)
-                grads = torch.autograd.grad(loss, [*noise_w, *noise_b])
+                # a convolution without a bias (pre-activation blocks, convolutions before BatchNorm) has no bias
+                # to perturb: its bias noise is not in the graph and gets no gradient
+                grads = torch.autograd.grad(loss, [*noise_w, *noise_b], allow_unused=True)
                 with torch.no_grad():
                     for tensor, grad in zip((*noise_w, *noise_b), grads):
-                        tensor.add_(step * grad.sign()).clamp_(-c.eps, c.eps)
+                        if grad is not None:
+                            tensor.add_(step * grad.sign()).clamp_(-c.eps, c.eps)
             perturbed = F.cross_entropy(masked_forward(classifier, neurons, x, masks,
                                                  [n.detach() for n in noise_w], [n.detach() for n in noise_b]), y)
         else:
