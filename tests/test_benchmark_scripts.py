@@ -361,3 +361,11 @@ def test_verification_calibration_counts_each_asr_band_on_its_own_split(tmp_path
     calibration.plot(document, tmp_path / "scatter.png")
     assert (tmp_path / "scatter.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
+
+
+def test_verification_page_holds_the_calibrations_output() -> None:
+    script, markers = _script("verification_calibration"), _script("markers")
+    document = json.loads((ROOT / "docs" / "results" / "verification_calibration.json").read_text())
+    page = (ROOT / "docs" / "verification.md").read_text()
+    assert markers.block(page, script.START, script.END) == script.render(document)
+    assert (ROOT / "docs" / "verification_calibration.png").is_file()
