@@ -175,10 +175,11 @@ def _pixel_samples(classifier, options) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _public_samples(classifier, count: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     from auditor.data.tinyimagenet import load_tinyimagenet_split
+    from auditor.zoo.train import to_float_nchw
 
     x, _ = load_tinyimagenet_split("holdout")
     pick = np.sort(np.random.default_rng(seed).choice(len(x), size=count, replace=False))
-    images = torch.from_numpy(x[pick]).permute(0, 3, 1, 2).float() / 255
+    images = to_float_nchw(x[pick])
     return images, classifier.predict(images).cpu()
 
 
