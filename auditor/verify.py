@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 
 from .detect import DetectionResult, Verdict, combine
-from .detect.verdict import VERDICTS
+from .detect.verdict import VERDICTS, patch_targets
 from .model import Classifier
 from .universal import perturb, stamp
 
@@ -106,7 +106,7 @@ def carried_triggers(results: dict[str, DetectionResult], verdict: Verdict) -> l
     flip_rate = patch.summary.get("flip_rate") if patch is not None else None
     if patch is not None and "mask" in patch.images and threshold is not None and flip_rate is not None \
             and flip_rate >= threshold:
-        into = [row["class"] for row in patch.per_class if row["share_of_flips"] >= verdict.config.patch_target_share]
+        into = patch_targets(patch, verdict.config)
         mask, pattern = patch.images["mask"], patch.images["pattern"]
         triggers.append(CarriedTrigger("patch", into[0] if into else None, lambda x, m=mask, p=pattern:
                                        stamp(x, m.to(x.device), p.to(x.device))))
@@ -199,7 +199,7 @@ def without_single_target_patch(results: dict[str, DetectionResult], verdict: Ve
     flip_rate = patch.summary.get("flip_rate") if patch is not None else None
     if threshold is None or flip_rate is None or flip_rate < threshold:
         return verdict, ()
-    into = [row["class"] for row in patch.per_class if row["share_of_flips"] >= verdict.config.patch_target_share]
+    into = patch_targets(patch, verdict.config)
     if not into:
         return verdict, ()
     without = combine(results, dataclasses.replace(verdict.config, patch_threshold=None), class_names)

@@ -108,7 +108,7 @@ def combine(results: dict[str, DetectionResult], config: VerdictConfig | None = 
     flip_rate = patch.summary.get("flip_rate") if patch is not None else None
     if config.patch_threshold is not None and flip_rate is not None and flip_rate >= config.patch_threshold:
         severity = 2
-        into = [row["class"] for row in patch.per_class if row["share_of_flips"] >= config.patch_target_share]
+        into = patch_targets(patch, config)
         for t in into:
             targets.setdefault(t, best[t] if t < len(best) else 0.0)
         where = (f"into class {name(into[0])}" if into else
@@ -119,6 +119,11 @@ def combine(results: dict[str, DetectionResult], config: VerdictConfig | None = 
         reasons.append(f"no class stands out (largest anomaly index {score:.2f} <= {config.suspicious_threshold:g})")
     ordered = sorted(targets, key=lambda t: (-targets[t], t))
     return Verdict(VERDICTS[severity], score, ordered, reasons, config)
+
+
+def patch_targets(patch: DetectionResult, config: VerdictConfig) -> list[int]:
+    """The classes that receive at least ``patch_target_share`` of the patch's flips (none: all-to-all)."""
+    return [row["class"] for row in patch.per_class if row["share_of_flips"] >= config.patch_target_share]
 
 
 def _registry() -> ModuleType:
