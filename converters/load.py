@@ -20,6 +20,7 @@ from onnx import TensorProto, numpy_helper
 from .errors import ModelError
 from .limits import (Limits, all_tensors, check_declared_tensors, check_file_size, check_structure,
                      check_total_bytes, external_data_bytes, is_external)
+from .prepare import infer_shapes_without_weights
 from .spec import ModelSpec, parse_float_list, parse_name_list
 
 DEFAULT_MAX_BYTES = Limits().max_bytes
@@ -94,7 +95,7 @@ def load_onnx(
     except Exception as exc:
         raise ModelError(f"{path}: the ONNX checker rejects the model: {_first_line(exc)}") from exc
     try:
-        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
+        inferred = infer_shapes_without_weights(model)
     except Exception:
         inferred = model
     check_declared_tensors(inferred, path, limits)  # what inference derived for the intermediate tensors

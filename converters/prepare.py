@@ -66,10 +66,42 @@ def prepare_for_conversion(original: onnx.ModelProto) -> PreparedModel:
     _name_nodes(model)
     del model.graph.value_info[:]
     try:
-        model = onnx.shape_inference.infer_shapes(model, strict_mode=False)
+        inferred = infer_shapes_without_weights(model)
     except Exception as exc:  # shape inference is a help, not a requirement
         _LOG.debug("shape inference after preparation failed: %s", exc)
+    else:
+        model.graph.value_info.extend(inferred.graph.value_info)
+        for value, typed in zip(model.graph.output, inferred.graph.output):
+            value.type.CopyFrom(typed.type)
     return PreparedModel(model=model, origins=origins, steps=steps, static_batch=static_batch)
+
+
+# Initializers up to this many elements stay in the copy that shape inference reads: shape, axes,
+# scale and index tensors are that small, and inference reads their values.
+_SHAPE_RELEVANT_ELEMENTS = 64
+
+
+def infer_shapes_without_weights(model: onnx.ModelProto) -> onnx.ModelProto:
+    """ONNX shape inference on a copy without the large weights, which it does not need.
+
+    Inference serializes the whole model; on a VGG-sized model that is most of the conversion's
+    time. Each large initializer becomes a typed graph input of the same shape, so every inferred
+    type is the one the full model would get. The returned model lacks those weights: read its
+    value_info and outputs, never use it as the model.
+    """
+    graph = model.graph
+    small, weights = [], []
+    for init in graph.initializer:
+        elements = int(np.prod(init.dims)) if init.dims else 1
+        (small if elements <= _SHAPE_RELEVANT_ELEMENTS else weights).append(init)
+    declared = {value.name for value in graph.input}
+    weight_inputs = [helper.make_tensor_value_info(init.name, init.data_type, list(init.dims))
+                     for init in weights if init.name not in declared]
+    light_graph = helper.make_graph(list(graph.node), graph.name, list(graph.input) + weight_inputs,
+                                    list(graph.output), initializer=small, value_info=list(graph.value_info))
+    light = helper.make_model(light_graph, opset_imports=list(model.opset_import), functions=list(model.functions))
+    light.ir_version = model.ir_version
+    return onnx.shape_inference.infer_shapes(light, strict_mode=False)
 
 
 def _drop_initializer_inputs(model: onnx.ModelProto, steps: list[str]) -> None:
@@ -185,7 +217,7 @@ def _fold_constants(model: onnx.ModelProto, origins: dict[str, Origin], steps: l
 def _known_dtypes(model: onnx.ModelProto) -> dict[str, np.dtype]:
     """Element types of graph values, from the inputs and shape inference."""
     try:
-        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
+        inferred = infer_shapes_without_weights(model)
     except Exception:
         inferred = model
     known = {}
@@ -269,7 +301,7 @@ def _replace_shape(graph: onnx.GraphProto, node: onnx.NodeProto, shape: np.ndarr
 
 def _static_dims(model: onnx.ModelProto) -> dict[str, list[int | None]]:
     try:
-        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False)
+        inferred = infer_shapes_without_weights(model)
     except Exception:
         return {}
     dims = {}

@@ -76,6 +76,27 @@ def test_convert_train_write_back(arch: str, exporter: str, batch: str, export_d
         assert exporter == "dynamo_noopt", result.note
 
 
+@pytest.mark.parametrize("arch", ["view_flatten", "token_mixer"])
+def test_shape_inference_without_the_weights_types_every_tensor_as_the_full_model(arch: str, export_dir: Path) -> None:
+    """Conversion infers shapes on a copy without large weights; shape and axes tensors must stay."""
+    from converters.prepare import infer_shapes_without_weights
+
+    path = export(build(arch), "legacy17", export_dir / f"{arch}-shapes.onnx", 4)
+    model = onnx.load(str(path))
+    constants = [node for node in model.graph.node if node.op_type == "Constant"]
+    for node in constants:  # shape and axes tensors as initializers, as conversion's folding leaves them
+        model.graph.initializer.append(onnx.numpy_helper.from_array(
+            onnx.numpy_helper.to_array(node.attribute[0].t), node.output[0]))
+        model.graph.node.remove(node)
+    assert constants
+    full = onnx.shape_inference.infer_shapes(model, strict_mode=False)
+    light = infer_shapes_without_weights(model)
+    assert len(full.graph.value_info) > 0
+    assert {v.name: v.type for v in light.graph.value_info} == {v.name: v.type for v in full.graph.value_info}
+    assert [v.type for v in light.graph.output] == [v.type for v in full.graph.output]
+    assert len(model.graph.initializer) > 0, "the model itself keeps its weights"
+
+
 def _onnx_light_models() -> list[Path]:
     folder = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
     return sorted(folder.glob("*.onnx"))
