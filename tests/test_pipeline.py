@@ -28,6 +28,9 @@ FAST_INVERSION = InversionConfig(per_class=4, steps=3, batch_per_class=2,
 FAST_DETECTION = DetectionConfig(settings={"neural_cleanse": {"steps": 4}, "reach": {"steps": 3},
                                            "patch": {"steps": 10}, "weight_perturbation": {"radii": (0.05,)}})
 FAST_PURIFIER = {"rounds": 1, "anp_iterations": 20, "patch_steps": 20}
+# I-BAU's rounds without the recipe's other steps, for tests about the pipeline around the purifier
+# (tests/test_purify.py covers each step)
+ROUNDS_ONLY = {"rounds": 1, "patch_pixels": None, "signal_index": None, "stimulation_index": None, "anp_fraction": None}
 FAST = AuditOptions(inversion=FAST_INVERSION, rescan_inversion=FAST_INVERSION, purifier_config=FAST_PURIFIER,
                     detection=FAST_DETECTION, anchor_samples=200, guard_prior_samples=100)
 
@@ -148,7 +151,7 @@ def test_purify_cli_with_saved_synthetic_samples(model: Path, tmp_path: Path) ->
     meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
     assert meta["auditor.method"] == "clp"
     assert json.loads((tmp_path / "cli-report" / "report.json").read_text())["config"]["synthetic"] == str(synth)
-    for method, settings in {"ibau": {"rounds": 1}, "finetune": {"epochs": 1}}.items():
+    for method, settings in {"ibau": ROUNDS_ONLY, "finetune": {"epochs": 1}}.items():
         out = tmp_path / f"{method}.onnx"
         audit(model, out, tmp_path / f"{method}-report",
               replace(FAST, method=method, purifier_config=settings, synthetic=synth, rescan=False))
@@ -158,8 +161,6 @@ def test_purify_cli_with_saved_synthetic_samples(model: Path, tmp_path: Path) ->
 
 def test_prior_samples_for_the_guard_probe_and_the_anchors(model: Path) -> None:
     """Unconditioned generator samples in the model's input space: seeded, and none for the pixel ablation."""
-    from dataclasses import replace
-
     import torch
 
     from auditor.model import Classifier
@@ -217,11 +218,9 @@ def test_a_finding_raises_the_verdict_but_not_the_guard_budget_it_was_given(mode
         return report
 
     monkeypatch.setattr(pipeline, "guarded_purify", finding_guard)
-    report = audit(model, tmp_path / "out.onnx", tmp_path / "report", FAST).report
+    report = audit(model, tmp_path / "out.onnx", tmp_path / "report", replace(FAST, purifier_config=ROUNDS_ONLY)).report
     assert report["verdict"]["verdict"] == "backdoored"
-    reasons = report["verdict"]["reasons"]  # the tiny model's stimulation step may find channels of its own
-    assert reasons[-1] == "purification found patch trigger: injected by the test"
-    assert all(r.startswith("purification found") for r in reasons)
+    assert report["verdict"]["reasons"] == ["purification found patch trigger: injected by the test"]
     assert report["verdict"]["rescan"]["verdict"] == "clean"  # the re-scan, forced clean too, decides the exit code
     assert "verdict clean" in report["purification"]["threshold_basis"]
     assert report["purification"]["guard"]["min_prior_agreement"] == GuardConfig().min_prior_agreement_unflagged
