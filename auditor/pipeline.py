@@ -152,14 +152,13 @@ def audit(
     with stages("invert"):
         synth = _synthetic_samples(classifier, options, progress)
         train, holdout = synth.split(options.holdout_fraction, seed=options.seed)
-
-    # SMI samples are classified confidently by construction, so a purification that wrecks the
-    # model can still agree with the original on all of them (seen on the zoo: holdout agreement
-    # 1.0 while clean accuracy fell from 87% to 25%). The guard also probes the model with
-    # unconditioned generator samples, far from the class modes; purification keeps the original's
-    # predictions on a different draw of them (the anchors).
-    prior_probe = _prior_samples(classifier, options, options.guard_prior_samples, options.seed + 7)
-    anchors = _prior_samples(classifier, options, options.anchor_samples, options.seed + 11)
+        # SMI samples are classified confidently by construction, so a purification that wrecks the
+        # model can still agree with the original on all of them (seen on the zoo: holdout agreement
+        # 1.0 while clean accuracy fell from 87% to 25%). The guard also probes the model with
+        # unconditioned generator samples, far from the class modes; purification keeps the original's
+        # predictions on a different draw of them (the anchors).
+        prior_probe = _prior_samples(classifier, options, options.guard_prior_samples, options.seed + 7)
+        anchors = _prior_samples(classifier, options, options.anchor_samples, options.seed + 11)
     evidence: Evidence | None = None
     if options.rescan:
         with stages("detect"):
