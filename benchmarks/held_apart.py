@@ -13,7 +13,7 @@ the test set of each model's domain), a fleet scan's ``index.json`` (the scan's 
         --draws 0:1 --eval-data runs/cifar10_test.npz --out runs/draws_ha_NAME   # MNIST models: runs/mnist_test.npz
     python benchmarks/held_apart.py --collect runs/draws_ha_*/draws.json --draws docs/results/draws_heldapart.json
     python benchmarks/held_apart.py --scans docs/results/heldapart_scan.json \\
-        --draws docs/results/draws_heldapart.json --write docs/bench.md      # --readme README.md: the summary
+        --draws docs/results/draws_heldapart.json --write docs/bench.md
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- heldapart-table -->", "<!-- /heldapart-table -->"
-README_BEGIN, README_END = "<!-- heldapart-summary -->", "<!-- /heldapart-summary -->"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from audit_draws import summarize  # noqa: E402  (sibling script modules)
 from markers import emit  # noqa: E402
@@ -131,19 +130,12 @@ def collect(paths: list[Path]) -> dict[str, Any]:
             "commands": [d.get("command") for d in documents], "rows": rows}
 
 
-def readme_summary(manifest: dict[str, Any], scans: dict[str, Any] | None, draws: dict[str, Any] | None) -> str:
-    """The lines the README shows: the held-apart summary, with where the table is."""
-    lines = summary_lines(rows(manifest, scans, draws), scans, draws)
-    return "\n".join(lines + ["- Per model: [docs/bench.md](docs/bench.md), \"Held-apart models\"."])
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--manifest", type=Path, default=ROOT / "heldapart_models" / "manifest.json")
     parser.add_argument("--scans", type=Path, help="index.json of `auditor fleet scan` over the held-apart models")
     parser.add_argument("--draws", type=Path, help="draws.json of benchmarks/audit_draws.py over them")
     parser.add_argument("--write", type=Path, help="Put the table between the heldapart-table markers of this page.")
-    parser.add_argument("--readme", type=Path, help="Put the summary between the heldapart-summary markers of this page.")
     parser.add_argument("--collect", type=Path, nargs="+", help="Merge these draws.json files into --draws and exit.")
     args = parser.parse_args(argv)
     if args.collect:
@@ -154,9 +146,6 @@ def main(argv: list[str] | None = None) -> int:
     manifest = json.loads(args.manifest.read_text())
     scans = json.loads(args.scans.read_text()) if args.scans else None
     draws = json.loads(args.draws.read_text()) if args.draws else None
-    if args.readme:
-        emit(readme_summary(manifest, scans, draws), args.readme, README_BEGIN, README_END)
-        return 0
     emit(render(manifest, scans, draws), args.write, BEGIN, END)
     return 0
 

@@ -283,7 +283,7 @@ def test_held_apart_table_joins_truth_scans_and_audits() -> None:
     assert "mean ASR after 45.0%, worst 85.0%, mean accuracy drop 2.0 points" in table
 
 
-def test_held_apart_tables_in_the_docs_are_the_scripts_output() -> None:
+def test_held_apart_table_in_the_bench_page_is_the_scripts_output() -> None:
     script, markers = _script("held_apart"), _script("markers")
     results = ROOT / "docs" / "results"
     manifest = json.loads((ROOT / "heldapart_models" / "manifest.json").read_text())
@@ -291,8 +291,6 @@ def test_held_apart_tables_in_the_docs_are_the_scripts_output() -> None:
     draws = json.loads((results / "draws_heldapart.json").read_text())
     page = (ROOT / "docs" / "bench.md").read_text()
     assert markers.block(page, script.BEGIN, script.END) == script.render(manifest, scans, draws)
-    readme = (ROOT / "README.md").read_text()
-    assert markers.block(readme, script.README_BEGIN, script.README_END) == script.readme_summary(manifest, scans, draws)
 
 
 def test_held_apart_collects_several_draw_runs_into_one_document(tmp_path: Path) -> None:

@@ -1,10 +1,10 @@
-"""benchmarks/results_table.py renders the README's results table from committed JSON."""
+"""benchmarks/results_table.py renders the README's one results table from committed JSON."""
 
 from __future__ import annotations
 
-import copy
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,53 +14,63 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def results_table():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
     spec = importlib.util.spec_from_file_location("results_table", ROOT / "benchmarks" / "results_table.py")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    sys.modules[spec.name] = module  # its dataclass looks its module up
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        del sys.modules[spec.name]
     return module
 
 
-@pytest.fixture(scope="module")
-def data(results_table):
-    return json.loads(results_table.DEFAULT_JSON.read_text())
+def _draw(model: str, seed: int, acc_after: float, asr_after: float | None, purified: str, seconds: float) -> dict:
+    asr_before = None if asr_after is None else 0.9
+    return {"model": model, "seed": seed, "threads": 1, "seconds": seconds, "purified": purified,
+            "before": {"acc": 0.9, "asr": asr_before, "data": "runs/cifar10_test.npz"},
+            "after": {"acc": acc_after, "asr": asr_after, "data": "runs/cifar10_test.npz"}}
 
 
-def test_readme_table_is_the_scripts_output(results_table, data):
+CATALOGUE = {"bd": ("held-apart", "vgg", "badnets"), "ok": ("zoo", "resnet", None)}
+
+
+def test_readme_block_is_the_scripts_output(results_table) -> None:
+    from markers import block
+
     readme = (ROOT / "README.md").read_text()
-    assert results_table.current_block(readme) == results_table.render(data)
+    assert block(readme, results_table.BEGIN, results_table.END) == results_table.render(*results_table.load_sources())
     assert results_table.main(["--check", str(ROOT / "README.md")]) == 0
 
 
-def test_committed_means_agree_with_the_rows(results_table, data):
-    assert results_table.check_means(data) == []
+def test_every_committed_audit_has_a_row_under_its_default(results_table) -> None:
+    documents, earlier, profile = results_table.load_sources()
+    table = results_table.render(documents, earlier, profile)
+    for document in documents:
+        for run in document["rows"]:
+            assert f"| {run['model']} |" in table and "| current |" in table
+    for row in earlier["rows"]:
+        assert any(line.startswith(f"| {row['model']} |") and "| earlier |" in line for line in table.splitlines())
+    assert f"{profile['timings']['total']:.0f} s" in table
 
 
-def test_every_figure_says_where_it_came_from(data):
-    assert data["commands"] and data["date"] and data["machine"]
-    assert all(row["source"] for row in data["rows"])
-    assert all(item["source"] for item in data["not_in_table"])
+def test_a_row_keeps_the_worst_draw(results_table) -> None:
+    documents = [{"rows": [_draw("bd", 0, 0.85, 0.02, "clean", 100.0), _draw("bd", 1, 0.80, 0.40, "backdoored", 300.0),
+                           _draw("ok", 0, 0.88, None, "clean", 50.0)]}]
+    rows = {r.model: r for r in results_table.current_rows(documents, CATALOGUE)}
+    bd = rows["bd"]
+    assert (bd.draws, bd.acc_after_worst, bd.asr_after_worst, bd.verified_clean, bd.wall_s_max) == (
+        2, pytest.approx(80.0), pytest.approx(40.0), 1, 300.0)
+    assert rows["ok"].asr_after_worst is None and rows["ok"].split == "zoo"
+    assert [r.model for r in results_table.current_rows(documents, CATALOGUE)] == ["ok", "bd"]  # zoo first
+    lines = results_table.summary(list(rows.values()))
+    held_apart = next(line for line in lines if "held-apart" in line)
+    assert "removed (ASR ≤ 10% on every draw) in 0 of 1 models; worst ASR after 40.0% (bd)" in held_apart
+    assert "worst accuracy drop 10.0 points (bd)" in held_apart
+    assert "clean models verified clean on 1 of 1 draws" in next(line for line in lines if "zoo" in line)
 
 
-def test_render_prints_a_row_per_model_and_the_means(results_table, data, capsys):
-    assert results_table.main(["--data", str(results_table.DEFAULT_JSON)]) == 0
-    out = capsys.readouterr().out
-    for row in data["rows"]:
-        assert f"| {row['model']} |" in out
-    assert "| cifar10_sig | SIG | 85.1 → 81.8 | 88.7 → 0.2 | 92.6 | backdoored → clean | 547 |" in out
-    assert "| cifar10_clean_b | none (clean) | 86.9 → 85.9 | - | - | suspicious → clean | 416 |" in out
-    assert "| **mean, backdoored** | | drop 2.8 | after 3.7 | 92.3 | | |" in out
-
-
-def test_a_wrong_mean_is_refused(results_table, data, tmp_path, capsys):
-    bad = copy.deepcopy(data)
-    bad["means"]["asr_after_backdoored"] = 5.0
-    path = tmp_path / "bad.json"
-    path.write_text(json.dumps(bad))
-    assert results_table.main(["--data", str(path)]) == 1
-    assert "asr_after_backdoored" in capsys.readouterr().err
-
-
-def test_write_then_check_round_trips(results_table, tmp_path):
+def test_write_then_check_round_trips(results_table, tmp_path: Path) -> None:
     page = tmp_path / "page.md"
     page.write_text(f"# t\n\n{results_table.BEGIN}\nold table\n{results_table.END}\n\nafter\n")
     assert results_table.main(["--check", str(page)]) == 1
@@ -71,7 +81,7 @@ def test_write_then_check_round_trips(results_table, tmp_path):
     assert "old table" not in text
 
 
-def test_help_runs(results_table, capsys):
+def test_help_runs(results_table, capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
         results_table.main(["--help"])
     assert exit_info.value.code == 0

@@ -1,0 +1,44 @@
+"""The pages describe the project as it is: CI runs the README's test command, and no page, comment or
+docstring narrates the development history (that goes in CHANGELOG.md)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ORDINALS = ("tenth eleventh twelfth thirteenth fourteenth fifteenth sixteenth seventeenth eighteenth nineteenth "
+            "twentieth").split()
+# "the sixteenth round"; a fraction ("a tenth of the learning rate") is not history
+HISTORY = re.compile(r"\b(" + "|".join(ORDINALS) + r")\b(?! of\b)|\b(development|work) (round|session)s?\b|\bthis session\b"
+                     r"|\bprevious session\b|the issue's bar", re.IGNORECASE)
+
+
+def _project_text_files() -> list[Path]:
+    files = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    for folder in ("auditor", "converters"):
+        files += sorted((ROOT / folder).rglob("*.py"))
+    return files
+
+
+def test_ci_runs_the_readmes_test_command() -> None:
+    readme = (ROOT / "README.md").read_text()
+    command = next(line for line in (ROOT / ".ci" / "run").read_text().splitlines() if "pytest" in line)
+    assert f"```bash\n{command}\n```" in readme
+
+
+@pytest.mark.parametrize("path", _project_text_files(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_page_or_comment_narrates_the_development_history(path: Path) -> None:
+    hits = [f"{path.name}:{n}: {line.strip()}" for n, line in enumerate(path.read_text().splitlines(), 1)
+            if HISTORY.search(line)]
+    assert not hits, hits
+
+
+@pytest.mark.parametrize("path", [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))],
+                         ids=lambda p: str(p.relative_to(ROOT)))
+def test_a_page_says_session_only_of_onnxruntime(path: Path) -> None:
+    hits = [line.strip() for line in path.read_text().splitlines()
+            if re.search(r"\bsessions?\b", line, re.IGNORECASE) and "onnxruntime" not in line.lower()]
+    assert not hits, hits
