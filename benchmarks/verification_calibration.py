@@ -75,9 +75,12 @@ def _images(dataset: str, split: str, seed: int = 0) -> tuple[np.ndarray, np.nda
 
 
 def calibrate_model(name: str, zoo: Path, seed: int, purified: list[Path], progress: bool = True,
-                    save: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+                    save: Callable[[dict[str, Any]], None] | None = None, evidence_size: str = "scan") -> dict[str, Any]:
     """The verification's verdict and the real figures of each purified variant of one model; ``save`` gets the
-    result so far after each variant (``"complete": false`` until the last), so that a cut-off run keeps its rows."""
+    result so far after each variant (``"complete": false`` until the last), so that a cut-off run keeps its rows.
+
+    ``evidence_size`` "scan" gathers the evidence on a scan-sized inversion (affordable on a CPU), "audit" on the
+    audit's own inversion (its default sample count), as a real audit does."""
     from auditor.attacks import attack_from_params
     from auditor.evaluate import OnnxClassifier, evaluate
     from auditor.purify import get_purifier
@@ -92,7 +95,8 @@ def calibrate_model(name: str, zoo: Path, seed: int, purified: list[Path], progr
     log = (lambda text: print(f"[{name} s{seed}] {text}", flush=True)) if progress else (lambda text: None)
     entry = find_entry(zoo / "manifest.json", name=name)
     attack = attack_from_params(entry["attack"], base_dir=zoo)
-    options = AuditOptions(seed=seed, inversion=dataclasses.replace(scan_inversion(), seed=seed))
+    inversion = scan_inversion() if evidence_size == "scan" else AuditOptions().inversion
+    options = AuditOptions(seed=seed, inversion=dataclasses.replace(inversion, seed=seed))
     torch.manual_seed(seed)
     device = pick_device(options.device)
     started = time.perf_counter()
@@ -132,7 +136,8 @@ def calibrate_model(name: str, zoo: Path, seed: int, purified: list[Path], progr
 
     def result(rows: list[dict[str, Any]], complete: bool) -> dict[str, Any]:
         return {"model": name, "zoo": zoo.name, "split": _split_of(zoo), "seed": seed, "attack": entry["attack"]["name"],
-                "evidence": {"verdict": evidence.verdict.verdict, "targets": list(evidence.verdict.suspected_targets),
+                "evidence": {"size": evidence_size, "per_class": options.inversion.per_class,
+                             "verdict": evidence.verdict.verdict, "targets": list(evidence.verdict.suspected_targets),
                              "triggers": [t.label for t in evidence.triggers]},
                 "rows": rows, "complete": complete, "seconds": round(time.perf_counter() - started, 1),
                 "machine": {"cpus": torch.get_num_threads(), "processor": platform.machine(),
@@ -220,9 +225,18 @@ def points(document: dict[str, Any]) -> list[dict[str, Any]]:
     """One point per purified variant: its split, real ASR (training images for the tuning split, test
     images for the report split), verification score (the strongest deciding carried trigger's residual) and
     verdicts."""
-    return [_point(case["model"], case["seed"], case["split"], row["variant"],
+    return [_point(case["model"], case["seed"], case["split"], row["variant"] + _in_brackets(_evidence_size(case)),
                    row["real"]["train" if case["split"] == "tune" else "test"], row)
             for case in document["cases"] for row in case["rows"]]
+
+
+def _evidence_size(case: dict[str, Any]) -> str:
+    """How a case's evidence was gathered, where it is not the scan-sized default ("" where it is)."""
+    return "audit-size evidence" if case.get("evidence", {}).get("size") == "audit" else ""
+
+
+def _in_brackets(words: str) -> str:
+    return f" ({words})" if words else ""
 
 
 def audit_points(document: dict[str, Any]) -> list[dict[str, Any]]:
@@ -287,7 +301,9 @@ def render(document: dict[str, Any]) -> str:
             lines.append(f"| {label} | {_share(row['high'])} | {_share(row['middle'])} | {_share(row['low'])} |")
     goal = (f"Goal: at least {GOALS['caught']:.0%} of purified models with real ASR >= {HIGH_ASR:.0%} fail; at most "
             f"{GOALS['false_alarm']:.0%} of those with ASR <= {LOW_ASR:.0%} fail.")
-    cases = ", ".join(sorted({f"{c['model']} (seed {c['seed']}{'' if c.get('complete', True) else ', cut off'})"
+    cases = ", ".join(sorted({f"{c['model']} (" + ", ".join(filter(None, (
+                                  f"seed {c['seed']}", _evidence_size(c), "" if c.get("complete", True) else "cut off")))
+                              + ")"
                               for c in document["cases"]}))
     misses = [r for r in rows + audits if r["asr"] >= HIGH_ASR and not r["fails"]]
     alarms = [r for r in rows + audits if r["asr"] <= LOW_ASR and r["fails"]]
@@ -355,6 +371,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--zoo", type=Path, default=ROOT / "sample_models")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--purified", type=Path, nargs="*", default=[], help="purified ONNX files of real audits")
+    parser.add_argument("--evidence", choices=("scan", "audit"), default="scan",
+                        help="gather the evidence on a scan-sized inversion, or on the audit's own [default: scan]")
     parser.add_argument("--out", type=Path, help="where one model's JSON goes")
     parser.add_argument("--collect", type=Path, nargs="*", help="per-model JSON files to merge")
     parser.add_argument("--audits", type=Path, nargs="*", default=[],
@@ -369,8 +387,8 @@ def main(argv: list[str] | None = None) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         partial = out.with_suffix(".partial.json")
         save = lambda result: partial.write_text(json.dumps(result, indent=1) + "\n")  # noqa: E731
-        out.write_text(json.dumps(calibrate_model(args.model, args.zoo, args.seed, args.purified, save=save),
-                                  indent=1) + "\n")
+        out.write_text(json.dumps(calibrate_model(args.model, args.zoo, args.seed, args.purified, save=save,
+                                                  evidence_size=args.evidence), indent=1) + "\n")
         partial.unlink(missing_ok=True)
         return 0
     if args.collect:
