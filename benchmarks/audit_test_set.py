@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 from pathlib import Path
 
 import auditor.bench as auditor_bench
@@ -33,14 +34,14 @@ def pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("audits", type=Path, help="folder with MODEL/purified.onnx and MODEL/report/report.json")
     parser.add_argument("--zoo", type=Path, default=Path("sample_models"))
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--bench-json", type=Path, default=None, help="also write an `auditor bench` document")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     x, y = load_cifar10("test", args.data_dir)
     rows = []
     for entry in read_manifest(args.zoo)["models"]:
@@ -80,6 +81,7 @@ def main() -> None:
         args.out.write_text(json.dumps(rows, indent=1))
     if args.bench_json:
         args.bench_json.write_text(json.dumps(bench_document(args.audits, rows, len(x)), indent=2))
+    return 0
 
 
 def bench_document(audits: Path, rows: list[dict], test_images: int) -> dict:
@@ -101,4 +103,4 @@ def bench_document(audits: Path, rows: list[dict], test_images: int) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

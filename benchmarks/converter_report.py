@@ -6,6 +6,7 @@ test matrix of architectures x exporters x batch kinds. Prints Markdown tables.
 
 from __future__ import annotations
 
+import argparse
 import sys
 import tempfile
 import time
@@ -63,8 +64,17 @@ def matrix() -> None:
                           f"{result.method} |")
 
 
-if __name__ == "__main__":
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--matrix", action="store_true",
+                        help="also build, convert and write back the test matrix of architectures and exporters")
+    args = parser.parse_args(argv)
     light_models()
-    if "--matrix" in sys.argv:
+    if args.matrix:
         print()
         matrix()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

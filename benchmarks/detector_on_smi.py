@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import torch
@@ -40,7 +41,7 @@ def parse_settings(items: list[str]) -> dict[str, dict[str, object]]:
     return settings
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+", type=Path)
     parser.add_argument("--smi", required=True, help="SMI file pattern with {model}")
@@ -53,7 +54,7 @@ def main() -> None:
                         help="label the samples with each model's own predictions, as the audit's re-scan of a "
                              "purified model does")
     parser.add_argument("--jsonl", type=Path, help="append one JSON line per model and detector")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     settings = parse_settings(args.set)
     detectors = [get_detector(name, **settings.get(name, {})) for name in args.detector]
@@ -80,7 +81,8 @@ def main() -> None:
             if args.jsonl:
                 with args.jsonl.open("a") as fh:
                     fh.write(json.dumps({"model": path.stem, "seconds": result.seconds, **result.to_json()}) + "\n")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

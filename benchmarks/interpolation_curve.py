@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from auditor.attacks import attack_from_params
@@ -52,14 +53,14 @@ def curve(zoo: Path, entry: dict, purified: Path, x, y) -> list[dict]:
     return rows
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("audits", type=Path, help="folder with MODEL/purified.onnx per zoo model")
     parser.add_argument("--zoo", type=Path, default=Path("sample_models"))
     parser.add_argument("--model", action="append")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--out", type=Path, default=Path("runs/interpolation.jsonl"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     x, y = tuning_split(data_dir=args.data_dir)
     rows = []
     for entry in read_manifest(args.zoo)["models"]:
@@ -75,7 +76,8 @@ def main() -> None:
         cells = [f"{r['prior_agreement']:.2f} / {r['acc_drop']:.1f}" + (f" / {r['asr']:.0f}" if r["asr"] is not None else "")
                  for r in rows if r["model"] == name]
         print(f"| {name} | " + " | ".join(cells) + " |")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -66,14 +67,14 @@ def calibrate(zoo: Path, entry: dict, smi: Path, x: np.ndarray, y: np.ndarray) -
     return rows
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--zoo", type=Path, default=Path("sample_models"))
     parser.add_argument("--smi-dir", type=Path, required=True)
     parser.add_argument("--model", action="append")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--out", type=Path, default=Path("runs/pruning_calibration.jsonl"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     x, y = tuning_split(data_dir=args.data_dir)
     entries = [m for m in read_manifest(args.zoo)["models"] if not args.model or m["name"] in args.model]
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -81,7 +82,8 @@ def main() -> None:
         for entry in entries:
             for row in calibrate(args.zoo, entry, args.smi_dir / entry["name"] / "smi.npz", x, y):
                 out.write(json.dumps(row) + "\n")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

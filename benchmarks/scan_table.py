@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -122,14 +123,14 @@ def row(report: dict[str, Any], truth: dict[str, Any] | None, thresholds: dict[s
     return cells
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder", type=Path, help="--report-dir of a scan of several models")
     parser.add_argument("--manifest", type=Path, action="append", default=[], help="zoo manifest(s) with the truth")
     parser.add_argument("--rule", action="append", default=[], help="DETECTOR:THRESHOLD, marks indices above it")
     parser.add_argument("--voters", default=",".join(default_voters()),
                         help="comma-separated detectors whose index decides the verdict (default: the scan's)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     truth = load_truth(args.manifest)
     thresholds = {name: float(value) for name, value in (r.split(":") for r in args.rule)}
     reports = [(path, json.loads(path.read_text())) for path in sorted(args.folder.glob("*/report.json"))]
@@ -141,7 +142,8 @@ def main() -> None:
     for path, report in reports:
         cells = row(report, truth.get(path.parent.name), thresholds, tuple(args.voters.split(",")), columns)
         print("| " + " | ".join(cells) + " |")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

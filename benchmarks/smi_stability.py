@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -62,7 +63,7 @@ def balanced(x: np.ndarray, y: np.ndarray, per_class: int, seed: int = 0) -> tup
     return x[idx], y[idx]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--zoo", default="sample_models")
     parser.add_argument("--model", action="append")
@@ -73,7 +74,7 @@ def main() -> None:
     parser.add_argument("--reuse", type=Path, action="append", default=[],
                         help="folder with MODEL-CONFIG.npz from an earlier run, or MODEL/smi.npz from `auditor bench` "
                              "(same default inversion): score those samples instead of inverting again")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     zoo, out = Path(args.zoo), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     manifest = read_manifest(zoo)
@@ -129,6 +130,7 @@ def main() -> None:
     (out / "smi_stability.md").write_text(render(results))
     (out / "smi_stability_per_class.md").write_text(render_per_class(results))
     print(render(results))
+    return 0
 
 
 def find_cached(folders: list[Path], model: str, config: str) -> Path | None:
@@ -205,4 +207,4 @@ def render_per_class(results: dict) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -34,13 +35,13 @@ def into_target(classifier: OnnxClassifier, x_nhwc: np.ndarray, attack, target: 
     return float(hit.mean()) if keep.any() else float("nan"), int(keep.sum())
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="+", type=Path)
     parser.add_argument("--smi", required=True, help="SMI file pattern with {model}")
     parser.add_argument("--manifest", type=Path, default=Path("sample_models/manifest.json"))
     parser.add_argument("--data", type=Path, default=Path("sample_models/cifar10_test_1000.npz"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     entries = {Path(e["file"]).stem: e for e in json.loads(args.manifest.read_text())["models"]}
     real, _ = load_npz(args.data)
     print("| model | attack (target) | SMI samples moved into the target | real test images moved |")
@@ -58,7 +59,8 @@ def main() -> None:
         on_real, n_real = into_target(classifier, real, attack, target)
         print(f"| {path.stem} | {attack.name} ({target}) | {on_smi:.2f} of {n_smi} | {on_real:.2f} of {n_real} |",
               flush=True)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -56,7 +57,7 @@ def parse_value(text: str):
         return text
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model")
     parser.add_argument("method")
@@ -64,7 +65,7 @@ def main() -> None:
     parser.add_argument("--zoo", type=Path, default=Path("sample_models"))
     parser.add_argument("--smi-dir", type=Path, default=Path("runs/bench"), help="holds MODEL/smi.npz")
     parser.add_argument("--log", type=Path, default=Path("runs/tune_purifier.jsonl"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     config = {k: parse_value(v) for k, v in (kv.split("=", 1) for kv in args.overrides)}
     entry = {m["name"]: m for m in read_manifest(args.zoo)["models"]}[args.model]
     attack = attack_from_params(entry["attack"], base_dir=args.zoo) if entry.get("attack") else None
@@ -88,7 +89,8 @@ def main() -> None:
     args.log.parent.mkdir(parents=True, exist_ok=True)
     with args.log.open("a") as log:
         log.write(json.dumps(row) + "\n")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -99,8 +99,7 @@ def reach_ladder(classifier: Classifier, x: Tensor, layer: nn.Module, rels: list
     """Reach per rung (rows) and class (columns) of one delta per class added to ``layer``'s output, grown
     through the radii ``rels`` (relative to the samples' mean feature norm there) with ``steps`` normalized
     steps per rung, warm-started from the last; after the first rung where a class reaches ``stop_level``,
-    if given, it stops. Also returns that mean feature norm. (``benchmarks/feature_reach.py`` runs the
-    whole ladder at a chosen layer.)"""
+    if given, it stops. Also returns that mean feature norm."""
     k = classifier.num_classes
     with frozen_eval(classifier):
         reference, features = predictions_and_features(classifier, x, layer)
