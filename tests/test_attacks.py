@@ -211,6 +211,27 @@ def test_ftrojan_adds_its_trigger_after_augmentation_by_default() -> None:
     assert FTrojan(stamp="data").poison(x, y, np.random.default_rng(0)).post_augment_hook is None
 
 
+def test_dct_is_the_orthonormal_dct_ii_and_idct_inverts_it() -> None:
+    """Checked against the DCT-II's definition, written out as sums (no scipy needed)."""
+    from auditor.attacks.frequency import idct2
+
+    x = np.random.default_rng(0).random((2, 5, 4, 3))
+    h, w = x.shape[1:3]
+
+    def scale(k: int, n: int) -> float:
+        return np.sqrt((1.0 if k == 0 else 2.0) / n)
+
+    expected = np.zeros_like(x)
+    for k in range(h):
+        for l in range(w):
+            basis = np.outer(np.cos(np.pi * (2 * np.arange(h) + 1) * k / (2 * h)),
+                             np.cos(np.pi * (2 * np.arange(w) + 1) * l / (2 * w)))
+            expected[:, k, l, :] = scale(k, h) * scale(l, w) * np.einsum("hw,nhwc->nc", basis, x)
+    np.testing.assert_allclose(dct2(x), expected, atol=1e-12)
+    np.testing.assert_allclose(idct2(dct2(x)), x, atol=1e-12)
+    assert dct2(x.astype(np.float32)).dtype == np.float32
+
+
 def test_low_frequency_pattern_is_smooth_and_bounded() -> None:
     attack = LowFrequency(magnitude=24.0, window=5)
     pattern = attack.pattern(32, 32, 3)

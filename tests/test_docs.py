@@ -42,3 +42,44 @@ def test_a_page_says_session_only_of_onnxruntime(path: Path) -> None:
     hits = [line.strip() for line in path.read_text().splitlines()
             if re.search(r"\bsessions?\b", line, re.IGNORECASE) and "onnxruntime" not in line.lower()]
     assert not hits, hits
+
+
+# imported inside a function that says which extra it needs
+OPTIONAL_IMPORTS = {"jsonschema": "auditor.report.schema.validate_report (the test extra)"}
+
+
+def _declared_distributions() -> set[str]:
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    requirements = list(project["dependencies"])
+    for extra, extra_requirements in project["optional-dependencies"].items():
+        if extra != "test":  # the package's own code may not need a test-only dependency
+            requirements += extra_requirements
+    return {re.split(r"[\s<>=!~\[;]", r, maxsplit=1)[0].lower().replace("_", "-") for r in requirements}
+
+
+def test_every_package_the_code_imports_is_a_declared_dependency() -> None:
+    """A module imported by auditor/ or converters/ but installed here by something else passes CI and breaks
+    a fresh install (scipy once did: the README's main command exited 2)."""
+    import ast
+    import sys
+    from importlib.metadata import packages_distributions
+
+    providers = packages_distributions()
+    declared = _declared_distributions()
+    missing = set()
+    for folder in ("auditor", "converters"):
+        for path in (ROOT / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                         else [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module
+                         else [])
+                for name in names:
+                    top = name.split(".")[0]
+                    if top in sys.stdlib_module_names or top in ("auditor", "converters") or top in OPTIONAL_IMPORTS:
+                        continue
+                    distributions = {d.lower().replace("_", "-") for d in providers.get(top, [top])}
+                    if not distributions & declared:
+                        missing.add(f"{top} ({path.relative_to(ROOT)})")
+    assert not missing, sorted(missing)
