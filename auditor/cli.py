@@ -1,7 +1,8 @@
 """The ``auditor`` command line.
 
 Exit codes: 0 success (or, for gates, nothing found), 1 a finding (a backdoor, a failed check),
-2 the tool could not do its job (bad input, unsupported model), 130 interrupted (Ctrl-C). Errors print
+2 the tool could not do its job (bad input, unsupported model, an internal error), 130 interrupted
+(Ctrl-C), 143 terminated (SIGTERM: a CI job cancelled or timed out). Errors print
 one line unless ``--debug`` is given; the line is passed through ``escape.console`` because it quotes
 names from the model (a tensor name can hold a newline or a terminal escape sequence).
 """
@@ -10,7 +11,9 @@ from __future__ import annotations
 
 import importlib
 import logging
+import signal
 import sys
+import threading
 import warnings
 from typing import Any
 
@@ -18,7 +21,15 @@ import click
 
 from . import __version__
 
-EXIT_OK, EXIT_FINDING, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FINDING, EXIT_ERROR, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the command is: it unwinds as Ctrl-C does, so staged outputs are discarded."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated()
 
 # (module, attribute) of each command; modules are imported when the CLI starts.
 _COMMANDS: list[tuple[str, str]] = [
@@ -46,9 +57,16 @@ class _Group(click.Group):
     """Turns expected errors into one message and exit code 2."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        with warnings.catch_warnings():
-            warnings.showwarning = _log_warning
-            return self._invoke(ctx)
+        # a CI job cancelled or timed out sends SIGTERM, whose default ends the process where it stands
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
+        try:
+            with warnings.catch_warnings():
+                warnings.showwarning = _log_warning
+                return self._invoke(ctx)
+        finally:
+            if in_main_thread:
+                signal.signal(signal.SIGTERM, previous)
 
     def _invoke(self, ctx: click.Context) -> Any:
         from converters.errors import ModelError
@@ -64,6 +82,9 @@ class _Group(click.Group):
             ctx.exit(EXIT_ERROR)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
+        except Terminated:
+            click.echo("terminated", err=True)
+            ctx.exit(EXIT_TERMINATED)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(EXIT_INTERRUPTED)

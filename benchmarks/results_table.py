@@ -110,6 +110,12 @@ def _line(row: Row) -> str:
             f"{row.verified_clean} of {row.draws} | {row.wall_s_max:.0f} |")
 
 
+def _drop(row: Row) -> float:
+    """Accuracy points lost on the worst draw (from the unrounded figures: it can differ from the table's
+    rounded before and after by 0.1)."""
+    return row.acc_before - row.acc_after_worst
+
+
 def summary(rows: list[Row]) -> list[str]:
     """What the current default's rows add up to, worst cases named."""
     current = [r for r in rows if r.default == "current"]
@@ -129,9 +135,8 @@ def summary(rows: list[Row]) -> list[str]:
         if clean:
             draws = sum(r.draws for r in clean)
             parts.append(f"clean models verified clean on {sum(r.verified_clean for r in clean)} of {draws} draws")
-        worst_drop = max(in_split, key=lambda r: r.acc_before - r.acc_after_worst)
-        parts.append(f"worst accuracy drop {_num(worst_drop.acc_before - worst_drop.acc_after_worst)} points "
-                     f"({worst_drop.model})")
+        worst_drop = max(in_split, key=_drop)
+        parts.append(f"worst accuracy drop {_num(_drop(worst_drop))} points ({worst_drop.model})")
         out.append(f"- **Current default, {split}:** " + "; ".join(parts) + ".")
     return out
 
@@ -145,6 +150,11 @@ def render(documents: list[dict[str, Any]], earlier: dict[str, Any], profile: di
              "|---|---|---|---|---|---|---|---|---|---|"]
     lines += [_line(r) for r in rows]
     lines += ["", *summary(rows)]
+    measured = {r.model for r in rows if r.default == "current"}
+    waiting = [f"{name} ({attack or 'clean'}, {split})" for name, (split, _net, attack) in sorted(catalogue.items())
+               if name not in measured]
+    if waiting:
+        lines.append(f"- **Not yet audited with the current default:** {', '.join(waiting)}.")
     dates = sorted({d["date"] for d in documents})
     evals = sorted({f"{r.split}: {r.eval_data}" for r in rows if r.default == "current"})
     lines += [

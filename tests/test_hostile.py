@@ -421,6 +421,31 @@ def test_an_interrupt_exits_130_and_ci_docs_say_so(tmp_path: Path, monkeypatch: 
     assert "| 130 |" in (DOCS / "ci.md").read_text()
 
 
+def test_sigterm_exits_143_and_discards_what_was_staged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cancelled or timed-out CI job sends SIGTERM: the command unwinds as on Ctrl-C, with its own code."""
+    import os
+    import signal
+
+    def terminated(*_a, **_k):
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr("auditor.api.inspect", terminated)
+    before = signal.getsignal(signal.SIGTERM)
+    result = _invoke("inspect", str(_save(_conv_model(), tmp_path / "m.onnx")))
+    assert result.exit_code == 143 and result.output.strip() == "terminated"
+    assert signal.getsignal(signal.SIGTERM) == before, "the handler outlived the command"
+    assert "| 143 |" in (DOCS / "ci.md").read_text()
+
+    from auditor.cli import Terminated
+    from auditor.report.files import Staging
+
+    with pytest.raises(Terminated), Staging() as staging:
+        staging.folder(tmp_path / "out")
+        staging.write_text(tmp_path / "out" / "report.json", "{}")
+        raise Terminated()
+    assert not (tmp_path / "out").exists()
+
+
 def test_generator_sample_refuses_to_write_over_the_model_it_reads(tmp_path: Path) -> None:
     model = _save(_conv_model(), tmp_path / "m.onnx")
     before = model.read_bytes()

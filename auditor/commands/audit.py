@@ -48,7 +48,7 @@ def _purify_options(func):
         click.option("--guard-interpolation", default=default("guard_interpolation"), metavar="A,B,...|none",
                      help="Guard: shares of a failed attempt's weight change to try, largest first, before a milder "
                           "rerun (default 0.9,0.8,0.7,0.6,0.5); 'none' reruns only."),
-        click.option("--seed", type=int, default=default("seed"), help="Seeds everything: same seed, same result."),
+        click.option("--seed", type=int, default=default("seed"), help="Seeds everything: the same seed and torch thread count give the same result."),
         click.option("--device", type=click.Choice(DEVICES), default=default("device")),
         click.option("--overwrite", is_flag=True, default=default("overwrite"),
                      help="Replace an existing output model / report."),
