@@ -53,7 +53,8 @@ def render_summary(reports: list[dict[str, Any]], title: str = "auditor") -> str
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += [summary_row(r) for r in reports]
     lines += ["", "Score: the voting detectors' largest anomaly index over the classes, on reach's scale (flagged "
-              f"above {_threshold(reports)}); details in each model's report.html.", ""]
+              f"above {_threshold(reports)}). A small patch that sends most samples into one class flags a model "
+              "whatever its score; each model's report.html gives the reasons.", ""]
     return "\n".join(lines)
 
 
