@@ -367,3 +367,13 @@ def test_verification_page_holds_the_calibrations_output() -> None:
     page = (ROOT / "docs" / "verification.md").read_text()
     assert markers.block(page, script.START, script.END) == script.render(document)
     assert (ROOT / "docs" / "verification_calibration.png").is_file()
+
+
+def test_converter_tables_in_the_docs_are_the_scripts_output() -> None:
+    script, markers = _script("converter_report"), _script("markers")
+    document = json.loads((ROOT / "docs" / "results" / "converter_coverage.json").read_text())
+    page = (ROOT / "docs" / "converters.md").read_text()
+    assert markers.block(page, *script.LIGHT) == script.render_light(document)
+    assert markers.block(page, *script.MATRIX) == script.render_matrix(document)
+    assert sum(r["converted"] for r in document["light"]) >= 8 and len(document["matrix"]) == 90
+    assert all(r["parity_max_abs"] <= 1e-4 and r["write_back_max_abs"] <= 1e-4 for r in document["matrix"])
