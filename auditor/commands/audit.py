@@ -102,7 +102,7 @@ def _print_summary(report: dict[str, Any], report_dir: Path) -> None:
 @click.option("--attack", default=default("attack"), help="Attack to measure, by name.")
 @click.option("--target", type=int, default=default("target"), help="Target class for --attack.")
 @click.option("--fail-on", type=FAIL_ON, default=default("fail_on"),
-              help="Exit 1 when the purified model's verdict is at least this bad (default: anything not verified clean).")
+              help="Exit 1 when the purified model's verdict is at least this bad (suspicious: anything not verified clean).")
 @json_option("Print the report (report.json's content) on stdout instead of the summary.")
 @_purify_options
 @inversion_options
