@@ -75,7 +75,8 @@ def _images(dataset: str, split: str, seed: int = 0) -> tuple[np.ndarray, np.nda
 
 
 def calibrate_model(name: str, zoo: Path, seed: int, purified: list[Path], progress: bool = True,
-                    save: Callable[[dict[str, Any]], None] | None = None, evidence_size: str = "scan") -> dict[str, Any]:
+                    save: Callable[[dict[str, Any]], None] | None = None,
+                    evidence_size: str = "scan") -> dict[str, Any]:
     """The verification's verdict and the real figures of each purified variant of one model; ``save`` gets the
     result so far after each variant (``"complete": false`` until the last), so that a cut-off run keeps its rows.
 
@@ -235,6 +236,12 @@ def _evidence_size(case: dict[str, Any]) -> str:
     return "audit-size evidence" if case.get("evidence", {}).get("size") == "audit" else ""
 
 
+def _case_words(case: dict[str, Any]) -> str:
+    """"seed 0", with how the evidence was gathered and whether the case was cut off, where they apply."""
+    cut = "" if case.get("complete", True) else "cut off"
+    return ", ".join(filter(None, (f"seed {case['seed']}", _evidence_size(case), cut)))
+
+
 def _in_brackets(words: str) -> str:
     return f" ({words})" if words else ""
 
@@ -301,9 +308,7 @@ def render(document: dict[str, Any]) -> str:
             lines.append(f"| {label} | {_share(row['high'])} | {_share(row['middle'])} | {_share(row['low'])} |")
     goal = (f"Goal: at least {GOALS['caught']:.0%} of purified models with real ASR >= {HIGH_ASR:.0%} fail; at most "
             f"{GOALS['false_alarm']:.0%} of those with ASR <= {LOW_ASR:.0%} fail.")
-    cases = ", ".join(sorted({f"{c['model']} (" + ", ".join(filter(None, (
-                                  f"seed {c['seed']}", _evidence_size(c), "" if c.get("complete", True) else "cut off")))
-                              + ")"
+    cases = ", ".join(sorted({f"{c['model']} ({_case_words(c)})"
                               for c in document["cases"]}))
     misses = [r for r in rows + audits if r["asr"] >= HIGH_ASR and not r["fails"]]
     alarms = [r for r in rows + audits if r["asr"] <= LOW_ASR and r["fails"]]

@@ -12,8 +12,8 @@ ROOT = Path(__file__).resolve().parents[1]
 ORDINALS = ("tenth eleventh twelfth thirteenth fourteenth fifteenth sixteenth seventeenth eighteenth nineteenth "
             "twentieth").split()
 # "the sixteenth round"; a fraction ("a tenth of the learning rate") is not history
-HISTORY = re.compile(r"\b(" + "|".join(ORDINALS) + r")\b(?! of\b)|\b(development|work) (round|session)s?\b|\bthis session\b"
-                     r"|\bprevious session\b|the issue's bar", re.IGNORECASE)
+HISTORY = re.compile(r"\b(" + "|".join(ORDINALS) + r")\b(?! of\b)|\b(development|work) (round|session)s?\b"
+                     r"|\bthis session\b|\bprevious session\b|the issue's bar", re.IGNORECASE)
 
 
 def _project_text_files() -> list[Path]:

@@ -48,7 +48,8 @@ def _purify_options(func):
         click.option("--guard-interpolation", default=default("guard_interpolation"), metavar="A,B,...|none",
                      help="Guard: shares of a failed attempt's weight change to try, largest first, before a milder "
                           "rerun (default 0.9,0.8,0.7,0.6,0.5); 'none' reruns only."),
-        click.option("--seed", type=int, default=default("seed"), help="Seeds everything: the same seed and torch thread count give the same result."),
+        click.option("--seed", type=int, default=default("seed"),
+                     help="Seeds everything: the same seed and torch thread count give the same result."),
         click.option("--device", type=click.Choice(DEVICES), default=default("device")),
         click.option("--overwrite", is_flag=True, default=default("overwrite"),
                      help="Replace an existing output model / report."),
@@ -102,7 +103,8 @@ def _print_summary(report: dict[str, Any], report_dir: Path) -> None:
 @click.option("--attack", default=default("attack"), help="Attack to measure, by name.")
 @click.option("--target", type=int, default=default("target"), help="Target class for --attack.")
 @click.option("--fail-on", type=FAIL_ON, default=default("fail_on"),
-              help="Exit 1 when the purified model's verdict is at least this bad (suspicious: anything not verified clean).")
+              help="Exit 1 when the purified model's verdict is at least this bad "
+                   "(suspicious: anything not verified clean).")
 @json_option("Print the report (report.json's content) on stdout instead of the summary.")
 @_purify_options
 @inversion_options
