@@ -69,7 +69,7 @@ def _eval_label(path: str) -> str:
 
 
 def current_rows(documents: list[dict[str, Any]], catalogue: dict[str, tuple[str, str, str | None]]) -> list[Row]:
-    """One row per model over every draw of the current default, worst figures first."""
+    """One row per model: its worst figures over every draw of the current default, zoo models first."""
     runs: dict[str, list[dict[str, Any]]] = {}
     for document in documents:
         for run in document["rows"]:
