@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 
 from .detect import DetectionResult, Verdict, combine
-from .detect.verdict import VERDICTS, patch_targets
+from .detect.verdict import VERDICTS, patch_fires, patch_targets
 from .model import Classifier
 from .universal import perturb, stamp
 
@@ -102,10 +102,7 @@ def carried_triggers(results: dict[str, DetectionResult], verdict: Verdict) -> l
             triggers.append(CarriedTrigger("warp_reach", t, lambda x, p=params, w=detector:
                                            w.apply(x, p.to(x.device)).clamp(0.0, 1.0)))
     patch = results.get("patch")
-    threshold = verdict.config.patch_threshold
-    flip_rate = patch.summary.get("flip_rate") if patch is not None else None
-    if patch is not None and "mask" in patch.images and threshold is not None and flip_rate is not None \
-            and flip_rate >= threshold:
+    if patch is not None and "mask" in patch.images and patch_fires(patch, verdict.config):
         into = patch_targets(patch, verdict.config)
         mask, pattern = patch.images["mask"], patch.images["pattern"]
         triggers.append(CarriedTrigger("patch", into[0] if into else None, lambda x, m=mask, p=pattern:
@@ -195,9 +192,7 @@ def without_single_target_patch(results: dict[str, DetectionResult], verdict: Ve
     on a purified model that rule alone cannot tell a removed backdoor from a kept one (module docstring); the
     voting detectors still decide, and so does a patch whose flips spread over several classes."""
     patch = results.get("patch")
-    threshold = verdict.config.patch_threshold
-    flip_rate = patch.summary.get("flip_rate") if patch is not None else None
-    if threshold is None or flip_rate is None or flip_rate < threshold:
+    if not patch_fires(patch, verdict.config):
         return verdict, ()
     into = patch_targets(patch, verdict.config)
     if not into:
@@ -205,8 +200,8 @@ def without_single_target_patch(results: dict[str, DetectionResult], verdict: Ve
     without = combine(results, dataclasses.replace(verdict.config, patch_threshold=None), class_names)
     if without.severity >= verdict.severity:
         return verdict, ()
-    return without, (f"the fresh re-scan's patch rule (a patch flips {flip_rate:.2f} of the samples into class "
-                     f"{into[0]}) does not decide alone on a purified model",)
+    return without, (f"the fresh re-scan's patch rule (a patch flips {patch.summary['flip_rate']:.2f} of the samples "
+                     f"into class {into[0]}) does not decide alone on a purified model",)
 
 
 def _reach_table(before: DetectionResult | None, after: DetectionResult | None) -> list[dict[str, Any]]:

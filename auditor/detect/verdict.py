@@ -105,8 +105,8 @@ def combine(results: dict[str, DetectionResult], config: VerdictConfig | None = 
         reasons.append(f"class {name(t)}: {signal(config.auxiliary)} (index {value:.2f} > "
                        f"{config.aux_threshold:g})")
     patch = results.get("patch")
-    flip_rate = patch.summary.get("flip_rate") if patch is not None else None
-    if config.patch_threshold is not None and flip_rate is not None and flip_rate >= config.patch_threshold:
+    if patch_fires(patch, config):
+        flip_rate = patch.summary["flip_rate"]
         severity = 2
         into = patch_targets(patch, config)
         for t in into:
@@ -119,6 +119,12 @@ def combine(results: dict[str, DetectionResult], config: VerdictConfig | None = 
         reasons.append(f"no class stands out (largest anomaly index {score:.2f} <= {config.suspicious_threshold:g})")
     ordered = sorted(targets, key=lambda t: (-targets[t], t))
     return Verdict(VERDICTS[severity], score, ordered, reasons, config)
+
+
+def patch_fires(patch: DetectionResult | None, config: VerdictConfig) -> bool:
+    """Whether the patch rule flags the model: the found patch flips at least ``patch_threshold`` of the samples."""
+    flip_rate = patch.summary.get("flip_rate") if patch is not None else None
+    return config.patch_threshold is not None and flip_rate is not None and flip_rate >= config.patch_threshold
 
 
 def patch_targets(patch: DetectionResult, config: VerdictConfig) -> list[int]:
