@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
+from script_loader import load_script
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
 def smi_stability():
-    return _script("smi_stability")
+    return load_script("smi_stability")
 
 
 def _figures(value: float) -> dict:
@@ -54,7 +48,7 @@ def test_find_cached_prefers_the_first_folder_and_knows_both_layouts(smi_stabili
 
 @pytest.fixture(scope="module")
 def audit_time():
-    return _script("audit_time")
+    return load_script("audit_time")
 
 
 def test_audit_time_measures_the_attack_only_where_the_manifest_has_one(audit_time, tmp_path):
@@ -109,7 +103,7 @@ CLEAN = {"attack": None, "target": None, "all_to_all": False}
      "flagged (all-to-all)"),
 ])
 def test_scan_table_says_whether_the_verdict_found_the_truth(truth, index, verdict, found):
-    cells = _script("scan_table").row(_scan_report(index), truth, {"reach": 2.0})
+    cells = load_script("scan_table").row(_scan_report(index), truth, {"reach": 2.0})
     assert cells[2] == f"**{verdict}**" and cells[-2] == found
     assert cells[4].startswith(f"1 ({index[1]:.2f})") and cells[4].endswith("flags") == (index[1] > 2)
     assert cells[5] == "not run"
@@ -125,12 +119,12 @@ def test_scan_table_shows_family_reach_and_votes_only_where_it_is_conclusive(det
     report["detection"]["detectors"][detector] = {
         "index": [(s - 0.05) / (1.4826 * 0.15) for s in shares], "per_class": [{"share": s} for s in shares],
         "summary": {}, "config": {}, "conclusive": [s >= 0.5 for s in shares]}
-    cells = _script("scan_table").row(report, {"attack": "wanet", "target": 1, "all_to_all": False}, {})
+    cells = load_script("scan_table").row(report, {"attack": "wanet", "target": 1, "all_to_all": False}, {})
     assert cells[2] == f"**{verdict}**" and cells[column] == cell
 
 
 def test_detector_on_smi_reads_typed_settings() -> None:
-    parse = _script("detector_on_smi").parse_settings
+    parse = load_script("detector_on_smi").parse_settings
     assert parse(["warp_reach.max_shift=1.0", "warp_reach.per_class=8", "signal_reach.axis=height"]) == {
         "warp_reach": {"max_shift": 1.0, "per_class": 8}, "signal_reach": {"axis": "height"}}
     with pytest.raises(SystemExit, match="detector.field=value"):
@@ -140,7 +134,7 @@ def test_detector_on_smi_reads_typed_settings() -> None:
 def test_trigger_on_smi_counts_only_the_images_not_already_in_the_target() -> None:
     import numpy as np
 
-    into_target = _script("trigger_on_smi").into_target
+    into_target = load_script("trigger_on_smi").into_target
 
     class Brightness:  # predicts class 1 for bright images, 0 otherwise
         def predict(self, x: np.ndarray) -> np.ndarray:
@@ -161,7 +155,7 @@ def test_trigger_on_smi_counts_only_the_images_not_already_in_the_target() -> No
 def test_audit_rows_become_the_matrix_s_ours_column(tmp_path):
     from auditor.bench import merge_documents, render_matrix
 
-    audit_test_set = _script("audit_test_set")
+    audit_test_set = load_script("audit_test_set")
     before = {"acc": 0.86, "asr": 0.91, "ra": 0.05}
     rows = [{"model": "bad", "before": before, "after": {"acc": 0.84, "asr": 0.08, "ra": 0.8}, "seconds": 501.0,
              "guard": "accepted"},
@@ -177,13 +171,13 @@ def test_audit_rows_become_the_matrix_s_ours_column(tmp_path):
 
 
 def test_inversion_diversity_table_in_the_docs_is_the_scripts_output(tmp_path: Path) -> None:
-    script = _script("inversion_diversity")
+    script = load_script("inversion_diversity")
     data = json.loads((ROOT / "docs" / "results" / "inversion_diversity.json").read_text())
     table = script.render(data)
     assert f"{script.BEGIN}\n{table}\n{script.END}" in (ROOT / "docs" / "inversion.md").read_text()
     page = tmp_path / "page.md"
     page.write_text(f"intro\n{script.BEGIN}\nold table\n{script.END}\noutro\n")
-    _script("markers").write_between(page, script.BEGIN, script.END, table)
+    load_script("markers").write_between(page, script.BEGIN, script.END, table)
     assert page.read_text() == f"intro\n{script.BEGIN}\n{table}\n{script.END}\noutro\n"
     assert all(r["diversity"]["relative_spread"] > 0 for r in data["runs"]) and "real" in data
 
@@ -193,7 +187,7 @@ def test_audit_draws_runs_end_to_end_in_quick_mode(tmp_path: Path) -> None:
 
     from model_matrix import build, export
 
-    script = _script("audit_draws")
+    script = load_script("audit_draws")
     model = export(build("plain_cnn_bn"), "legacy17", tmp_path / "tiny.onnx", None)
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "eval.npz", x=rng.integers(0, 256, (20, 16, 16, 3), dtype=np.uint8), y=rng.integers(0, 10, 20))
@@ -219,7 +213,7 @@ def test_audit_draws_runs_end_to_end_in_quick_mode(tmp_path: Path) -> None:
 
 
 def test_draws_table_in_the_bench_page_is_the_scripts_output() -> None:
-    script, markers = _script("audit_draws"), _script("markers")
+    script, markers = load_script("audit_draws"), load_script("markers")
     document = json.loads((ROOT / "docs" / "results" / "draws_main.json").read_text())
     page = (ROOT / "docs" / "bench.md").read_text()
     assert markers.block(page, script.BEGIN, script.END) == script.render(document)
@@ -228,7 +222,7 @@ def test_draws_table_in_the_bench_page_is_the_scripts_output() -> None:
 def test_profile_run_profiles_a_scan_and_renders_its_table(tmp_path: Path) -> None:
     from model_matrix import build, export
 
-    script = _script("profile_run")
+    script = load_script("profile_run")
     model = export(build("plain_cnn_bn"), "legacy17", tmp_path / "tiny.onnx", None)
     out = tmp_path / "profile.json"
     assert script.main(["scan", "--model", str(model), "--out", str(out), "--top", "5",
@@ -243,7 +237,7 @@ def test_profile_run_profiles_a_scan_and_renders_its_table(tmp_path: Path) -> No
 
 
 def test_profile_tables_in_the_bench_page_are_the_scripts_output() -> None:
-    script, markers = _script("profile_run"), _script("markers")
+    script, markers = load_script("profile_run"), load_script("markers")
     profiles = [ROOT / "docs" / "results" / f"profile_{name}.json" for name in ("audit", "scan")]
     page = (ROOT / "docs" / "bench.md").read_text()
     expected = script.render([json.loads(p.read_text()) for p in profiles])
@@ -261,7 +255,7 @@ def _held_apart_manifest() -> dict:
 
 
 def test_held_apart_table_joins_truth_scans_and_audits() -> None:
-    script = _script("held_apart")
+    script = load_script("held_apart")
     scans = {"command": "scan", "created": "2026-12-07T12:00:00Z", "models": [
         {"path": "heldapart_models/bd_found.onnx", "verdict": "backdoored", "suspected_targets": [3]},
         {"path": "heldapart_models/bd_missed.onnx", "verdict": "clean", "suspected_targets": []},
@@ -284,7 +278,7 @@ def test_held_apart_table_joins_truth_scans_and_audits() -> None:
 
 
 def test_held_apart_table_in_the_bench_page_is_the_scripts_output() -> None:
-    script, markers = _script("held_apart"), _script("markers")
+    script, markers = load_script("held_apart"), load_script("markers")
     results = ROOT / "docs" / "results"
     manifest = json.loads((ROOT / "heldapart_models" / "manifest.json").read_text())
     scans = json.loads((results / "heldapart_scan.json").read_text())
@@ -294,7 +288,7 @@ def test_held_apart_table_in_the_bench_page_is_the_scripts_output() -> None:
 
 
 def test_held_apart_collects_several_draw_runs_into_one_document(tmp_path: Path) -> None:
-    script = _script("held_apart")
+    script = load_script("held_apart")
     for name, data in (("a", "cifar.npz"), ("b", "mnist.npz")):
         (tmp_path / name).mkdir()
         (tmp_path / name / "draws.json").write_text(json.dumps(
@@ -322,7 +316,7 @@ def _calibration_case(model: str, split: str, variants: list[tuple[str, float, b
 
 
 def test_verification_calibration_counts_each_asr_band_on_its_own_split(tmp_path):
-    calibration = _script("verification_calibration")
+    calibration = load_script("verification_calibration")
     document = {"cases": [
         _calibration_case("zoo_a", "tune", [("unchanged", 0.95, False, 0.9), ("ibau", 0.03, True, 0.1),
                                             ("ibau@0.3", 0.40, True, 0.3)]),
@@ -360,9 +354,8 @@ def test_verification_calibration_counts_each_asr_band_on_its_own_split(tmp_path
     assert (tmp_path / "scatter.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-
 def test_verification_page_holds_the_calibrations_output() -> None:
-    script, markers = _script("verification_calibration"), _script("markers")
+    script, markers = load_script("verification_calibration"), load_script("markers")
     document = json.loads((ROOT / "docs" / "results" / "verification_calibration.json").read_text())
     page = (ROOT / "docs" / "verification.md").read_text()
     assert markers.block(page, script.START, script.END) == script.render(document)
@@ -370,7 +363,7 @@ def test_verification_page_holds_the_calibrations_output() -> None:
 
 
 def test_converter_tables_in_the_docs_are_the_scripts_output() -> None:
-    script, markers = _script("converter_report"), _script("markers")
+    script, markers = load_script("converter_report"), load_script("markers")
     document = json.loads((ROOT / "docs" / "results" / "converter_coverage.json").read_text())
     page = (ROOT / "docs" / "converters.md").read_text()
     assert markers.block(page, *script.LIGHT) == script.render_light(document)

@@ -37,16 +37,10 @@ def test_a_thousand_mutated_models_end_as_the_cli_promises(tmp_path: Path) -> No
 
 def test_a_case_is_the_same_whatever_runs_before_it(tmp_path: Path) -> None:
     """Case N of a seed depends on (seed, N) alone, so a failure reruns with --first N --cases 1."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("fuzz_inspect", ROOT / "benchmarks" / "fuzz_inspect.py")
-    fuzz = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = fuzz  # its dataclasses look their module up
-    try:
-        spec.loader.exec_module(fuzz)
-    finally:
-        del sys.modules[spec.name]
     import onnx
+    from script_loader import load_script
+
+    fuzz = load_script("fuzz_inspect")
 
     data = (ROOT / "sample_models" / "cifar10_badnets.onnx").read_bytes()
     bases = [(data, onnx.load_from_string(data))]

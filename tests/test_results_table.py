@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+
+from script_loader import load_script
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def results_table():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("results_table", ROOT / "benchmarks" / "results_table.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclass looks its module up
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        del sys.modules[spec.name]
-    return module
+    return load_script("results_table")
 
 
 def _draw(model: str, seed: int, acc_after: float, asr_after: float | None, purified: str, seconds: float) -> dict:
@@ -36,10 +28,8 @@ CATALOGUE = {"bd": ("held-apart", "vgg", "badnets"), "ok": ("zoo", "resnet", Non
 
 
 def test_readme_block_is_the_scripts_output(results_table) -> None:
-    from markers import block
-
     readme = (ROOT / "README.md").read_text()
-    assert block(readme, results_table.BEGIN, results_table.END) == results_table.render(*results_table.load_sources())
+    assert load_script("markers").block(readme, results_table.BEGIN, results_table.END) == results_table.render(*results_table.load_sources())
     assert results_table.main(["--check", str(ROOT / "README.md")]) == 0
 
 
