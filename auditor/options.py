@@ -130,7 +130,7 @@ class AuditOptions(InversionOptions, DetectionOptions, ModelOptions):
     attack: str | None = None  # attack to measure, by name
     target: int | None = None  # target class of ``attack``
     fail_on: str = "suspicious"  # the gate on the purified model: anything not verified clean fails
-    method: str = "ibau"  # purifier: ibau, finetune or clp
+    method: str = "recipe"  # purifier: recipe (the default steps), finetune, clp, anp, or steps joined by commas
     purifier_options: dict[str, Any] = field(default_factory=dict)  # purifier settings, e.g. {"rounds": 3}
     min_agreement: float | None = None  # guard: holdout agreement with the original needed (default 0.9)
     guard_interpolation: str | Sequence[float] | None = None  # guard: shares of a failed attempt to try ("none": rerun only)

@@ -1,5 +1,7 @@
-"""The audit, top-down: convert -> invert -> detect -> purify (guarded) -> re-scan -> write back -> verify
--> report; and the scan (a verdict without purifying): convert -> invert (small) -> detect -> report.
+"""The audit, top-down: convert -> invert -> detect -> purify (guarded) -> verify -> write back -> report;
+and the scan (a verdict without purifying): convert -> invert (small) -> detect -> report. Each stage is a
+function that takes the earlier stages' dataclasses (``ConvertedModel``, ``Samples``, ``Evidence``,
+``Purification``) and returns its own.
 
 No clean data is used anywhere on this path. Measurement against real data (ACC/ASR/RA before
 and after) is an optional callback supplied by the caller, so that this module never imports
@@ -30,11 +32,13 @@ from converters import compare_with_onnxruntime, convert, load_onnx, save_onnx
 
 from . import __version__
 from .detect import DETECTORS, DetectionConfig, DetectionResult, Verdict, combine, run_detectors
+from .detect.verdict import raised_by_findings
+from .detect.leads import find_leads
 from .errors import AuditorError
 from .inversion import InversionConfig, StabilityConfig, SynthSet, invert, save_class_grid
 from .inversion.synth import quantize
 from .model import Classifier, pick_device
-from .purify import PURIFIERS, get_purifier
+from .purify import DEFAULT_PURIFIER, get_purifier
 from .purify.guard import GuardConfig, GuardReport, guarded_purify
 from .verify import (CarriedTrigger, Verification, carried_triggers, residuals_before, verify,
                      without_single_target_patch)
@@ -54,7 +58,7 @@ def scan_inversion() -> InversionConfig:
 
 @dataclass
 class AuditOptions:
-    method: str = "ibau"
+    method: str = DEFAULT_PURIFIER  # a purifier name, or purification steps joined by commas
     seed: int = 0
     device: str = "auto"
     inversion: InversionConfig = field(default_factory=InversionConfig)
@@ -130,6 +134,37 @@ def _timings(stages: _Stages, **detections_by_stage: dict[str, DetectionResult])
     return timings
 
 
+@dataclass
+class ConvertedModel:
+    """The convert stage's output: the loaded ONNX, its trainable conversion, their parity, and the classifier."""
+
+    loaded: converters.LoadedModel
+    converted: Any  # converters' converted model, which write-back needs
+    parity: Any  # the conversion's parity with onnxruntime
+    classifier: Classifier
+
+
+@dataclass
+class Samples:
+    """The invert stage's output: the synthetic samples, their split, and the generator's unconditioned samples."""
+
+    synth: SynthSet
+    train: SynthSet  # what purification trains on
+    holdout: SynthSet  # what the guard and the verification probe with
+    prior_probe: torch.Tensor | None  # the guard's prior probe (None without a generator)
+    anchors: torch.Tensor | None  # where purification keeps the original's predictions (None without a generator)
+
+
+@dataclass
+class Purification:
+    """The purify stage's output: the guard's record, why it used its threshold, and the original's verdict
+    raised by what purification found."""
+
+    guard: GuardReport
+    threshold_basis: str
+    original_verdict: Verdict | None  # None where no detection ran
+
+
 def audit(
     model_path: str | Path,
     output: str | Path,
@@ -142,80 +177,32 @@ def audit(
     """Purify ``model_path`` into ``output`` and write the report into ``report_dir``."""
     model_path, output, report_dir = Path(model_path), Path(output), Path(report_dir)
     _check_destinations(model_path, output, report_dir, options.overwrite)
+    get_purifier(options.method, **options.purifier_config)  # a bad method or option fails before any work
     stages = _Stages(stage_log)
     torch.manual_seed(options.seed)
     device = pick_device(options.device)
 
     with stages("convert"):
-        loaded, converted, parity, classifier = _convert_checked(model_path, options, device, "purify")
-
+        model = convert_stage(model_path, options, device, "purify")
     with stages("invert"):
-        synth = _synthetic_samples(classifier, options, progress)
-        train, holdout = synth.split(options.holdout_fraction, seed=options.seed)
-        # SMI samples are classified confidently by construction, so a purification that wrecks the
-        # model can still agree with the original on all of them (seen on the zoo: holdout agreement
-        # 1.0 while clean accuracy fell from 87% to 25%). The guard also probes the model with
-        # unconditioned generator samples, far from the class modes; purification keeps the original's
-        # predictions on a different draw of them (the anchors).
-        prior_probe = _prior_samples(classifier, options, options.guard_prior_samples, options.seed + 7)
-        anchors = _prior_samples(classifier, options, options.anchor_samples, options.seed + 11)
+        samples = invert_stage(model, options, progress)
     evidence: Evidence | None = None
     if options.rescan:
         with stages("detect"):
-            evidence = gather_evidence(classifier, synth, holdout, prior_probe, options.detection, options.seed,
-                                       progress)
-
-    # a detected backdoor buys accuracy budget; none found, the guard keeps accuracy (GuardConfig.for_verdict)
-    guard_config = options.guard.for_verdict(evidence.verdict.verdict if evidence is not None else None)
-    threshold_basis = _threshold_basis(options.guard, guard_config, evidence.verdict if evidence is not None else None)
+            evidence = gather_evidence(model.classifier, samples.synth, samples.holdout, samples.prior_probe,
+                                       options.detection, options.seed, progress)
     with stages("purify"):
-        purifier = get_purifier(options.method, **_purifier_overrides(options, guard_config))
-        if options.clean_data is not None:
-            train_images, train_labels, source = options.clean_data[0], options.clean_data[1], "clean"
-        else:
-            train_images, train_labels, source = train.images01, train.labels, "synthetic"
-        guard = guarded_purify(
-            classifier, purifier, train_images, train_labels, holdout.images01, holdout.labels, guard_config,
-            progress=progress, seed=options.seed, data_source=source, anchors=anchors, prior_images=prior_probe,
-        )
-
-    # the original's verdict, raised by what purification found on it; the carried evidence stays the detection's
-    original_verdict = _with_findings(evidence.verdict, guard) if evidence is not None else None
-    rescanned: Detection | None = None
-    verification: Verification | None = None
+        purification = purify_stage(model, samples, evidence, options, progress)
+    verified: tuple[Detection, Verification] | None = None
     if evidence is not None:
         with stages("verify"):
-            rescanned, verification = verify_purified(classifier, evidence, options, progress)
+            verified = verify_purified(model.classifier, evidence, options, progress)
 
-    report = _base_report("audit", loaded, options, parity)
-    if evidence is not None and original_verdict is not None and rescanned is not None and verification is not None:
-        report["verdict"] = _audit_verdict(original_verdict, rescanned.verdict, verification)
-        report["detection"] = _detection_section(evidence.results, loaded.spec.num_classes, loaded.spec.class_names)
-        report["rescan"] = _detection_section(rescanned.results, loaded.spec.num_classes, loaded.spec.class_names)
-    report["inversion"] = _inversion_section(synth, train, holdout)
-    report["purification"] = guard.to_json()
-    report["purification"]["threshold_basis"] = threshold_basis  # from the detection's own verdict, before findings
+    report = audit_report(model, samples, evidence, purification, verified, options)
     with Staging() as staging:
         with stages("write"):
-            staging.folder(report_dir)
-            save_class_grid(synth.images01, synth.labels, loaded.spec.num_classes,
-                            staging.path(report_dir / "synthetic_samples.png"))
-            report["artifacts"] = {"synthetic_samples": "synthetic_samples.png"}
-            if evidence is not None:
-                report["artifacts"].update(_save_triggers(evidence.results, report_dir, staging))
-            report["output"] = None
-            metadata = {
-                "auditor.version": __version__,
-                "auditor.input_sha256": loaded.sha256,
-                "auditor.method": options.method,
-                "auditor.seed": str(options.seed),
-                "auditor.guard_status": guard.status,
-            }
-            # the model records the report's hash; the report's `output` block (which holds the
-            # model's hash) is excluded from that hash, so that neither depends on the other
-            report["timings"] = dict(stages.seconds)
-            metadata["auditor.report_sha256"] = report_hash(report)
-            exported = save_onnx(converted, staging.path(output), metadata=metadata, overwrite=True)
+            exported = write_stage(model, samples, evidence, purification, options, output, report_dir, report,
+                                   stages, staging)
         with stages("evaluate"):
             if evaluator is not None:
                 report["evaluation"] = {"before": evaluator(model_path), "after": evaluator(staging.located(output))}
@@ -225,14 +212,108 @@ def audit(
             "export_note": exported.note,
             "node_for_node": exported.method == "write-back",
         }
-        report["output"] = {"path": str(output), "sha256": converters.sha256_file(staging.located(output)),
-                            "metadata": metadata}
+        report["output"]["sha256"] = converters.sha256_file(staging.located(output))
         report["timings"] = _timings(stages, detect=evidence.results if evidence is not None else {},
-                                     verify=rescanned.results if rescanned is not None else {})
+                                     verify=verified[0].results if verified is not None else {})
         from .report import write_reports
 
         write_reports(report, report_dir, staging=staging)
     return AuditResult(report=report, output=output, report_dir=report_dir)
+
+
+def convert_stage(model_path: Path, options: "AuditOptions | ScanOptions", device: torch.device,
+                  purpose: str) -> ConvertedModel:
+    """Load, convert and check parity with onnxruntime (``purpose`` names the refusal)."""
+    return ConvertedModel(*_convert_checked(model_path, options, device, purpose))
+
+
+def invert_stage(model: ConvertedModel, options: AuditOptions, progress: Progress | None) -> Samples:
+    """The synthetic samples (inverted, or the saved ones), their split, and the generator's prior samples.
+
+    SMI samples are classified confidently by construction, so a purification that wrecks the model can still
+    agree with the original on all of them (seen on the zoo: holdout agreement 1.0 while clean accuracy fell
+    from 87% to 25%). The guard also probes the model with unconditioned generator samples, far from the class
+    modes; purification keeps the original's predictions on a different draw of them (the anchors)."""
+    synth = _synthetic_samples(model.classifier, options, progress)
+    train, holdout = synth.split(options.holdout_fraction, seed=options.seed)
+    prior_probe = _prior_samples(model.classifier, options, options.guard_prior_samples, options.seed + 7)
+    anchors = _prior_samples(model.classifier, options, options.anchor_samples, options.seed + 11)
+    return Samples(synth, train, holdout, prior_probe, anchors)
+
+
+def purify_stage(model: ConvertedModel, samples: Samples, evidence: "Evidence | None", options: AuditOptions,
+                 progress: Progress | None) -> Purification:
+    """The guarded purification, in place on ``model.classifier``: the purifier acts on leads found once on the
+    unpurified model, and a detected backdoor buys accuracy budget while none found keeps accuracy
+    (``GuardConfig.for_verdict``)."""
+    classifier = model.classifier
+    verdict = evidence.verdict if evidence is not None else None
+    guard_config = options.guard.for_verdict(verdict.verdict if verdict is not None else None)
+    threshold_basis = _threshold_basis(options.guard, guard_config, verdict)
+    # a purifier that prunes by its own agreement rule never prunes below the guard's threshold, so that a model
+    # with no backdoor found is not pruned into a loss the guard then cannot undo by interpolation
+    purifier = get_purifier(options.method, **options.purifier_config).for_guard(guard_config.min_prior_agreement)
+    if options.clean_data is not None:
+        train_images, train_labels, source = options.clean_data[0], options.clean_data[1], "clean"
+    else:
+        train_images, train_labels, source = samples.train.images01, samples.train.labels, "synthetic"
+    requests = purifier.lead_requests()
+    if requests.any:  # found once on the unpurified model: every attempt of the back-off acts on the same leads
+        purifier = purifier.with_leads(find_leads(classifier, train_images, train_labels, requests, options.seed,
+                                                  progress))
+    guard = guarded_purify(
+        classifier, purifier, train_images, train_labels, samples.holdout.images01, samples.holdout.labels,
+        guard_config, progress=progress, seed=options.seed, data_source=source, anchors=samples.anchors,
+        prior_images=samples.prior_probe,
+    )
+    # the original's verdict, raised by what purification found on it; the carried evidence stays the detection's
+    findings = guard.attempts[0].result.findings if guard.attempts else []
+    original_verdict = raised_by_findings(verdict, findings) if verdict is not None else None
+    return Purification(guard, threshold_basis, original_verdict)
+
+
+def audit_report(model: ConvertedModel, samples: Samples, evidence: "Evidence | None", purification: Purification,
+                 verified: "tuple[Detection, Verification] | None", options: AuditOptions) -> dict[str, Any]:
+    """The report's body from the stages' outputs (the blocks written with and after the model come later)."""
+    spec = model.loaded.spec
+    report = _base_report("audit", model.loaded, options, model.parity)
+    if evidence is not None and purification.original_verdict is not None and verified is not None:
+        rescanned, verification = verified
+        report["verdict"] = _audit_verdict(purification.original_verdict, rescanned.verdict, verification)
+        report["detection"] = _detection_section(evidence.results, spec.num_classes, spec.class_names)
+        report["rescan"] = _detection_section(rescanned.results, spec.num_classes, spec.class_names)
+    report["inversion"] = _inversion_section(samples.synth, samples.train, samples.holdout)
+    report["purification"] = purification.guard.to_json()
+    report["purification"]["threshold_basis"] = purification.threshold_basis  # the detection's own verdict's
+    return report
+
+
+def write_stage(model: ConvertedModel, samples: Samples, evidence: "Evidence | None", purification: Purification,
+                options: AuditOptions, output: Path, report_dir: Path, report: dict[str, Any], stages: _Stages,
+                staging: Staging) -> Any:
+    """Stage the report's pictures and the purified model, whose metadata records the report's hash; returns
+    converters' export record."""
+    staging.folder(report_dir)
+    save_class_grid(samples.synth.images01, samples.synth.labels, model.loaded.spec.num_classes,
+                    staging.path(report_dir / "synthetic_samples.png"))
+    report["artifacts"] = {"synthetic_samples": "synthetic_samples.png"}
+    if evidence is not None:
+        report["artifacts"].update(_save_triggers(evidence.results, report_dir, staging))
+    report["output"] = None
+    metadata = {
+        "auditor.version": __version__,
+        "auditor.input_sha256": model.loaded.sha256,
+        "auditor.method": options.method,
+        "auditor.seed": str(options.seed),
+        "auditor.guard_status": purification.guard.status,
+    }
+    # the model records the report's hash; the report's `output` block (which holds the model's hash) is
+    # excluded from that hash, so that neither depends on the other
+    report["timings"] = dict(stages.seconds)
+    metadata["auditor.report_sha256"] = report_hash(report)
+    exported = save_onnx(model.converted, staging.path(output), metadata=metadata, overwrite=True)
+    report["output"] = {"path": str(output), "sha256": None, "metadata": metadata}
+    return exported
 
 
 @dataclass
@@ -279,32 +360,6 @@ def verify_purified(classifier: Classifier, evidence: Evidence, options: AuditOp
     verification = verify(classifier, evidence.triggers, evidence.before, evidence.probe, evidence.probe_labels,
                           deciding, evidence.results.get("reach"), results.get("reach"), notes=notes)
     return Detection(results, verdict), verification
-
-
-def _with_findings(verdict: Verdict, guard: GuardReport) -> Verdict:
-    """The original model's verdict, raised to ``backdoored`` by what the first purification attempt found on it
-    (a patch trigger that flips most samples into several classes, a sinusoid that votes, trigger channels): the
-    same searches as the patch detector, sine reach and channel stimulation, on the audit's full synthetic set,
-    before any weight changed."""
-    findings = guard.attempts[0].result.findings if guard.attempts else []
-    if not findings or verdict.verdict == "backdoored":
-        return verdict
-    reasons = [r for r in verdict.reasons if not r.startswith("no class stands out")]
-    return dataclasses.replace(verdict, verdict="backdoored",
-                               reasons=reasons + [f"purification found {finding}" for finding in findings])
-
-
-def _purifier_overrides(options: AuditOptions, guard: GuardConfig) -> dict[str, Any]:
-    """The purifier's config: ANP's pruning rule (anchor agreement) never looser than the guard's threshold, so
-    that a model with no backdoor found is not pruned into a loss the guard then cannot undo by interpolation."""
-    config = dict(options.purifier_config)
-    cls = PURIFIERS.get(options.method)
-    fields = getattr(cls.Config, "__dataclass_fields__", {}) if cls is not None else {}
-    if "anp_min_anchor_agreement" in fields and "anp_min_anchor_agreement" not in config:
-        default = fields["anp_min_anchor_agreement"].default
-        if guard.min_prior_agreement > default:
-            config["anp_min_anchor_agreement"] = guard.min_prior_agreement
-    return config
 
 
 def _threshold_basis(default: GuardConfig, applied: GuardConfig, original: Verdict | None) -> str:
@@ -467,7 +522,8 @@ def scan(
     device = pick_device(options.device)
 
     with stages("convert"):
-        loaded, converted, parity, classifier = _convert_checked(model_path, options, device, "give a verdict on")
+        model = convert_stage(model_path, options, device, "give a verdict on")
+        loaded, parity, classifier = model.loaded, model.parity, model.classifier
 
     with stages("invert"):
         synth = _synthetic_samples(classifier, options, progress)  # type: ignore[arg-type]

@@ -1,12 +1,12 @@
 """One purifier setting on one zoo model, measured on the tuning split (for choosing defaults).
 
-Runs a purifier (registry name and ``key=value`` config overrides) on the model's cached SMI samples
+Runs a purifier (registry name or steps joined by commas, and ``key=value`` config overrides) on the model's cached SMI samples
 (90%, the guard's 10% held out) with 2,500 generator anchors, as an audit does but without the
 guard, and prints one JSON line: ACC and ASR before and after on 2,000 CIFAR-10 *training* images
 (seed 123; never the test set), the guard's prior-probe agreement (500 generator samples, seed 7),
 holdout agreement, seconds, per-round figures and notes. Appends it to ``--log``.
 
-    python benchmarks/tune_purifier.py cifar10_badnets_all2all ibau inner_mode=untargeted [--smi-dir runs/bench]
+    python benchmarks/tune_purifier.py cifar10_badnets_all2all recipe ibau.inner_mode=untargeted [--smi-dir runs/bench]
 """
 
 from __future__ import annotations

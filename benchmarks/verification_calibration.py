@@ -9,9 +9,9 @@ onnxruntime, on test images and on a subset of training images:
 * ``unchanged``: the original weights (what a purification that changed nothing ships);
 * ``finetune`` and ``clp``: fine-tuning on the synthetic samples and data-free channel pruning (weak
   defenses);
-* ``ibau``: the default purifier, unguarded, and its weight change kept at 30% and 60% (``ibau@0.3``,
+* ``ibau``: the default recipe (``auditor.purify.recipe``), unguarded, and its weight change kept at 30% and 60% (``ibau@0.3``,
   ``ibau@0.6``: what the guard's back-off ships);
-* ``pixels+ibau`` and ``public+ibau``: I-BAU on pixel-space inversion (no generator) and on public
+* ``pixels+ibau`` and ``public+ibau``: the default recipe on pixel-space inversion (no generator) and on public
   Tiny-ImageNet images labelled by the model (32x32 colour models only), the bench's weak sources;
 * ``audit:<file>``: purified models written by real ``auditor audit`` runs (``--purified``).
 
@@ -146,9 +146,10 @@ def calibrate_model(name: str, zoo: Path, seed: int, purified: list[Path], progr
 
     rows: list[dict[str, Any]] = []
     rows.append(variant("unchanged", classifier, converted, loaded.spec))
+    # the variant labels keep their names in the committed JSON: "ibau" is the default recipe (get_purifier())
     for method in ("finetune", "clp", "ibau"):
         restore(classifier, original_state)
-        purifier = get_purifier(method)
+        purifier = get_purifier("recipe" if method == "ibau" else method)
         purifier.purify(classifier, train.images01, train.labels, generator=torch.Generator().manual_seed(seed))
         changed = snapshot(classifier)
         rows.append(variant(method, classifier, converted, loaded.spec))
@@ -164,7 +165,7 @@ def calibrate_model(name: str, zoo: Path, seed: int, purified: list[Path], progr
     for label, make in sources.items():
         restore(classifier, original_state)
         images, labels = make()
-        get_purifier("ibau").purify(classifier, images, labels, generator=torch.Generator().manual_seed(seed))
+        get_purifier().purify(classifier, images, labels, generator=torch.Generator().manual_seed(seed))
         rows.append(variant(label, classifier, converted, loaded.spec))
     for path in purified:
         other_loaded, other_converted, _p, other = _convert_checked(path, options, device, "calibrate")

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from auditor.bench import CONFIGS, BenchSetup, _options, der, merge_documents, render_table
+from auditor.purify import Recipe, get_purifier
 
 
 def test_der_follows_the_issue_formula() -> None:
@@ -24,7 +25,7 @@ def test_table_lists_every_row() -> None:
          "guard": "accepted"},
     ]}
     table = render_table(document)
-    assert "| a | SMI + I-BAU (ours) | 88.0 | 5.0 | 80.0 | 94.0 | 12.0 | accepted |" in table
+    assert "| a | SMI + default recipe (ours) | 88.0 | 5.0 | 80.0 | 94.0 | 12.0 | accepted |" in table
     assert "| a | no defense | 90.0 | 95.0 | 5.0 | 50.0 | 0.0 | - |" in table
 
 
@@ -68,7 +69,7 @@ def test_each_defense_row_runs_what_its_name_says(config: str, tmp_path: Path) -
     x = np.zeros((4, 32, 32, 3), np.uint8)
     options = _options(config, setup, folder, tmp_path / "m.onnx", None, x, np.zeros(4, np.int64), x)
     assert options.rescan == (config != "clean_ibau")  # the guard's threshold reads the verdict; references are unguarded
-    assert options.method == {"smi_finetune": "finetune", "clp": "clp", "smi_anp": "anp"}.get(config, "ibau")
+    assert options.method == {"smi_finetune": "finetune", "clp": "clp", "smi_anp": "anp"}.get(config, "recipe")
     assert options.pixels == (config == "pixels_ibau")
     assert options.inversion.stability == (config != "nostab_ibau")
     assert (options.clean_data is not None) == (config == "clean_ibau")
@@ -76,10 +77,13 @@ def test_each_defense_row_runs_what_its_name_says(config: str, tmp_path: Path) -
     expected = {"nostab_ibau": folder / "nostab.npz", "pixels_ibau": folder / "pixels.npz"}.get(config, folder / "smi.npz")
     assert options.synthetic == expected
     assert (options.guard.max_backoffs == 0) == (config == "clean_ibau")
-    assert options.purifier_config.get("clp_first", False) == (config == "smi_clp_ibau")
-    assert ("clp_u" in options.purifier_config and options.purifier_config["clp_u"] is None) == (config == "smi_ibau_noclp")
+    steps = get_purifier(options.method, **options.purifier_config)
+    names = [s.name for s in steps.steps] if isinstance(steps, Recipe) else []
+    assert (names[:1] == ["clp"]) == (config == "smi_clp_ibau")
+    assert ("clp" not in names and bool(names)) == (config == "smi_ibau_noclp")
     # the ANP step is on in ours and off in the ablations that predate it or leave it out
-    assert ("anp_fraction" in options.purifier_config) == (config in ("smi_ibau_noclp", "smi_clp_ibau", "smi_ibau_noanp"))
+    assert ("anp" in names) == (options.method == "recipe" and config not in ("smi_ibau_noclp", "smi_clp_ibau",
+                                                                                "smi_ibau_noanp"))
 
 
 def test_a_row_counts_its_inversion_once(tmp_path: Path) -> None:
@@ -106,7 +110,7 @@ def test_matrix_has_a_cell_per_model_and_defense_and_means_only_over_complete_co
                          row("b", "none", 0.80, 0.85, 0.5), row("b", "smi_ibau", 0.79, 0.15, 0.845),
                          row("c", "none", 0.86, None), row("c", "smi_ibau", 0.85, None), row("c", "clp", 0.84, None)]}
     lines = render_matrix(document).splitlines()
-    assert lines[0] == "| model | no defense | SMI + I-BAU (ours) | CLP (data-free) |"
+    assert lines[0] == "| model | no defense | SMI + default recipe (ours) | CLP (data-free) |"
     assert "| a | 95.0 / 90.0 | 5.0 / 88.0 | 90.0 / 89.0 |" in lines
     assert "| b | 85.0 / 80.0 | 15.0 / 79.0 | not run |" in lines
     assert "| c | 86.0 | 85.0 | 84.0 |" in lines  # a clean model has no ASR: its accuracy alone

@@ -288,6 +288,20 @@ def test_error_messages_quote_names_on_one_line(tmp_path: Path) -> None:
 # -- 3. outputs checked up front; nothing new after a failure -------------------------------------
 
 
+@pytest.mark.parametrize("options,fragment", [
+    (("--method", "patch,sideways"), "unknown purifier 'patch,sideways'"),
+    (("--purifier-option", "nope=1"), "option 'nope': no step of the recipe"),
+    (("--method", "ibau", "--purifier-option", "patch.epochs=1"), "step 'patch' is not in the recipe"),
+])
+def test_a_bad_purifier_fails_before_any_work(tiny: tuple[Path, Path], tmp_path: Path,  # noqa: F811
+                                              monkeypatch: pytest.MonkeyPatch, options, fragment) -> None:
+    model, synth = tiny
+    monkeypatch.setattr(pipeline, "_convert_checked", lambda *a, **k: pytest.fail("work started"))
+    result = _invoke("purify", str(model), "-o", str(tmp_path / "out.onnx"), "--synthetic", str(synth), *options)
+    _one_error_line(result, fragment)
+    assert not (tmp_path / "out.onnx").exists()
+
+
 def test_purify_to_an_unwritable_folder_fails_before_any_work(tiny: tuple[Path, Path],  # noqa: F811
                                                               tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     model, synth = tiny

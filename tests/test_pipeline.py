@@ -27,10 +27,10 @@ FAST_INVERSION = InversionConfig(per_class=4, steps=3, batch_per_class=2,
 # not about the detectors' strength (tests/test_detect.py measures that).
 FAST_DETECTION = DetectionConfig(settings={"neural_cleanse": {"steps": 4}, "reach": {"steps": 3},
                                            "patch": {"steps": 10}, "weight_perturbation": {"radii": (0.05,)}})
-FAST_PURIFIER = {"rounds": 1, "anp_iterations": 20, "patch_steps": 20}
-# I-BAU's rounds without the recipe's other steps, for tests about the pipeline around the purifier
-# (tests/test_purify.py covers each step)
-ROUNDS_ONLY = {"rounds": 1, "patch_pixels": None, "signal_index": None, "stimulation_index": None, "anp_fraction": None}
+FAST_PURIFIER = {"rounds": 1, "iterations": 20, "search_steps": 20}
+# I-BAU's rounds without the recipe's other steps (method "ibau"), for tests about the pipeline around the
+# purifier (tests/test_purify.py covers each step)
+ROUNDS_ONLY = {"rounds": 1}
 FAST = AuditOptions(inversion=FAST_INVERSION, rescan_inversion=FAST_INVERSION, purifier_config=FAST_PURIFIER,
                     detection=FAST_DETECTION, anchor_samples=200, guard_prior_samples=100)
 
@@ -51,7 +51,7 @@ def test_audit_writes_model_metadata_and_report(model: Path, tmp_path: Path) -> 
     meta = {p.key: p.value for p in written.metadata_props}
     assert meta["auditor.version"] == __version__
     assert meta["auditor.input_sha256"] == sha256_file(model)
-    assert meta["auditor.method"] == "ibau" and meta["auditor.seed"] == "0"
+    assert meta["auditor.method"] == "recipe" and meta["auditor.seed"] == "0"
     report = json.loads((reports / "report.json").read_text())
     assert meta["auditor.report_sha256"] == report_hash(report)
     assert report["output"]["sha256"] == sha256_file(out)
@@ -151,9 +151,10 @@ def test_purify_cli_with_saved_synthetic_samples(model: Path, tmp_path: Path) ->
     meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
     assert meta["auditor.method"] == "clp"
     assert json.loads((tmp_path / "cli-report" / "report.json").read_text())["config"]["synthetic"] == str(synth)
-    for method, settings in {"ibau": ROUNDS_ONLY, "finetune": {"epochs": 1}}.items():
-        out = tmp_path / f"{method}.onnx"
-        audit(model, out, tmp_path / f"{method}-report",
+    for method, settings in {"ibau": ROUNDS_ONLY, "patch,ibau": {**ROUNDS_ONLY, "search_steps": 5},
+                             "finetune": {"epochs": 1}}.items():
+        out = tmp_path / f"{method.replace(',', '-')}.onnx"
+        audit(model, out, tmp_path / f"{method.replace(',', '-')}-report",
               replace(FAST, method=method, purifier_config=settings, synthetic=synth, rescan=False))
         meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
         assert meta["auditor.method"] == method
@@ -176,29 +177,21 @@ def test_prior_samples_for_the_guard_probe_and_the_anchors(model: Path) -> None:
 
 
 def test_the_audit_verdict_reads_what_the_purifier_found_on_the_original() -> None:
-    """A patch trigger the purifier's first attempt unlearned makes the original's verdict `backdoored`."""
+    """A patch trigger the purification's first attempt unlearned makes the original's verdict `backdoored`."""
     from auditor.detect import VerdictConfig, Verdict
-    from auditor.pipeline import _with_findings
-    from auditor.purify import GuardReport, PurifyResult
-    from auditor.purify.guard import GuardAttempt
-
-    def report(findings: list[str]) -> GuardReport:
-        result = PurifyResult("ibau", {}, findings=findings)
-        return GuardReport("accepted", "", {}, None, 10, attempts=[GuardAttempt(0, "ibau", {}, 1.0, 0.8, None, True,
-                                                                                   result)])
+    from auditor.detect.verdict import raised_by_findings
 
     clean = Verdict("clean", 0.4, [], ["no class stands out (largest anomaly index 0.40 <= 1.5)"], VerdictConfig())
-    raised = _with_findings(clean, report(["patch trigger: a 16-pixel patch flips 0.90 of the samples"]))
+    raised = raised_by_findings(clean, ["patch trigger: a 16-pixel patch flips 0.90 of the samples"])
     assert raised.verdict == "backdoored" and raised.score == clean.score and raised.suspected_targets == []
     assert raised.reasons == ["purification found patch trigger: a 16-pixel patch flips 0.90 of the samples"]
     assert clean.verdict == "clean"  # the detection's own verdict object is left as it was
-    assert _with_findings(clean, report([])) is clean
-    assert _with_findings(clean, GuardReport("rejected", "", {}, None, 10)) is clean
+    assert raised_by_findings(clean, []) is clean
     suspicious = Verdict("suspicious", 1.6, [9], ["class 9: ..."], VerdictConfig())
-    assert _with_findings(suspicious, report(["trigger channels"])).reasons == ["class 9: ...",
-                                                                                 "purification found trigger channels"]
+    assert raised_by_findings(suspicious, ["trigger channels"]).reasons == ["class 9: ...",
+                                                                         "purification found trigger channels"]
     backdoored = Verdict("backdoored", 4.0, [0], ["class 0: ..."], VerdictConfig())
-    assert _with_findings(backdoored, report(["trigger channels"])) is backdoored
+    assert raised_by_findings(backdoored, ["trigger channels"]) is backdoored
 
 
 def test_a_finding_raises_the_verdict_but_not_the_guard_budget_it_was_given(model: Path, tmp_path: Path,
@@ -218,7 +211,7 @@ def test_a_finding_raises_the_verdict_but_not_the_guard_budget_it_was_given(mode
         return report
 
     monkeypatch.setattr(pipeline, "guarded_purify", finding_guard)
-    report = audit(model, tmp_path / "out.onnx", tmp_path / "report", replace(FAST, purifier_config=ROUNDS_ONLY)).report
+    report = audit(model, tmp_path / "out.onnx", tmp_path / "report", replace(FAST, method="ibau", purifier_config=ROUNDS_ONLY)).report
     assert report["verdict"]["verdict"] == "backdoored"
     assert report["verdict"]["reasons"] == ["purification found patch trigger: injected by the test"]
     assert report["verdict"]["rescan"]["verdict"] == "clean"  # the re-scan, forced clean too, decides the exit code

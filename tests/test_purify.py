@@ -17,8 +17,10 @@ from torch import nn
 import converters
 from auditor.errors import AuditorError
 from auditor.model import AuditTarget
-from auditor.purify import (ANP, CLP, IBAU, PURIFIERS, Finetune, GuardConfig, PurifyResult, channel_lipschitz,
-                            get_purifier, guarded_purify, interpolate, list_purifiers, restore, snapshot)
+from auditor.detect.leads import find_leads
+from auditor.purify import (ANP, CLP, DEFAULT_STEPS, IBAU, PURIFIERS, STEPS, CLPConfig, ChannelZeroing, Finetune,
+                            GuardConfig, PurifyResult, Recipe, channel_lipschitz, get_purifier, guarded_purify,
+                            interpolate, list_purifiers, restore, snapshot)
 from auditor.purify.neurons import masked_conv_layers, masked_forward, prune_lowest
 from auditor.universal import grid_patch, stamp, untargeted_patch
 
@@ -136,28 +138,68 @@ def frozen_state(target: AuditTarget) -> dict[str, torch.Tensor]:
     return state
 
 
-# -- registry and interface ------------------------------------------------------------------------------
+# -- registries and interface ----------------------------------------------------------------------------
 
 def test_registry() -> None:
-    assert list_purifiers() == ["anp", "clp", "finetune", "ibau"]
-    assert isinstance(get_purifier(), IBAU)
+    assert {"recipe", "finetune", "clp", "anp"} <= set(list_purifiers())
+    default = get_purifier()
+    assert isinstance(default, Recipe) and tuple(s.name for s in default.steps) == DEFAULT_STEPS
+    rounds_alone = get_purifier("ibau", rounds=2)  # a step name is a recipe of that step: the reference I-BAU
+    assert [type(s) for s in rounds_alone.steps] == [IBAU] and rounds_alone.steps[0].config.rounds == 2
+    assert tuple(s.name for s in get_purifier("patch,ibau").steps) == ("patch", "ibau")
     assert get_purifier("finetune", lr=0.5).config.lr == 0.5
     with pytest.raises(AuditorError, match="unknown purifier"):
         get_purifier("nope")
-    with pytest.raises(AuditorError, match="bad option"):
+    with pytest.raises(AuditorError, match="no step of the recipe"):
         get_purifier("ibau", not_an_option=1)
     for cls in PURIFIERS.values():
         assert type(cls().milder()) is cls
 
 
+def test_recipe_options_reach_the_step_that_has_them() -> None:
+    recipe = Recipe(**{"steps": "patch,signal,ibau", "rounds": 5, "patch.epochs": 1, "lr": 1e-3})
+    patch, signal, ibau = recipe.steps
+    assert ibau.config.rounds == 5 and patch.config.epochs == 1 and signal.config.epochs == 2
+    assert recipe.config.lr == 1e-3 and recipe.describe()["settings"]["ibau"]["rounds"] == 5
+    with pytest.raises(AuditorError, match="several steps"):  # patch and signal both have epochs
+        Recipe(steps="patch,signal", epochs=1)
+    with pytest.raises(AuditorError, match="not in the recipe"):
+        Recipe(steps="ibau", **{"patch.epochs": 1})
+    with pytest.raises(AuditorError, match="unknown purification step"):
+        Recipe(steps="ibau,sideways")
+    with pytest.raises(AuditorError, match="repeated: ibau"):
+        Recipe(steps="ibau,clp,ibau")
+    with pytest.raises(AuditorError, match="at least one step"):
+        Recipe(steps="")
+
+
+def test_the_milder_recipe_lowers_the_rate_keeps_clp_and_prunes_no_neurons() -> None:
+    recipe = get_purifier()
+    milder = recipe.milder()
+    assert milder.config.lr == pytest.approx(recipe.config.lr / 3)
+    assert "anp" in recipe.config.steps and "anp" not in milder.config.steps
+    assert [s.name for s in milder.steps] == list(milder.config.steps)
+    by_name = {s.name: s for s in milder.steps}
+    assert by_name["clp"].config == CLPConfig()  # the back-off weakens unlearning, keeps CLP's threshold
+    assert by_name["ibau"].config.rounds == 2  # half of 3, rounded up
+
+
+def test_the_anp_step_never_prunes_below_the_guards_threshold() -> None:
+    strict = get_purifier().for_guard(0.85)
+    assert {s.name: s for s in strict.steps}["anp"].config.min_anchor_agreement == 0.85
+    assert {s.name: s for s in get_purifier().for_guard(0.7).steps}["anp"].config.min_anchor_agreement == 0.75
+    chosen = get_purifier(**{"anp.min_anchor_agreement": 0.6}).for_guard(0.85)  # set by the user: kept
+    assert {s.name: s for s in chosen.steps}["anp"].config.min_anchor_agreement == 0.6
+
+
 # Every registered purifier at a few steps on the toy; PURIFIER_CASES must name each of them (checked below).
-# every step of the I-BAU recipe runs, each at a few iterations
-_IBAU_FEW = {"rounds": 1, "batch_size": 16, "patch_steps": 20, "anp_iterations": 20}
+# every step of the default recipe runs, each at a few iterations
+_RECIPE_FEW = {"rounds": 1, "batch_size": 16, "search_steps": 20, "iterations": 20}
 PURIFIER_CASES = [
-    ("ibau", _IBAU_FEW),
-    ("ibau", {**_IBAU_FEW, "shared_adv_weight": 1.0, "shared_adv_steps": 2}),
-    ("ibau", {**_IBAU_FEW, "inner_mode": "untargeted"}),
-    ("ibau", {**_IBAU_FEW, "inner_mode": "both"}),
+    ("recipe", _RECIPE_FEW),
+    ("recipe", {**_RECIPE_FEW, "shared_adv_weight": 1.0, "shared_adv_steps": 2}),
+    ("recipe", {**_RECIPE_FEW, "inner_mode": "untargeted"}),
+    ("recipe", {**_RECIPE_FEW, "inner_mode": "both"}),
     ("finetune", {"epochs": 1, "batch_size": 32, "lr": 0.05}),
     ("clp", {"u": 1.0}),
     ("anp", {"iterations": 20, "batch_size": 16, "max_prune_fraction": 0.2}),
@@ -203,8 +245,8 @@ def test_purifier_changes_trainable_only_and_stays_writable(name, config, tiny, 
     frozen = frozen_state(tiny)
     assert frozen, "the tiny model should have baked normalization constants"
     steps = []
-    result = get_purifier(name, **config).purify(classifier, x, None, progress=lambda s, t, m: steps.append((s, t)),
-                                                 data_source="clean")
+    purifier = get_purifier(name, **config)
+    result = purifier.purify(classifier, x, None, progress=lambda s, t, m: steps.append((s, t)), data_source="clean")
     after = dict(classifier.network.named_parameters())
     assert any(not torch.equal(before[n], after[n]) for n in before), "no trainable parameter changed"
     for n, value in frozen_state(tiny).items():
@@ -212,7 +254,7 @@ def test_purifier_changes_trainable_only_and_stays_writable(name, config, tiny, 
     assert not classifier.training
     assert steps and steps[-1][0] == steps[-1][1]
     record = json.loads(json.dumps(result.to_json()))
-    assert record["method"] == name and record["config"] == json.loads(json.dumps({**get_purifier(name).config.__dict__, **config}))
+    assert record["method"] == name and record["config"] == json.loads(json.dumps(purifier.describe()))
     assert record["rounds"]
     # the purified graph writes back into the original ONNX and matches onnxruntime
     exported = converters.save_onnx(tiny.converted, tmp_path / "purified.onnx", tolerance=1e-4)
@@ -222,6 +264,86 @@ def test_purifier_changes_trainable_only_and_stays_writable(name, config, tiny, 
         expected = classifier(x[:8]).numpy()
     got = session.run(None, {"input": x[:8].numpy()})[0]
     np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-4)
+
+
+# Every registered step alone, at a few iterations; STEP_CASES must name each of them (checked below).
+STEP_CASES = {
+    "patch": {"search_steps": 20, "min_flip": 0.0, "max_target_share": 1.0},  # gates open: the step acts
+    "signal": {"index": 0.0},
+    "ibau": {"rounds": 1},
+    "clp": {"u": 1.0},
+    "anp": {"iterations": 20, "fraction": 0.2, "min_anchor_agreement": 0.0},
+    "channels": {"index": 0.0, "min_share": 0.01, "levels": (0.02, 0.05)},
+    "finetune": {"epochs": 1, "lr": 0.05},
+}
+
+
+def test_the_step_cases_cover_the_step_registry() -> None:
+    assert set(STEP_CASES) == set(STEPS)
+    assert all(cls.name == name and cls.meaning for name, cls in STEPS.items())
+    assert set(DEFAULT_STEPS) <= set(STEPS)
+
+
+def _one_step(name: str, tmp_path: Path, tag: str) -> tuple[AuditTarget, PurifyResult]:
+    torch.manual_seed(1)
+    target = export_and_convert(TinyNet(normalize=True), tmp_path / f"{name}-{tag}.onnx")
+    x, y = samples(48)
+    recipe = Recipe(steps=(name,), batch_size=16, **{f"{name}.{k}": v for k, v in STEP_CASES[name].items()})
+    result = recipe.purify(target.classifier, x, y, anchors=samples(32, seed=9)[0],
+                           generator=torch.Generator().manual_seed(3))
+    return target, result
+
+
+@pytest.mark.parametrize("name", sorted(STEPS))
+def test_every_step_is_deterministic_changes_only_what_it_says_and_round_trips(name: str, tmp_path: Path) -> None:
+    """For every registered step alone on the toy: the same seed gives the same weights and record; frozen
+    tensors never change; a step that did not act left every weight as it was, one that zeroed channels left
+    them zero; its record survives JSON; and the result writes back to ONNX."""
+    first, result = _one_step(name, tmp_path, "a")
+    second, again = _one_step(name, tmp_path, "b")
+    assert _without_timings(result.to_json()) == _without_timings(again.to_json())
+    weights = dict(first.classifier.network.named_parameters())
+    assert all(torch.equal(p, weights[n]) for n, p in second.classifier.network.named_parameters())
+
+    (record,) = result.steps
+    assert record.name == name and result.method == "recipe"
+    assert record.found is None or isinstance(record.found, dict)
+    round_trip = json.loads(json.dumps(result.to_json()))["steps"][0]
+    assert round_trip["name"] == name and round_trip["acted"] == record.acted
+    torch.manual_seed(1)
+    pristine = export_and_convert(TinyNet(normalize=True), tmp_path / f"{name}-pristine.onnx")
+    before = dict(pristine.classifier.network.named_parameters())
+    changed = [n for n, p in weights.items() if not torch.equal(p, before[n])]
+    assert bool(changed) == record.acted, (record.acted, changed)
+    modules = dict(first.classifier.network.named_modules())
+    for layer, channels in record.zeroed().items():
+        assert torch.all(modules[layer].weight[channels] == 0)
+    assert result.pruned_channels == record.zeroed()
+    converters.save_onnx(first.converted, tmp_path / f"{name}.purified.onnx", tolerance=1e-4)
+
+
+def test_a_recipe_acts_on_the_leads_it_is_given_and_finds_none_itself(backdoored, monkeypatch) -> None:
+    """Leads found once before the guard serve every attempt: with them, neither the first attempt nor a
+    milder one searches; without them, the recipe finds them on the samples it is given."""
+    import auditor.detect.leads as leads_module
+
+    calls = []
+    real = leads_module.untargeted_patch
+    monkeypatch.setattr(leads_module, "untargeted_patch", lambda *a, **k: calls.append(1) or real(*a, **k))
+    target = load(backdoored)
+    x, y = shapes(120, torch.Generator().manual_seed(12))
+    recipe = Recipe(steps="patch,ibau", rounds=1, search_steps=20, batch_size=32)
+    leads = find_leads(target.classifier, x, y, recipe.lead_requests(), seed=0)
+    assert len(calls) == 1 and leads.patch is not None and leads.signal is None and leads.channels is None
+    bound = recipe.with_leads(leads)
+    original = snapshot(target.classifier)
+    first = bound.purify(target.classifier, x, y, generator=torch.Generator().manual_seed(0))
+    restore(target.classifier, original)
+    again = bound.milder().purify(target.classifier, x, y, generator=torch.Generator().manual_seed(0))
+    assert len(calls) == 1 and again.steps[0].found == first.steps[0].found
+    restore(target.classifier, original)
+    alone = recipe.purify(target.classifier, x, y, generator=torch.Generator().manual_seed(0))
+    assert len(calls) == 2 and alone.steps[0].found == first.steps[0].found  # the same search, the same patch
 
 
 # -- CLP ------------------------------------------------------------------------------------------------
@@ -252,31 +374,26 @@ def test_clp_prunes_the_planted_channel(keep_bn, tmp_path) -> None:
     converters.save_onnx(target.converted, tmp_path / "pruned.onnx", tolerance=1e-4)
 
 
-# I-BAU's rounds and CLP alone: the steps around them (patch, signal, stimulation, ANP) have tests of their own
-ROUNDS_AND_CLP = {"patch_pixels": None, "signal_index": None, "stimulation_index": None, "anp_fraction": None}
-
-
-@pytest.mark.parametrize("clp_first", [False, True])
-def test_ibau_prunes_with_clp(clp_first, tmp_path) -> None:
-    """By default CLP prunes the planted channel after unlearning (clp_first: before) and the record
-    says so; clp_u=None leaves CLP out."""
+@pytest.mark.parametrize("steps", ["ibau,clp", "clp,ibau"])
+def test_a_recipe_prunes_with_clp_where_it_places_it(steps, tmp_path) -> None:
+    """CLP prunes the planted channel before or after the I-BAU rounds, as the recipe orders them, and the
+    record says which step zeroed it; a recipe without CLP leaves it."""
     torch.manual_seed(2)
     net = TinyNet()
     with torch.no_grad():
         net.features[4].weight[5] *= 12.0
     target = export_and_convert(net, tmp_path / "planted.onnx")
     x, _ = samples(32)
-    result = IBAU(rounds=1, batch_size=16, clp_first=clp_first, **ROUNDS_AND_CLP).purify(target.classifier, x)
+    result = get_purifier(steps, rounds=1, batch_size=16).purify(target.classifier, x)
     (layer, channels), = result.pruned_channels.items()
-    assert channels == [5] and any(("before" if clp_first else "after") in note for note in result.notes)
+    assert channels == [5] and [s.name for s in result.steps] == steps.split(",")
+    assert {s.name: s for s in result.steps}["clp"].zeroed() == {layer: [5]}
+    assert any(note.startswith("clp (u=3) pruned 1 channel") for note in result.notes)
     conv = dict(target.classifier.network.named_modules())[layer]
     assert (conv.weight[5] == 0).all()  # a zeroed channel behind a ReLU gets no gradient: it stays pruned
-    assert IBAU(rounds=1, batch_size=16, **{**ROUNDS_AND_CLP, "clp_u": None}).purify(target.classifier, x) \
-        .pruned_channels == {}
-    assert IBAU().milder().config.clp_u == IBAU().config.clp_u  # the back-off weakens unlearning, keeps CLP
-    assert IBAU().config.anp_fraction and IBAU().milder().config.anp_fraction is None  # ... and prunes no neurons
-    with pytest.raises(AuditorError, match="clp_u"):
-        IBAU(clp_u=0.0)
+    assert get_purifier("ibau", rounds=1, batch_size=16).purify(target.classifier, x).pruned_channels == {}
+    with pytest.raises(AuditorError, match="u must be"):
+        get_purifier(**{"clp.u": 0.0})
 
 
 def test_channel_lipschitz_is_the_largest_singular_value() -> None:
@@ -343,85 +460,92 @@ def test_anp_takes_convolutions_without_a_bias(tmp_path) -> None:
     assert len(result.rounds) == 2  # both convolutions were masked, the bias-free one included
 
 
-# -- I-BAU ----------------------------------------------------------------------------------------------
+# -- the recipe's steps ----------------------------------------------------------------------------------
+
+def _step(result: PurifyResult, name: str):
+    return next(record for record in result.steps if record.name == name)
+
 
 @pytest.mark.parametrize("min_agreement", [0.0, 1.0])
-def test_ibau_anp_step_keeps_only_what_the_anchors_accept(backdoored, min_agreement) -> None:
-    """The ANP step tries anp_fraction, then half of it, and keeps the first whose anchor predictions agree
+def test_the_anp_step_keeps_only_what_the_anchors_accept(backdoored, min_agreement) -> None:
+    """The ANP step tries its fraction, then half of it, and keeps the first whose anchor predictions agree
     enough with the original's; when none does, no neuron is left pruned."""
     target = load(backdoored)
     x, y = shapes(160, torch.Generator().manual_seed(12))
     anchors, _ = shapes(64, torch.Generator().manual_seed(13))
-    config = dict(IBAU_TEST_CONFIG, rounds=1, clp_u=None, anp_fraction=0.2, anp_iterations=60,
-                  anp_min_anchor_agreement=min_agreement, stimulation_index=None)  # only ANP's zeros counted
-    result = IBAU(**config).purify(target.classifier, x, y, anchors=anchors, generator=torch.Generator().manual_seed(0))
-    tried = result.neuron_pruning
+    config = dict(IBAU_TEST_CONFIG, rounds=1, fraction=0.2, iterations=60, min_anchor_agreement=min_agreement)
+    result = get_purifier("ibau,anp", **config).purify(target.classifier, x, y, anchors=anchors,
+                                                      generator=torch.Generator().manual_seed(0))
+    record = _step(result, "anp")
+    tried = record.changed["shares_tried"]
     convs = [m for m in target.classifier.network.modules() if isinstance(m, nn.Conv2d)]
     dead = {(i, k) for i, m in enumerate(convs) for k in range(m.out_channels) if torch.all(m.weight[k] == 0)}
     if tried[0].get("skipped"):  # the unpruned model already disagrees too much: no masks are learned
         assert len(tried) == 1 and tried[0]["anchor_agreement"] < min_agreement
-        assert result.pruned_neurons == {} and not dead and "anp skipped" in result.notes[-1]
+        assert record.zeroed() == {} and not dead and "anp skipped" in result.notes[-1]
         return
-    assert tried[0]["anp_fraction"] == 0.2 and len(tried) <= 2
+    assert tried[0]["fraction"] == 0.2 and len(tried) <= 2
     for attempt in tried:
         assert attempt["kept"] == (attempt["anchor_agreement"] >= min_agreement)
         assert attempt["unpruned_anchor_agreement"] >= min_agreement
     if any(attempt["kept"] for attempt in tried):
-        assert result.pruned_neurons and len(dead) == sum(map(len, result.pruned_neurons.values()))
+        assert record.zeroed() and len(dead) == sum(map(len, record.zeroed().values()))
     else:
-        assert result.pruned_neurons == {} and not dead and "anp pruned nothing" in result.notes[-1]
+        assert record.zeroed() == {} and not dead and "anp pruned nothing" in result.notes[-1]
     if min_agreement == 0.0:
         assert len(tried) == 1 and tried[0]["kept"]
 
 
-def test_ibau_stimulation_step_zeroes_the_blamed_channels_last() -> None:
+def test_the_channels_step_zeroes_the_blamed_channels() -> None:
     """On a model whose head reads the target from one channel of its last convolution, raising that channel
-    sends the other classes into the target: the step names the target, zeroes that channel after unlearning
-    (the rounds' other pruning off) and records what it did. Above the threshold, or where no channel reaches
-    the stop share within the levels, it only reports."""
+    sends the other classes into the target: the step names the target, zeroes that channel after the
+    rounds and records what it did. Above the threshold, or where no channel reaches the stop share within
+    the levels, it only reports."""
     from test_detect import TARGET as SHORTCUT_TARGET, _feature_samples
 
-    config = dict(IBAU_TEST_CONFIG, rounds=1, clp_u=None, anp_fraction=None, patch_pixels=None,
-                  stimulation_levels=(0.02, 0.05, 0.1, 0.25))  # the toy's spreads, not the zoo's
+    config = dict(IBAU_TEST_CONFIG, rounds=1, levels=(0.02, 0.05, 0.1, 0.25))  # the toy's spreads, not the zoo's
     classifier, x, y = _feature_samples(shortcut=True)
-    result = IBAU(**config).purify(classifier, x, y, generator=torch.Generator().manual_seed(0))
-    record = json.loads(json.dumps(result.to_json()))["stimulation"]
-    print("stimulation step:", record)
-    assert record["class"] == SHORTCUT_TARGET and record["reached_stop_share"] and record["blamed"] and record["zeroed"]
-    assert record["channels"] == [3] and record["layer"] == "conv2" and min(record["shares"]) >= 0.25
+    result = get_purifier("ibau,channels", **config).purify(classifier, x, y, generator=torch.Generator().manual_seed(0))
+    record = json.loads(json.dumps(result.to_json()))["steps"][1]
+    print("channels step:", record)
+    found = record["found"]
+    assert found["class"] == SHORTCUT_TARGET and found["reached_stop_share"] and record["acted"]
+    assert found["channels"] == [3] and found["layer"] == "conv2" and min(found["shares"]) >= 0.25
+    assert record["changed"] == {"zeroed": {"conv2": [3]}}
     assert torch.all(classifier.network.conv2.weight[3] == 0) and float(classifier.network.conv2.bias[3].detach()) == 0
     assert any("stimulation step" in note for note in result.notes)
     assert result.findings and "trigger channels" in result.findings[0]  # evidence for the guard's budget
 
-    for overrides in ({"stimulation_index": 1e9}, {"stimulation_levels": (0.001,)}):
+    for overrides in ({"index": 1e9}, {"levels": (0.001,)}):
         untouched, x, y = _feature_samples(shortcut=True)
-        quiet = IBAU(**dict(config, **overrides)).purify(untouched, x, y, generator=torch.Generator().manual_seed(0))
-        assert not quiet.stimulation["blamed"] and not quiet.stimulation["zeroed"], overrides
+        quiet = get_purifier("ibau,channels", **dict(config, **overrides)).purify(
+            untouched, x, y, generator=torch.Generator().manual_seed(0))
+        assert not _step(quiet, "channels").acted, overrides
         assert quiet.findings == []
         assert not any(torch.all(untouched.network.conv2.weight[c] == 0) for c in range(4))
-    with pytest.raises(AuditorError, match="stimulation"):
-        IBAU(stimulation_levels=())
-    assert IBAU(stimulation_index=None, stimulation_levels=()).config.stimulation_index is None  # off: not checked
+    with pytest.raises(AuditorError, match="channels"):
+        ChannelZeroing(levels=())
 
 
-def test_ibau_anp_step_is_skipped_when_the_unpruned_model_already_fails_the_anchors(backdoored, monkeypatch) -> None:
+def test_the_anp_step_is_skipped_when_the_unpruned_model_already_fails_the_anchors(backdoored, monkeypatch) -> None:
     """Pruning only removes function: where the unlearned model already disagrees with the original on the
     anchors more than allowed, no share could pass, so the masks are not learned at all (a third of the time)."""
-    import auditor.purify.ibau as ibau_module
+    import auditor.purify.anp as anp_module
 
     def never(*args, **kwargs):
         raise AssertionError("ANP masks learned although no pruning share could pass")
 
-    monkeypatch.setattr(ibau_module, "learn_masks", never)
+    monkeypatch.setattr(anp_module, "learn_masks", never)
     target = load(backdoored)
     x, y = shapes(160, torch.Generator().manual_seed(12))
     noise = torch.rand(64, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(13))  # ambiguous: easily moved
-    config = dict(IBAU_TEST_CONFIG, rounds=2, lr=3e-2, anchor_weight=0.0, kl_weight=0.0, clp_u=None,
-                  anp_fraction=0.2, anp_iterations=60, anp_min_anchor_agreement=1.0)
-    result = IBAU(**config).purify(target.classifier, x, y, anchors=noise, generator=torch.Generator().manual_seed(0))
-    (record,) = result.neuron_pruning
-    assert record["skipped"] and record["anchor_agreement"] < 1.0 and not record["kept"]
-    assert result.pruned_neurons == {} and "anp skipped" in result.notes[-1]
+    config = dict(IBAU_TEST_CONFIG, rounds=2, lr=3e-2, anchor_weight=0.0, kl_weight=0.0, fraction=0.2, iterations=60,
+                  min_anchor_agreement=1.0)
+    result = get_purifier("ibau,anp", **config).purify(target.classifier, x, y, anchors=noise,
+                                                      generator=torch.Generator().manual_seed(0))
+    (tried,) = _step(result, "anp").changed["shares_tried"]
+    assert tried["skipped"] and tried["anchor_agreement"] < 1.0 and not tried["kept"]
+    assert result.pruned_channels == {} and "anp skipped" in result.notes[-1]
 
 
 def test_ibau_reduces_backdoor(backdoored) -> None:
@@ -434,8 +558,7 @@ def test_ibau_reduces_backdoor(backdoored) -> None:
     # classes unlearned per round: measured ASR 1.00 -> 0.57 (one thread) and 0.51 (two threads) at ACC 1.00.
     # With one class per round the toy's outcome hangs on the thread count (0.85-0.96), so the test would
     # measure the machine rather than the method.
-    config = dict(IBAU_TEST_CONFIG, lr=1e-2, top_k=2, clean_weight=1.0, clp_u=None, anp_fraction=None,
-                  patch_pixels=None, signal_index=None, stimulation_index=None)
+    config = dict(IBAU_TEST_CONFIG, lr=1e-2, top_k=2, clean_weight=1.0)
     result = get_purifier("ibau", **config).purify(target.classifier, x_clean, y_clean, data_source="clean",
                                                    generator=torch.Generator().manual_seed(0))
     acc_after, asr_after = accuracy_and_asr(target.classifier, x_test, y_test)
@@ -487,49 +610,29 @@ def test_grid_patch_finds_the_planted_square_and_starts_the_search_there(backdoo
     assert search.flip_rate >= start.flip_rate - 0.05
 
 
-def test_ibau_back_off_reuses_the_patch_search_of_the_same_model_only(backdoored, monkeypatch) -> None:
-    """A guard back-off restores the model and runs milder: the patch search (on the unpurified model) would
-    find the same patch, so it is reused; a changed model or other samples search again."""
-    import auditor.purify.ibau as ibau_module
-
-    calls = []
-    real = ibau_module.untargeted_patch
-    monkeypatch.setattr(ibau_module, "untargeted_patch", lambda *a, **k: calls.append(1) or real(*a, **k))
-    target = load(backdoored)
-    x, y = shapes(120, torch.Generator().manual_seed(12))
-    purifier = IBAU(**{**IBAU_TEST_CONFIG, "rounds": 1, "patch_steps": 20, "anp_fraction": None, "clp_u": None})
-    original = snapshot(target.classifier)
-    first = purifier.purify(target.classifier, x, y, generator=torch.Generator().manual_seed(0))
-    restore(target.classifier, original)
-    again = purifier.milder().purify(target.classifier, x, y, generator=torch.Generator().manual_seed(0))
-    assert len(calls) == 1 and again.patch == first.patch
-    purifier.milder().purify(target.classifier, x, y, generator=torch.Generator().manual_seed(0))  # model changed
-    assert len(calls) == 2
-    restore(target.classifier, original)
-    purifier.purify(target.classifier, x[:100], y[:100], generator=torch.Generator().manual_seed(0))  # other samples
-    assert len(calls) == 3
-
-
 @pytest.mark.parametrize("min_flip,pixels,max_share", [(0.0, 16, 1.0), (0.0, 16, 0.5), (1.0, 16, 1.0), (0.5, None, 1.0)])
-def test_ibau_patch_step_unlearns_only_past_its_gate(backdoored, min_flip, pixels, max_share) -> None:
+def test_the_patch_step_unlearns_only_past_its_gate(backdoored, min_flip, pixels, max_share) -> None:
     # this toy's patch sends 0.75 of its flips into the backdoor's target: the share gate at 0.5 shuts
     target = load(backdoored)
     x, y = shapes(200, torch.Generator().manual_seed(12))
-    result = get_purifier("ibau", **{**IBAU_TEST_CONFIG, "rounds": 1, "patch_pixels": pixels, "patch_min_flip": min_flip,
-                                     "patch_steps": 100, "patch_max_target_share": max_share, "anp_fraction": None, "clp_u": None}).purify(
+    steps = "ibau" if pixels is None else "patch,ibau"
+    options = {} if pixels is None else {"pixels": pixels, "min_flip": min_flip, "search_steps": 100,
+                                         "max_target_share": max_share}
+    result = get_purifier(steps, **{**IBAU_TEST_CONFIG, "rounds": 1, **options}).purify(
         target.classifier, x, y, generator=torch.Generator().manual_seed(0))
     if pixels is None:
-        assert result.patch is None
+        assert [s.name for s in result.steps] == ["ibau"]
         return
-    patch = result.patch
-    assert patch["unlearned"] == (patch["flip_rate"] >= min_flip and patch["largest_share_of_flips"] < max_share)
+    record = _step(result, "patch")
+    patch = record.found
+    assert record.acted == (patch["flip_rate"] >= min_flip and patch["largest_share_of_flips"] < max_share)
     assert patch["grid_start"]["value"] == 1.0 and patch["grid_start"]["flip_rate"] > 0.5  # the toy's white corner
-    if result.patch["unlearned"]:
-        assert result.patch["flip_rate_after"] < result.patch["flip_rate"]
+    if record.acted:
+        assert record.changed["flip_rate_after"] < patch["flip_rate"]
         assert any("patch step" in note for note in result.notes)
         assert any("patch trigger" in finding for finding in result.findings)
     else:
-        assert "flip_rate_after" not in result.patch
+        assert record.changed == {}
         assert result.findings == []
 
 
@@ -546,12 +649,11 @@ def sig_backdoored(tmp_path_factory) -> Path:
     return train_poisoned(3, 0.25, add_sine, 12, tmp_path_factory.mktemp("sig") / "sig.onnx")
 
 
-def test_ibau_signal_step_unlearns_the_sinusoid_it_finds(sig_backdoored) -> None:
+def test_the_signal_step_unlearns_the_sinusoid_it_finds(sig_backdoored) -> None:
     """The sine bank sends the other classes' samples into the toy's target; the step records the sinusoid,
     reports it as a finding, and unlearning its family takes the trigger's success down (the rounds and
     the other steps off, so the step alone acts). Above its threshold it only reports and changes nothing."""
-    config = dict(IBAU_TEST_CONFIG, rounds=1, clp_u=None, anp_fraction=None, patch_pixels=None, stimulation_index=None,
-                  signal_epochs=3)
+    config = dict(IBAU_TEST_CONFIG, rounds=1, **{"signal.epochs": 3})
     test_x, test_y = shapes(400, torch.Generator().manual_seed(21))
     others = test_y != TARGET
 
@@ -562,10 +664,11 @@ def test_ibau_signal_step_unlearns_the_sinusoid_it_finds(sig_backdoored) -> None
     target = load(sig_backdoored)
     before = sig_asr(target.classifier)
     assert before > 0.8, before
-    result = IBAU(**config).purify(target.classifier, x, y, generator=torch.Generator().manual_seed(0))
-    record = json.loads(json.dumps(result.to_json()))["signal"]
-    print("signal step:", record, "ASR", before, "->", sig_asr(target.classifier))
-    assert record["unlearned"] and record["class"] == TARGET and record["axis"] == "width"
+    result = get_purifier("signal,ibau", **config).purify(target.classifier, x, y, generator=torch.Generator().manual_seed(0))
+    step = json.loads(json.dumps(result.to_json()))["steps"][0]
+    record = step["found"]
+    print("signal step:", step, "ASR", before, "->", sig_asr(target.classifier))
+    assert step["acted"] and record["class"] == TARGET and record["axis"] == "width"
     assert abs(record["periods"] - 3) <= 1 and record["share"] >= 0.35 and record["index"] >= 2.0
     assert sig_asr(target.classifier) < before / 2
     assert any("signal step" in note for note in result.notes)
@@ -574,25 +677,26 @@ def test_ibau_signal_step_unlearns_the_sinusoid_it_finds(sig_backdoored) -> None
     weights = []
     for index in (None, 1e9):  # shut: the same purification, bit for bit, as without the step
         untouched = load(sig_backdoored)
-        quiet = IBAU(**dict(config, signal_index=index)).purify(untouched.classifier, x, y,
-                                                                generator=torch.Generator().manual_seed(0))
-        assert (quiet.signal is None) == (index is None) and (index is None or not quiet.signal["unlearned"])
+        steps, options = ("ibau", {"rounds": 1}) if index is None else ("signal,ibau", {"signal.index": index})
+        quiet = get_purifier(steps, **{**IBAU_TEST_CONFIG, "rounds": 1, **options}).purify(
+            untouched.classifier, x, y, generator=torch.Generator().manual_seed(0))
+        assert index is None or not _step(quiet, "signal").acted
         assert quiet.findings == []
         weights.append([p.detach().clone() for p in untouched.classifier.trainable_parameters()])
     assert all(torch.equal(a, b) for a, b in zip(*weights))
-    with pytest.raises(AuditorError, match="signal_epochs"):
-        IBAU(signal_epochs=0)
+    with pytest.raises(AuditorError, match="epochs"):
+        get_purifier(**{"signal.epochs": 0})
 
 
 def test_a_shut_patch_gate_leaves_the_purification_bit_for_bit(tmp_path) -> None:
     x, y = samples(48)
     weights = []
-    for pixels in (None, 8):
+    for steps, options in (("ibau,clp", {}), ("patch,ibau,clp", {"pixels": 8, "min_flip": 1.0, "search_steps": 20})):
         torch.manual_seed(1)
-        target = export_and_convert(TinyNet(normalize=True), tmp_path / f"tiny{pixels}.onnx")
-        result = get_purifier("ibau", rounds=1, batch_size=16, patch_pixels=pixels, patch_min_flip=1.0, patch_steps=20,
-                              anp_fraction=None).purify(target.classifier, x, y, generator=torch.Generator().manual_seed(0))
-        assert pixels is None or not result.patch["unlearned"]
+        target = export_and_convert(TinyNet(normalize=True), tmp_path / f"tiny{len(steps)}.onnx")
+        result = get_purifier(steps, rounds=1, batch_size=16, **options).purify(
+            target.classifier, x, y, generator=torch.Generator().manual_seed(0))
+        assert "patch" not in steps or not _step(result, "patch").acted
         weights.append([p.detach().clone() for p in target.classifier.trainable_parameters()])
     assert all(torch.equal(a, b) for a, b in zip(*weights))
 
@@ -600,7 +704,7 @@ def test_a_shut_patch_gate_leaves_the_purification_bit_for_bit(tmp_path) -> None
 @pytest.mark.parametrize("mode,deltas", [("targeted", 1), ("untargeted", 1), ("both", 2)])
 def test_ibau_inner_modes_unlearn_what_they_say(tiny, mode, deltas) -> None:
     x, y = samples(32)
-    result = get_purifier("ibau", rounds=1, batch_size=16, inner_mode=mode, anp_fraction=None, clp_u=None).purify(
+    result = get_purifier("ibau", rounds=1, batch_size=16, inner_mode=mode).purify(
         tiny.classifier, x, y, generator=torch.Generator().manual_seed(0))
     record = result.rounds[0]
     assert len(record["delta_l2"]) == deltas
@@ -613,11 +717,11 @@ def test_ibau_rejects_an_unknown_inner_mode() -> None:
         get_purifier("ibau", inner_mode="sideways")
 
 
-@pytest.mark.parametrize("option", [{"patch_pixels": 0}, {"patch_min_flip": 1.5}, {"patch_max_target_share": 0.0},
-                                    {"patch_l1": -1.0}, {"patch_epochs": 0}])
-def test_ibau_names_the_patch_option_that_is_out_of_range(option: dict) -> None:
+@pytest.mark.parametrize("option", [{"pixels": 0}, {"min_flip": 1.5}, {"max_target_share": 0.0}, {"l1": -1.0},
+                                    {"epochs": 0}])
+def test_the_patch_step_names_the_option_that_is_out_of_range(option: dict) -> None:
     with pytest.raises(AuditorError, match=next(iter(option))):
-        get_purifier("ibau", **option)
+        get_purifier(**{f"patch.{key}": value for key, value in option.items()})
 
 
 # Not the reference defaults: on this 16x16 toy, which is ~100% confident on its samples, plain SGD on
@@ -632,14 +736,14 @@ def test_shared_adversarial_term_is_measured_and_leaves_the_reference_alone(back
     without it, no share is recorded."""
     target = load(backdoored)
     x, y = shapes(64, torch.Generator().manual_seed(5))
-    with_term = IBAU(rounds=1, batch_size=32, shared_adv_weight=1.0, shared_adv_eps=0.2, **ROUNDS_AND_CLP)
+    with_term = get_purifier("ibau,clp", rounds=1, batch_size=32, shared_adv_weight=1.0, shared_adv_eps=0.2)
     result = with_term.purify(target.classifier, x, y, data_source="clean", generator=torch.Generator().manual_seed(0))
     share = result.rounds[0]["shared_adversarial_share"]
     assert 0.0 < share <= 1.0  # at eps 0.2 the original and the current model share wrong labels
-    plain = IBAU(rounds=1, batch_size=32, **ROUNDS_AND_CLP).purify(target.classifier, x, y, data_source="clean")
+    plain = get_purifier("ibau,clp", rounds=1, batch_size=32).purify(target.classifier, x, y, data_source="clean")
     assert "shared_adversarial_share" not in plain.rounds[0]
     with pytest.raises(AuditorError, match="shared_adv"):
-        IBAU(shared_adv_eps=0.0)
+        get_purifier("ibau", shared_adv_eps=0.0)
 
 
 # -- guard ----------------------------------------------------------------------------------------------

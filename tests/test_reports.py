@@ -213,3 +213,29 @@ def test_detection_tables_take_their_columns_from_their_own_section() -> None:
     rescan = _detection_section(report, "rescan", "Re-scan")
     assert "reach index (votes)" in rescan and "weight perturbation" not in rescan
     assert "weight perturbation index" in _detection_section(report)
+
+
+def test_the_purification_steps_are_tabled_with_the_models_text_escaped(tmp_path: Path) -> None:
+    """The kept attempt's steps (else the first attempt's) appear in report.md and report.html, one row each,
+    with what they found; text that quotes the model (class names) is escaped in both."""
+    from auditor.report.html import render_html
+    from auditor.report.markdown import render_markdown
+
+    hostile = "class <script>alert(1)</script> | *bold*"
+    steps = [{"name": "patch", "acted": False, "notes": [], "seconds": 1.5},
+             {"name": "channels", "acted": True, "finding": f"trigger channels: blamed for {hostile}", "seconds": 0.5}]
+    attempt = {"attempt": 0, "purifier": "recipe", "interpolation": 1.0, "agreement": 0.5, "prior_agreement": 0.5,
+               "passed": False, "result": {"steps": steps}}
+    report = {"command": "audit", "input": {"path": "suspect.onnx", "sha256": "0" * 64}, "tool": {"version": "t"},
+              "conversion": {"parity": {"max_abs": 0.0, "ok": True}}, "spec": {},
+              "purification": {"status": "rejected", "message": "m", "attempts": [attempt], "final": None}}
+    text = render_markdown(report)
+    assert "Steps of the first attempt (undone):" in text
+    patch_row = next(line for line in text.splitlines() if line.startswith("| patch |"))
+    assert patch_row.startswith("| patch | no |") and patch_row.endswith("| 1.5 |")
+    row = next(line for line in text.splitlines() if line.startswith("| channels |"))
+    assert "<script>" not in row and row.count(" | ") == 3  # the pipe in the name is escaped, not a new cell
+    page = render_html(report, tmp_path)
+    assert "<script>alert" not in page and "&lt;script&gt;" in page and "Steps of the first attempt" in page
+    kept = dict(report["purification"], status="accepted", final={"steps": steps[:1]})
+    assert "Steps of the kept attempt:" in render_markdown(dict(report, purification=kept))

@@ -18,6 +18,7 @@ from typing import Any
 import click
 
 from auditor.options import DEVICES, AuditOptions, parse_interpolation, parse_purifier_options
+from auditor.purify.recipe import DEFAULT_STEPS, list_steps
 from auditor.samples import SAMPLE_MODEL
 
 from ._options import defaults_from, json_option, load_model_from_options, print_json, spec_options
@@ -40,9 +41,13 @@ def _purifier_pairs(_ctx: click.Context, _param: click.Parameter, value: tuple[s
 
 def _purify_options(func):
     options = [
-        click.option("--method", default=default("method"), help="Purifier: ibau, finetune or clp."),
+        click.option("--method", default=default("method"), metavar="NAME|STEP,STEP,...",
+                     help="Purifier: recipe (the default steps: " + ",".join(DEFAULT_STEPS) + "), finetune, clp, "
+                          "anp, or your own recipe: steps joined by commas, from " + ", ".join(list_steps()) + "."),
         click.option("--purifier-option", "purifier_options", multiple=True, metavar="KEY=VALUE",
-                     callback=_purifier_pairs, help="Override a purifier setting (repeatable), e.g. rounds=3."),
+                     callback=_purifier_pairs,
+                     help="Override a purifier setting (repeatable): a recipe's lr, batch_size, clean_weight, "
+                          "kl_weight or anchor_weight, a step's STEP.FIELD (ibau.rounds=5), or a FIELD one step has."),
         click.option("--min-agreement", type=click.FloatRange(0, 1), default=default("min_agreement"),
                      help="Guard: holdout agreement with the original needed to accept (default 0.9)."),
         click.option("--guard-interpolation", default=default("guard_interpolation"), metavar="A,B,...|none",
@@ -160,6 +165,7 @@ def purify_cmd(model: str, output: str, synthetic: str | None, clean_data: str |
       auditor purify suspect.onnx -o clean.onnx
       auditor invert suspect.onnx -o samples.npz && auditor purify suspect.onnx --synthetic samples.npz -o clean.onnx
       auditor purify suspect.onnx -o clean.onnx --method finetune --purifier-option epochs=2
+      auditor purify suspect.onnx -o clean.onnx --method patch,ibau,clp --purifier-option ibau.rounds=5
     """
     from auditor import pipeline
     from auditor.errors import AuditorError

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from auditor.errors import AuditorError
+from auditor.settings import configured
 from auditor.jsonable import jsonable
 from auditor.model import Classifier
 
@@ -95,12 +96,7 @@ class Detector(ABC):
     vote_scale: ClassVar[float] = 1.0
 
     def __init__(self, config: Any | None = None, **overrides: Any) -> None:
-        config = config if config is not None else self.Config()
-        try:
-            self.config = dataclasses.replace(config, **overrides)
-        except TypeError as exc:
-            known = ", ".join(f.name for f in dataclasses.fields(self.Config))
-            raise AuditorError(f"bad option for detector {self.name!r} ({exc}); known: {known}") from None
+        self.config = configured(self.Config, config, overrides, "detector", self.name)
 
     @abstractmethod
     def detect(self, classifier: Classifier, images01: Tensor, labels: Tensor, *, seed: int = 0,

@@ -16,8 +16,8 @@ feature reach. A class's index votes only where it reached the stop share within
 
 Measured (docs/detection.md): on the scan's samples it singles out Input-Aware's target (14.5), which
 no other detector here finds; the largest index elsewhere was a natural class of Blended (3.09), so it
-votes on its own scale (divided by 2.5, so above 5: ``VerdictConfig.voter_scales``). I-BAU uses the same rule to
-zero the blamed channels (docs/purification.md, "The stimulation step").
+votes on its own scale (divided by 2.5, so above 5: ``VerdictConfig.voter_scales``). The purification's
+``channels`` step zeroes the channels it blames (``auditor.detect.leads.channel_lead``; docs/purification.md).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ least half of them.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from types import ModuleType
 from typing import Any
 
@@ -119,6 +119,16 @@ def combine(results: dict[str, DetectionResult], config: VerdictConfig | None = 
         reasons.append(f"no class stands out (largest anomaly index {score:.2f} <= {config.suspicious_threshold:g})")
     ordered = sorted(targets, key=lambda t: (-targets[t], t))
     return Verdict(VERDICTS[severity], score, ordered, reasons, config)
+
+
+def raised_by_findings(verdict: Verdict, findings: list[str]) -> Verdict:
+    """``verdict`` raised to ``backdoored`` by what purification found on the original model (a patch trigger that
+    flips most samples into several classes, a sinusoid that votes, trigger channels: purification steps that acted
+    on leads, ``auditor.detect.leads``, found on the unpurified model). The verdict's other reasons stay."""
+    if not findings or verdict.verdict == "backdoored":
+        return verdict
+    reasons = [r for r in verdict.reasons if not r.startswith("no class stands out")]
+    return replace(verdict, verdict="backdoored", reasons=reasons + [f"purification found {f}" for f in findings])
 
 
 def patch_fires(patch: DetectionResult | None, config: VerdictConfig) -> bool:

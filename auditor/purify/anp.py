@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +23,9 @@ from torch import Tensor
 from auditor.errors import AuditorError
 from auditor.model import Classifier
 
-from .base import ProgressFn, PurifyResult, Purifier
+from .base import ProgressFn, PurifyResult, Purifier, StepRecord, agreement
+from .guard import restore, snapshot
+from .step import Step, StepContext
 from .neurons import Neurons, masked_conv_layers, masked_forward, prune_lowest
 
 
@@ -136,3 +139,86 @@ def learn_masks(classifier: Classifier, neurons: Neurons, images01: Tensor, targ
         if progress:
             progress(iteration + 1, c.iterations, "anp: learning neuron masks")
     return [m.detach().cpu() for m in masks], [(t / c.iterations).cpu() for t in totals]
+
+
+@dataclass(frozen=True)
+class AnchoredANPConfig:
+    fraction: float = 0.03  # prune up to this share of neurons, lowest average masks first
+    iterations: int = 300  # ANP mask updates (reference: 2,000 on real data)
+    min_anchor_agreement: float = 0.75  # keep a share only if the anchors agree this much with the original
+
+
+class AnchoredANP(Step):
+    """ANP's masks on the samples, then the largest pruning share (``fraction``, else half of it) on which the
+    anchors still agree with the original model; the share is undone where none passes."""
+
+    name = "anp"
+    Config = AnchoredANPConfig
+    meaning = "prune the neurons ANP's masks rank lowest, as far as the anchors still agree with the original"
+
+    def validate(self) -> None:
+        c = self.config
+        if not 0 < c.fraction <= 1 or c.iterations < 1 or not 0 <= c.min_anchor_agreement <= 1:
+            raise AuditorError("anp: fraction must be in (0, 1], iterations >= 1 and min_anchor_agreement in [0, 1]")
+
+    def milder(self) -> None:
+        """A back-off prunes no neurons."""
+        return None
+
+    def for_guard(self, min_prior_agreement: float) -> "AnchoredANP":
+        """Never prune below the guard's prior threshold (unless the threshold was set explicitly)."""
+        c = self.config
+        if c.min_anchor_agreement == AnchoredANPConfig.min_anchor_agreement and min_prior_agreement > c.min_anchor_agreement:
+            return AnchoredANP(dataclasses.replace(c, min_anchor_agreement=min_prior_agreement))
+        return self
+
+    def planned(self, num_batches: int, num_classes: int) -> int:
+        return self.config.iterations // 10
+
+    def run(self, context: StepContext) -> StepRecord:
+        c, classifier, run = self.config, context.classifier, context.run
+        started = time.perf_counter()
+        record = StepRecord(self.name)
+        tried: list[dict[str, Any]] = []
+        record.changed = {"shares_tried": tried}
+        neurons = masked_conv_layers(classifier, ANPConfig.min_channels)
+        if not neurons.names:
+            record.notes.append("anp: no convolution with enough channels to mask")
+            return record
+        original_anchor_labels = None if run.anchor_probs is None else run.anchor_probs.argmax(1)
+        unpruned = None
+        if original_anchor_labels is not None:
+            # Pruning only takes function away: where the anchors already disagree too much before it, no
+            # share can pass, and learning the masks (a third of the purification's time) would be wasted.
+            # In the zoo's audits every tried share scored below the unpruned model (`unpruned_anchor_agreement`).
+            unpruned = agreement(classifier, run.anchors, original_anchor_labels)
+            if unpruned < c.min_anchor_agreement:
+                tried.append({"fraction": None, "pruned": 0, "anchor_agreement": unpruned, "kept": False,
+                              "skipped": True})
+                record.notes.append(f"anp skipped: anchor agreement {unpruned:.3f} before pruning is already below "
+                                    f"{c.min_anchor_agreement}")
+                record.seconds = round(time.perf_counter() - started, 2)
+                return record
+        anp = ANPConfig(iterations=c.iterations)
+        masks, average = learn_masks(classifier, neurons, run.images01, run.targets, anp, run.generator,
+                                     lambda step, total, message: context.counter.tick(message) if step % 10 == 0 else None)
+        before = snapshot(classifier)
+        for fraction in (c.fraction, c.fraction / 2):
+            pruned = prune_lowest(neurons, masks, anp.threshold, fraction, scores=average)
+            anchor_agreement = None if original_anchor_labels is None else agreement(classifier, run.anchors,
+                                                                                      original_anchor_labels)
+            kept = anchor_agreement is None or anchor_agreement >= c.min_anchor_agreement
+            count = sum(map(len, pruned.values()))
+            tried.append({"fraction": fraction, "pruned": count, "anchor_agreement": anchor_agreement, "kept": kept,
+                          "unpruned_anchor_agreement": unpruned})
+            if kept:
+                record.notes.append(f"anp pruned {count} of {sum(neurons.sizes)} neurons"
+                                    + ("" if anchor_agreement is None else f" (anchor agreement {anchor_agreement:.3f})"))
+                record.acted = bool(count)
+                record.changed["zeroed"] = pruned
+                break
+            restore(classifier, before)
+        else:
+            record.notes.append(f"anp pruned nothing: no share kept anchor agreement >= {c.min_anchor_agreement}")
+        record.seconds = round(time.perf_counter() - started, 2)
+        return record

@@ -16,7 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from auditor.detect.leads import LeadRequests, Leads
 from auditor.errors import AuditorError
+from auditor.settings import configured
 from auditor.jsonable import jsonable
 from auditor.model import Classifier
 
@@ -24,6 +26,24 @@ ProgressFn = Callable[[int, int, str], None]
 """progress(step, total, message): lets the CLI draw a bar; library code never prints."""
 
 DEFAULT_SEED = 0  # used when no generator is given, so that a bare call is still reproducible
+
+
+@dataclass
+class StepRecord:
+    """What one step of a recipe did: the lead it read, whether it changed the model, and how."""
+
+    name: str
+    found: dict[str, Any] | None = None  # the lead the step read (None: it reads none)
+    acted: bool = False  # whether the step changed the model
+    changed: dict[str, Any] = field(default_factory=dict)  # what it changed: channels zeroed, epochs trained, ...
+    seconds: float = 0.0
+    rounds: list[dict[str, Any]] = field(default_factory=list)  # per-round/epoch figures of a training step
+    finding: str | None = None  # backdoor evidence, where the step acted on a found trigger (the guard reads it)
+    notes: list[str] = field(default_factory=list)
+
+    def zeroed(self) -> dict[str, list[int]]:
+        """Layer -> channels the step set to zero (empty for steps that zero none)."""
+        return {layer: list(channels) for layer, channels in self.changed.get("zeroed", {}).items()}
 
 
 @dataclass
@@ -36,17 +56,13 @@ class PurifyResult:
     num_samples: int = 0
     rounds: list[dict[str, float]] = field(default_factory=list)  # per-round/epoch figures
     wall_time_s: float = 0.0
-    pruned_channels: dict[str, list[int]] = field(default_factory=dict)  # pruning: layer -> channels zeroed
-    pruned_neurons: dict[str, list[int]] = field(default_factory=dict)  # I-BAU's ANP step: layer -> channels zeroed
-    neuron_pruning: list[dict[str, Any]] = field(default_factory=list)  # I-BAU's ANP step: each share tried
-    patch: dict[str, Any] | None = None  # I-BAU's patch step: the patch found, its flip rate, whether unlearned
-    stimulation: dict[str, Any] | None = None  # I-BAU's stimulation step: the class and channels blamed, whether zeroed
-    signal: dict[str, Any] | None = None  # I-BAU's signal step: the sinusoid's class, share and shape, whether unlearned
+    pruned_channels: dict[str, list[int]] = field(default_factory=dict)  # layer -> channels zeroed, by any step
+    steps: list[StepRecord] = field(default_factory=list)  # a recipe's steps in order (``auditor.purify.recipe``)
     num_anchors: int = 0  # unlabelled anchor images whose original predictions were kept
     backoffs: list[dict[str, Any]] = field(default_factory=list)  # filled in by the guard
     notes: list[str] = field(default_factory=list)
-    # backdoor evidence the purifier found by itself (a patch trigger it unlearned, trigger channels it zeroed): the
-    # guard gives such a run the accuracy budget of a detected backdoor (GuardConfig.min_prior_agreement_backdoored)
+    # backdoor evidence the purification found by itself (a patch trigger it unlearned, trigger channels it zeroed):
+    # the guard gives such a run the accuracy budget of a detected backdoor (GuardConfig.min_prior_agreement_backdoored)
     findings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
@@ -61,16 +77,28 @@ class Purifier(ABC):
     uses_data: ClassVar[bool] = True  # CLP is data-free
 
     def __init__(self, config: Any | None = None, **overrides: Any) -> None:
-        config = config if config is not None else self.Config()
-        try:
-            self.config = dataclasses.replace(config, **overrides)
-        except TypeError as exc:
-            known = ", ".join(f.name for f in dataclasses.fields(self.Config))
-            raise AuditorError(f"bad option for purifier {self.name!r} ({exc}); known: {known}") from None
+        self.config = configured(self.Config, config, overrides, "purifier", self.name)
         self.validate()
 
     def validate(self) -> None:
         """Reject settings that cannot work, with a message saying which (overridden where useful)."""
+
+    def describe(self) -> dict[str, Any]:
+        """The settings as the report records them."""
+        return dataclasses.asdict(self.config)
+
+    def lead_requests(self) -> LeadRequests:
+        """The leads (``auditor.detect.leads``) this purifier acts on; none by default."""
+        return LeadRequests()
+
+    def with_leads(self, leads: Leads) -> "Purifier":
+        """This purifier acting on ``leads`` found beforehand (purifiers that read none return themselves)."""
+        return self
+
+    def for_guard(self, min_prior_agreement: float) -> "Purifier":
+        """This purifier under a guard that needs ``min_prior_agreement`` on the prior probe: a purifier that
+        prunes by its own agreement rule never prunes below it (the guard cannot undo pruning by interpolation)."""
+        return self
 
     @abstractmethod
     def purify(
@@ -125,7 +153,7 @@ class Purifier(ABC):
                 raise AuditorError(f"{self.name}: need a non-empty NCHW image batch, got shape {tuple(images01.shape)}")
             if labels is not None and len(labels) != len(images01):
                 raise AuditorError(f"{self.name}: {len(labels)} labels for {len(images01)} images")
-        result = PurifyResult(self.name, dataclasses.asdict(self.config), data_source=data_source,
+        result = PurifyResult(self.name, self.describe(), data_source=data_source,
                               num_samples=int(len(images01)) if images01 is not None else 0)
         return result, time.perf_counter()
 
@@ -149,6 +177,22 @@ class RunContext(NamedTuple):
         index = torch.randint(len(self.anchors), (min(batch_size, len(self.anchors)),), generator=self.generator)
         logits = classifier(self.anchors[index].to(self.device))
         return F.kl_div(logits.log_softmax(1), self.anchor_probs[index].to(self.device), reduction="batchmean")
+
+
+class Counter:
+    """Progress steps done so far, reported to the caller's progress callback."""
+
+    def __init__(self, total: int, progress: ProgressFn | None) -> None:
+        self.total, self.progress, self.done = total, progress, 0
+
+    def tick(self, message: str) -> None:
+        self.done += 1
+        if self.progress:
+            self.progress(min(self.done, self.total), self.total, message)
+
+    def finish(self, message: str) -> None:
+        if self.progress and self.done < self.total:
+            self.progress(self.total, self.total, message)
 
 
 def make_generator(generator: torch.Generator | None) -> torch.Generator:

@@ -19,7 +19,8 @@ from torch import Tensor, nn
 from auditor.errors import AuditorError
 from auditor.model import Classifier
 
-from .base import ProgressFn, PurifyResult, Purifier
+from .base import ProgressFn, PurifyResult, Purifier, StepRecord
+from .step import PurifierStep, StepContext
 
 
 @dataclass(frozen=True)
@@ -121,3 +122,23 @@ class CLP(Purifier):
             result.notes.append("no convolution in the model: nothing to prune")
         result.wall_time_s = time.perf_counter() - started
         return result
+
+
+class CLPStep(PurifierStep):
+    """CLP as a step of a recipe; a back-off keeps its threshold, so that it does not undo pruning that
+    removed a backdoor (docs/purification.md, "The guard")."""
+
+    name = "clp"
+    Config = CLPConfig
+    purifier = CLP
+    meaning = "zero the channels whose Lipschitz bound is an outlier in their layer (data-free CLP)"
+
+    def milder(self) -> "CLPStep":
+        return self
+
+    def run(self, context: StepContext) -> StepRecord:
+        record = super().run(context)
+        zeroed = record.zeroed()
+        record.notes.append(f"clp (u={self.config.u:g}) pruned {sum(map(len, zeroed.values()))} channel(s) in "
+                            f"{len(zeroed)} layer(s)")
+        return record

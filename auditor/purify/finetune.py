@@ -19,6 +19,7 @@ from auditor.errors import AuditorError
 from auditor.model import Classifier
 
 from .base import ProgressFn, PurifyResult, Purifier, agreement, batches
+from .step import PurifierStep
 
 
 @dataclass(frozen=True)
@@ -83,3 +84,13 @@ class Finetune(Purifier):
         classifier.zero_grad(set_to_none=True)
         result.wall_time_s = time.perf_counter() - started
         return result
+
+
+class FinetuneStep(PurifierStep):
+    """Fine-tuning as a step of a recipe, with its own SGD optimizer and settings."""
+
+    name = "finetune"
+    Config = FinetuneConfig
+    purifier = Finetune
+    meaning = "fine-tune on the samples' labels (the baseline; no keepers, its own SGD)"
+    trains = True

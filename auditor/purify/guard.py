@@ -169,7 +169,7 @@ def guarded_purify(
             passed = passed and prior_agree >= threshold
         if passed and guard.max_accuracy_drop is not None and accuracy is not None and original_accuracy is not None:
             passed = original_accuracy - accuracy <= guard.max_accuracy_drop
-        entry = GuardAttempt(attempt, current.name, dataclasses.asdict(current.config), agree, prior_agree, accuracy,
+        entry = GuardAttempt(attempt, current.name, current.describe(), agree, prior_agree, accuracy,
                              passed, result, alpha, threshold)
         report.attempts.append(entry)
         return entry

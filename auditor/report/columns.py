@@ -75,3 +75,14 @@ def cited_index(report: dict[str, Any], row: dict[str, Any]) -> tuple[float | No
     if best[0] is None and row.get("neural_cleanse.index") is not None:
         best = (row["neural_cleanse.index"], "neural_cleanse")
     return best
+
+
+def purification_steps(purification: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
+    """The step records to show, and whose they are: the kept attempt's, else (nothing kept) the first attempt's,
+    where the steps found what they found on the unpurified model."""
+    final = purification.get("final")
+    if final:
+        return list(final.get("steps") or []), "kept attempt"
+    attempts = purification.get("attempts") or []
+    first = attempts[0].get("result") if attempts else None
+    return list((first or {}).get("steps") or []), "first attempt (undone)"

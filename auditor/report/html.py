@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
-from .columns import OVERLAP_NOTE, detector_columns
+from .columns import OVERLAP_NOTE, detector_columns, purification_steps
 from .escape import html as escape
 from .images import data_uri
 
@@ -153,10 +153,17 @@ def _purification_section(report: dict[str, Any]) -> str:
                    for a in pur.get("attempts", []))
     basis = (f"<p class='muted'>Guard threshold: {escape(str(pur['threshold_basis']))}.</p>"
              if pur.get("threshold_basis") else "")
+    steps, which = purification_steps(pur)
+    step_rows = "".join(
+        f"<tr><td class='l'>{escape(str(s.get('name')))}</td><td>{'yes' if s.get('acted') else 'no'}</td>"
+        f"<td class='l'>{escape(str(s.get('finding') or '; '.join(s.get('notes') or []) or '-'))}</td>"
+        f"<td>{float(s.get('seconds') or 0):.1f}</td></tr>" for s in steps)
+    step_table = (f"<p>Steps of the {escape(which)}:</p><table><tr><th class='l'>step</th><th>acted</th>"
+                  f"<th class='l'>what it found or did</th><th>seconds</th></tr>{step_rows}</table>" if steps else "")
     return (f"<section><h2>Purification: {escape(str(pur.get('status')))}</h2><p>{escape(str(pur.get('message', '')))}</p>"
             f"{basis}<table><tr><th class='l'>attempt</th><th class='l'>method</th><th>share of the change kept</th>"
             "<th>holdout agreement</th><th>prior-probe agreement</th><th>passed</th></tr>"
-            f"{rows}</table></section>")
+            f"{rows}</table>{step_table}</section>")
 
 
 def _inversion_section(report: dict[str, Any]) -> str:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .columns import OVERLAP_NOTE, detector_columns
+from .columns import OVERLAP_NOTE, detector_columns, purification_steps
 from .escape import markdown as md
 
 
@@ -101,6 +101,14 @@ def render_markdown(report: dict[str, Any]) -> str:
                          f"{_pct(attempt.get('agreement'))} | {_pct(attempt.get('prior_agreement'))} | "
                          f"{'yes' if attempt.get('passed') else 'no'} |")
         lines.append("")
+        steps, which = purification_steps(purification)
+        if steps:
+            lines += [f"Steps of the {which}:", "", "| step | acted | what it found or did | seconds |", "|---|---|---|---|"]
+            for step in steps:
+                what = step.get("finding") or "; ".join(step.get("notes") or []) or "-"
+                lines.append(f"| {md(step.get('name'))} | {'yes' if step.get('acted') else 'no'} | {md(what, 300)} | "
+                             f"{float(step.get('seconds') or 0):.1f} |")
+            lines.append("")
 
     verification = report.get("verification")
     if verification:
