@@ -17,3 +17,10 @@ def configured(config_class: type, config: Any | None, overrides: dict[str, Any]
     except TypeError as exc:
         known = ", ".join(f.name for f in dataclasses.fields(config_class))
         raise AuditorError(f"bad option for {kind} {name!r} ({exc}); known: {known}") from None
+
+
+class JSONSettings:
+    """``to_json`` for a settings dataclass (a detector's config): its fields as a dict."""
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]

@@ -8,6 +8,7 @@ indices of all detectors into one verdict.
 from __future__ import annotations
 
 import dataclasses
+import time
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -94,14 +95,27 @@ class Detector(ABC):
     votes: ClassVar[bool] = False
     #: what the index is divided by before it votes (1: a MAD-scaled index, as reach's)
     vote_scale: ClassVar[float] = 1.0
+    #: whether it reads the samples (max margin optimizes inputs from scratch and does not)
+    uses_samples: ClassVar[bool] = True
 
     def __init__(self, config: Any | None = None, **overrides: Any) -> None:
         self.config = configured(self.Config, config, overrides, "detector", self.name)
 
-    @abstractmethod
     def detect(self, classifier: Classifier, images01: Tensor, labels: Tensor, *, seed: int = 0,
                progress: ProgressFn | None = None) -> DetectionResult:
-        """Figures per class from ``classifier`` and synthetic samples ``images01`` of classes ``labels``."""
+        """Figures per class from ``classifier`` and synthetic samples ``images01`` of classes ``labels``, with
+        the detector's wall time."""
+        if self.uses_samples:
+            check_samples(classifier, images01, labels, self.name)
+        started = time.perf_counter()
+        result = self._detect(classifier, images01, labels, seed, progress)
+        result.seconds = round(time.perf_counter() - started, 3)
+        return result
+
+    @abstractmethod
+    def _detect(self, classifier: Classifier, images01: Tensor, labels: Tensor, seed: int,
+                progress: ProgressFn | None) -> DetectionResult:
+        """The detector itself, on samples ``detect`` has checked."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config})"

@@ -23,8 +23,7 @@ scored above 2 and WaNet's target was not the top class. So it is reported when 
 
 from __future__ import annotations
 
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -32,14 +31,15 @@ from torch import Tensor, nn
 
 from auditor.errors import AuditorError
 from auditor.model import Classifier
+from auditor.settings import JSONSettings
 
 from auditor.replay import predictions_and_features
 
-from .base import DetectionResult, Detector, ProgressFn, balanced_pick, check_samples, conv_at_depth, frozen_eval
+from .base import DetectionResult, Detector, ProgressFn, balanced_pick, conv_at_depth, frozen_eval
 
 
 @dataclass(frozen=True)
-class FeatureReachConfig:
+class FeatureReachConfig(JSONSettings):
     depth: float = 0.75  # relative depth of the perturbed convolution among the model's convolutions (0 first, 1 last)
     start: float = 0.06  # first radius, relative to the samples' mean feature norm at that layer
     step: float = 0.006  # radius added per rung
@@ -48,9 +48,6 @@ class FeatureReachConfig:
     level: float = 0.25  # the ladder stops at the first rung where a class's reach is at least this
     per_class: int = 20  # synthetic samples used per class
     median_floor: float = 0.02  # floor of the median reach, the index's unit (a backdoor can leave it at 0)
-
-    def to_json(self) -> dict:
-        return asdict(self)
 
 
 class FeatureReach(Detector):
@@ -65,13 +62,11 @@ class FeatureReach(Detector):
     figure = "reach"
     signal = "its reach by one small hidden-layer delta"
 
-    def detect(self, classifier: Classifier, images01: Tensor, labels: Tensor, *, seed: int = 0,
-               progress: ProgressFn | None = None) -> DetectionResult:
-        check_samples(classifier, images01, labels, self.name)
+    def _detect(self, classifier: Classifier, images01: Tensor, labels: Tensor, seed: int,
+                progress: ProgressFn | None) -> DetectionResult:
         cfg = self.config
         if not 0 <= cfg.depth <= 1 or cfg.start <= 0 or cfg.step <= 0 or min(cfg.max_rungs, cfg.steps) < 1:
             raise AuditorError("feature_reach: depth must be in [0, 1], start and step > 0, max_rungs and steps >= 1")
-        started = time.perf_counter()
         k = classifier.num_classes
         _, layer = conv_at_depth(classifier, cfg.depth, self.name)
         idx = balanced_pick(labels, k, cfg.per_class, torch.Generator().manual_seed(seed))
@@ -90,7 +85,6 @@ class FeatureReach(Detector):
                      "median_reach": median, "feature_norm": norm,
                      "reached_level": bool(float(reach.max()) >= cfg.level),
                      "radii": [round(r, 4) for r in radii]},
-            seconds=round(time.perf_counter() - started, 3),
         )
 
 

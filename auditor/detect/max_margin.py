@@ -15,27 +15,24 @@ gives. It is in the registry for larger models and for comparison (``--detector 
 
 from __future__ import annotations
 
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from auditor.errors import AuditorError
 from auditor.model import Classifier
+from auditor.settings import JSONSettings
 
 from .base import DetectionResult, Detector, ProgressFn, anomaly_index, frozen_eval
 
 
 @dataclass(frozen=True)
-class MaxMarginConfig:
+class MaxMarginConfig(JSONSettings):
     starts: int = 8  # random starting images per class; the class's statistic is the best of them
     steps: int = 300  # projected Adam ascent steps on the pixels (MM-BD: 300)
     lr: float = 0.05  # Adam step in [0, 1] pixel units
     floor: float = 0.05  # MAD floor of the anomaly index, relative to the median margin
-
-    def to_json(self) -> dict:
-        return asdict(self)
 
 
 class MaxMargin(Detector):
@@ -47,14 +44,14 @@ class MaxMargin(Detector):
     label = "max margin"
     figure = "max_margin"
     signal = "some input gives it an abnormally large logit margin"
+    uses_samples = False
 
-    def detect(self, classifier: Classifier, images01: Tensor, labels: Tensor, *, seed: int = 0,
-               progress: ProgressFn | None = None) -> DetectionResult:
+    def _detect(self, classifier: Classifier, images01: Tensor, labels: Tensor, seed: int,
+                progress: ProgressFn | None) -> DetectionResult:
         cfg = self.config
         k = classifier.num_classes
         if k < 3:
             raise AuditorError(f"{self.name}: needs at least 3 classes for an outlier test, the model has {k}")
-        started = time.perf_counter()
         margins = class_max_margins(classifier, cfg.starts, cfg.steps, cfg.lr, seed=seed, progress=progress)
         best = margins.max(1).values
         index = anomaly_index(best, side="high", floor=cfg.floor)
@@ -64,7 +61,6 @@ class MaxMargin(Detector):
         return DetectionResult(
             detector=self.name, config=cfg.to_json(), per_class=per_class, index=index.tolist(),
             summary={"median_margin": float(best.median()), "top_class": top, "p_value": p},
-            seconds=round(time.perf_counter() - started, 3),
         )
 
 

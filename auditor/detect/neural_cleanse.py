@@ -16,20 +16,20 @@ few hundred steps instead of NC's epochs.
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from auditor.model import Classifier
+from auditor.settings import JSONSettings
 
-from .base import DetectionResult, Detector, ProgressFn, anomaly_index, balanced_pick, check_samples
+from .base import DetectionResult, Detector, ProgressFn, anomaly_index, balanced_pick
 
 
 @dataclass(frozen=True)
-class NeuralCleanseConfig:
+class NeuralCleanseConfig(JSONSettings):
     steps: int = 150  # optimization steps (each updates all K triggers)
     batch_per_class: int = 12  # samples of other classes drawn per target class per step
     per_class: int = 30  # synthetic samples used per class (the pool the batches come from)
@@ -40,9 +40,6 @@ class NeuralCleanseConfig:
     patience: int = 5  # steps above / below the target success before lambda moves
     target_asr: float = 0.95  # attack success a trigger must reach on its batch to count
     init_mask: float = 0.25  # initial mask value (a little noise is added, seeded)
-
-    def to_json(self) -> dict:
-        return asdict(self)
 
 
 def _logit(p: float) -> float:
@@ -59,11 +56,9 @@ class NeuralCleanse(Detector):
     figure = "mask_l1"
     signal = "its reversed trigger"
 
-    def detect(self, classifier: Classifier, images01: Tensor, labels: Tensor, *, seed: int = 0,
-               progress: ProgressFn | None = None) -> DetectionResult:
-        check_samples(classifier, images01, labels, self.name)
+    def _detect(self, classifier: Classifier, images01: Tensor, labels: Tensor, seed: int,
+                progress: ProgressFn | None) -> DetectionResult:
         cfg = self.config
-        started = time.perf_counter()
         device = classifier.device
         k = classifier.num_classes
         c, h, w = images01.shape[1:]
@@ -151,7 +146,6 @@ class NeuralCleanse(Detector):
             detector=self.name, config=cfg.to_json(), per_class=per_class, index=index.tolist(),
             summary={"median_mask_l1": median, "mad_mask_l1": mad, "samples": int(len(pool)),
                      "image_pixels": h * w},
-            seconds=round(time.perf_counter() - started, 3),
             images={"mask": best_mask, "pattern": best_pattern},
             notes=[f"class {t} never reached {cfg.target_asr:.0%} attack success" for t in range(k) if never[t]]
             + [f"every sample is labelled {t}: its trigger is not meaningful" for t in degenerate],

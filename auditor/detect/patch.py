@@ -12,29 +12,26 @@ patch also names its target (BadNets: every flip lands in class 0).
 
 from __future__ import annotations
 
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from auditor.model import Classifier
+from auditor.settings import JSONSettings
 from auditor.universal import grid_patch, untargeted_patch
 
-from .base import DetectionResult, Detector, ProgressFn, anomaly_index, balanced_pick, check_samples, frozen_eval
+from .base import DetectionResult, Detector, ProgressFn, anomaly_index, balanced_pick, frozen_eval
 
 
 @dataclass(frozen=True)
-class PatchConfig:
+class PatchConfig(JSONSettings):
     pixels: int = 16  # patch size in pixels (a 3x3 or 4x4 BadNets patch fits)
     steps: int = 100  # Adam steps of the mask and pattern search
     l1: float = 0.05  # L1 weight on the soft mask
     batch_size: int = 100  # samples per search step
     per_class: int = 30  # synthetic samples used per class
     grid_start: bool = True  # begin at the solid square of a stride-4 grid that flips the most samples
-
-    def to_json(self) -> dict:
-        return asdict(self)
 
 
 class Patch(Detector):
@@ -47,11 +44,9 @@ class Patch(Detector):
     figure = "share_of_flips"
     signal = "the samples a small universal patch flips land in it"
 
-    def detect(self, classifier: Classifier, images01: Tensor, labels: Tensor, *, seed: int = 0,
-               progress: ProgressFn | None = None) -> DetectionResult:
-        check_samples(classifier, images01, labels, self.name)
+    def _detect(self, classifier: Classifier, images01: Tensor, labels: Tensor, seed: int,
+                progress: ProgressFn | None) -> DetectionResult:
         cfg = self.config
-        started = time.perf_counter()
         k = classifier.num_classes
         draw = torch.Generator().manual_seed(seed)
         x = images01[balanced_pick(labels, k, cfg.per_class, draw)].detach().float().cpu()
@@ -74,6 +69,5 @@ class Patch(Detector):
             index=anomaly_index(share, side="high", floor=0.05).tolist(),
             summary={"samples": int(len(x)), "flip_rate": round(search.flip_rate, 4), "patch_box": search.box,
                      "grid_start_flip_rate": round(start.flip_rate, 4) if start is not None else None},
-            seconds=round(time.perf_counter() - started, 3),
             images={"mask": search.mask.cpu()[0], "pattern": search.pattern.cpu()[0]},
         )

@@ -11,8 +11,7 @@ high side. It costs a few forward/backward passes.
 
 from __future__ import annotations
 
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -21,18 +20,16 @@ from torch.func import functional_call
 
 from auditor.inversion.stability import named_trainable
 from auditor.model import Classifier
+from auditor.settings import JSONSettings
 
-from .base import DetectionResult, Detector, ProgressFn, anomaly_index, balanced_pick, check_samples
+from .base import DetectionResult, Detector, ProgressFn, anomaly_index, balanced_pick
 
 
 @dataclass(frozen=True)
-class WeightPerturbationConfig:
+class WeightPerturbationConfig(JSONSettings):
     radii: tuple[float, ...] = (0.02, 0.05, 0.1)  # per-layer relative radius of the worst-case weights
     ascent_steps: int = 3  # ascent steps per radius (projected back onto the radius)
     per_class: int = 30  # synthetic samples used per class
-
-    def to_json(self) -> dict:
-        return asdict(self)
 
 
 class WeightPerturbation(Detector):
@@ -45,11 +42,9 @@ class WeightPerturbation(Detector):
     figure = "flip_in_share"
     signal = "worst-case weights flip predictions into it"
 
-    def detect(self, classifier: Classifier, images01: Tensor, labels: Tensor, *, seed: int = 0,
-               progress: ProgressFn | None = None) -> DetectionResult:
-        check_samples(classifier, images01, labels, self.name)
+    def _detect(self, classifier: Classifier, images01: Tensor, labels: Tensor, seed: int,
+                progress: ProgressFn | None) -> DetectionResult:
         cfg = self.config
-        started = time.perf_counter()
         k = classifier.num_classes
         device = classifier.device
         idx = balanced_pick(labels, k, cfg.per_class, torch.Generator().manual_seed(seed))
@@ -84,7 +79,6 @@ class WeightPerturbation(Detector):
         return DetectionResult(
             detector=self.name, config=cfg.to_json(), per_class=per_class, index=index.tolist(),
             summary={"samples": int(len(x)), "flipped_total": flipped_total, "per_radius": per_radius},
-            seconds=round(time.perf_counter() - started, 3),
         )
 
 

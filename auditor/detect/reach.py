@@ -11,28 +11,25 @@ class they suspect.
 
 from __future__ import annotations
 
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from auditor.model import Classifier
+from auditor.settings import JSONSettings
 from auditor.universal import targeted_universal
 
-from .base import DetectionResult, Detector, ProgressFn, anomaly_index, balanced_pick, check_samples, frozen_eval
+from .base import DetectionResult, Detector, ProgressFn, anomaly_index, balanced_pick, frozen_eval
 
 
 @dataclass(frozen=True)
-class ReachConfig:
+class ReachConfig(JSONSettings):
     radius: float = 2.0  # L2 bound of the perturbation in [0, 1] image space (32x32x3: rms 0.036, about 9/255)
     steps: int = 30  # normalized descent steps per class
     step_size: float = 0.5  # L2 length of each step
     batch_size: int = 100
     per_class: int = 50  # synthetic samples used per class
-
-    def to_json(self) -> dict:
-        return asdict(self)
 
 
 class Reach(Detector):
@@ -46,11 +43,9 @@ class Reach(Detector):
     signal = "its reach by one small universal perturbation"
     votes = True
 
-    def detect(self, classifier: Classifier, images01: Tensor, labels: Tensor, *, seed: int = 0,
-               progress: ProgressFn | None = None) -> DetectionResult:
-        check_samples(classifier, images01, labels, self.name)
+    def _detect(self, classifier: Classifier, images01: Tensor, labels: Tensor, seed: int,
+                progress: ProgressFn | None) -> DetectionResult:
         cfg = self.config
-        started = time.perf_counter()
         k = classifier.num_classes
         draw = torch.Generator().manual_seed(seed)
         idx = balanced_pick(labels, k, cfg.per_class, draw)
@@ -75,6 +70,5 @@ class Reach(Detector):
         return DetectionResult(
             detector=self.name, config=cfg.to_json(), per_class=per_class, index=index.tolist(),
             summary={"samples": int(len(x)), "median_reach": float(share_t.median())},
-            seconds=round(time.perf_counter() - started, 3),
             images={"delta": torch.stack(deltas)},
         )

@@ -22,30 +22,27 @@ votes on its own scale (divided by 2.5, so above 5: ``VerdictConfig.voter_scales
 
 from __future__ import annotations
 
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from auditor.errors import AuditorError
 from auditor.model import Classifier
+from auditor.settings import JSONSettings
 
 from auditor.replay import DownstreamReplay
 
-from .base import DetectionResult, Detector, ProgressFn, balanced_pick, check_samples, conv_at_depth, frozen_eval
+from .base import DetectionResult, Detector, ProgressFn, balanced_pick, conv_at_depth, frozen_eval
 
 
 @dataclass(frozen=True)
-class StimulationConfig:
+class StimulationConfig(JSONSettings):
     depth: float = 0.75  # relative depth of the stimulated convolution among the model's convolutions
     levels: tuple[float, ...] = (3.0, 4.0, 5.0, 6.0)  # stimulation levels tried, in units of each channel's spread
     stop_share: float = 0.5  # the ladder stops at the first level where a class reaches this share
     per_class: int = 10  # synthetic samples used per class
     median_floor: float = 0.02  # floor of the median share, the index's unit
-
-    def to_json(self) -> dict:
-        return asdict(self)
 
 
 class ChannelStimulation(Detector):
@@ -64,13 +61,11 @@ class ChannelStimulation(Detector):
     # Divided by 2.5 it votes above 5 (backdoored) and 3.75 (suspicious)
     vote_scale = 2.5
 
-    def detect(self, classifier: Classifier, images01: Tensor, labels: Tensor, *, seed: int = 0,
-               progress: ProgressFn | None = None) -> DetectionResult:
-        check_samples(classifier, images01, labels, self.name)
+    def _detect(self, classifier: Classifier, images01: Tensor, labels: Tensor, seed: int,
+                progress: ProgressFn | None) -> DetectionResult:
         cfg = self.config
         if not 0 <= cfg.depth <= 1 or not cfg.levels or min(cfg.levels) <= 0:
             raise AuditorError("stimulation: depth must be in [0, 1] and levels positive")
-        started = time.perf_counter()
         k = classifier.num_classes
         layer_name, _ = conv_at_depth(classifier, cfg.depth, self.name)
         idx = balanced_pick(labels, k, cfg.per_class, torch.Generator().manual_seed(seed))
@@ -104,7 +99,6 @@ class ChannelStimulation(Detector):
             # 10.6 from a share of 0.22; Input-Aware's class 1 beside its target, 7.2 from 0.16), so a class's
             # index only counts where one channel moved half the other classes' samples into it
             conclusive=[bool(value >= cfg.stop_share) for value in share.tolist()],
-            seconds=round(time.perf_counter() - started, 3),
             images={"shares": shares},  # (channels, K) at the stop level: which channels do it
         )
 

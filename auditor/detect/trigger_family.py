@@ -25,9 +25,8 @@ as stimulation does, so a natural class's few percent over a median of zero neve
 from __future__ import annotations
 
 import math
-import time
 from abc import abstractmethod
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -35,8 +34,9 @@ from torch import Tensor
 
 from auditor.errors import AuditorError
 from auditor.model import Classifier
+from auditor.settings import JSONSettings
 
-from .base import DetectionResult, Detector, ProgressFn, anomaly_index, balanced_pick, check_samples, frozen_eval
+from .base import DetectionResult, Detector, ProgressFn, anomaly_index, balanced_pick, frozen_eval
 
 
 def picked_on_device(classifier: Classifier, images01: Tensor, labels: Tensor, per_class: int,
@@ -48,7 +48,7 @@ def picked_on_device(classifier: Classifier, images01: Tensor, labels: Tensor, p
 
 
 @dataclass(frozen=True)
-class FamilySearch:
+class FamilySearch(JSONSettings):
     """The settings every family shares."""
 
     per_class: int = 10  # synthetic samples used per class (the others' samples are the search set)
@@ -57,9 +57,6 @@ class FamilySearch:
     screen: int = 0  # classes searched with their own trigger, picked by an untargeted one (0: every class)
     stop_share: float = 0.5  # a class votes only where its trigger sent at least this share into it
     mad_floor: float = 0.15  # reach's floor: a spread of natural shares does not look anomalous
-
-    def to_json(self) -> dict:
-        return asdict(self)
 
 
 class TriggerFamilyReach(Detector):
@@ -82,12 +79,10 @@ class TriggerFamilyReach(Detector):
             raise AuditorError(f"{self.name}: per_class and steps must be >= 1, lr > 0, stop_share in (0, 1], "
                                "screen >= 0")
 
-    def detect(self, classifier: Classifier, images01: Tensor, labels: Tensor, *, seed: int = 0,
-               progress: ProgressFn | None = None) -> DetectionResult:
-        check_samples(classifier, images01, labels, self.name)
+    def _detect(self, classifier: Classifier, images01: Tensor, labels: Tensor, seed: int,
+                progress: ProgressFn | None) -> DetectionResult:
         self.check_config()
         cfg = self.config
-        started = time.perf_counter()
         k = classifier.num_classes
         draw = torch.Generator().manual_seed(seed)
         x, y = picked_on_device(classifier, images01, labels, cfg.per_class, draw)
@@ -120,7 +115,6 @@ class TriggerFamilyReach(Detector):
             summary={"samples": int(len(x)), "family": self.family, "median_share": float(share_t.median()),
                      "searched": searched},
             conclusive=[bool(s >= cfg.stop_share) for s in shares],
-            seconds=round(time.perf_counter() - started, 3),
             images={"parameters": triggers},  # per class, zero where no search ran
         )
 
@@ -242,7 +236,7 @@ class SignalReach(TriggerFamilyReach):
 
 
 @dataclass(frozen=True)
-class SineReachConfig:
+class SineReachConfig(JSONSettings):
     per_class: int = 10  # synthetic samples used per class
     amplitude: float = 0.1  # amplitude of every sinusoid, in [0, 1] pixel units
     phases: int = 2  # evenly spaced starting phases per frequency (0 and pi: sin and -sin)
@@ -250,9 +244,6 @@ class SineReachConfig:
     axes: tuple[str, ...] = ("width", "height")  # the sinusoid varies along each of these axes in turn
     stop_share: float = 0.35  # a class votes only where one sinusoid sent at least this share into it
     mad_floor: float = 0.1  # floor of the spread of the classes' shares
-
-    def to_json(self) -> dict:
-        return asdict(self)
 
 
 class SineReach(Detector):
@@ -299,12 +290,10 @@ class SineReach(Detector):
                     out.append((axis, periods, phase, wave.view(1, 1, side) if axis == "width" else wave.view(1, side, 1)))
         return out
 
-    def detect(self, classifier: Classifier, images01: Tensor, labels: Tensor, *, seed: int = 0,
-               progress: ProgressFn | None = None) -> DetectionResult:
-        check_samples(classifier, images01, labels, self.name)
+    def _detect(self, classifier: Classifier, images01: Tensor, labels: Tensor, seed: int,
+                progress: ProgressFn | None) -> DetectionResult:
         self.check_config()
         cfg = self.config
-        started = time.perf_counter()
         k = classifier.num_classes
         x, y = picked_on_device(classifier, images01, labels, cfg.per_class, torch.Generator().manual_seed(seed))
         others = torch.stack([(y != t).sum() for t in range(k)]).clamp_min(1).float().cpu()
@@ -335,6 +324,5 @@ class SineReach(Detector):
             detector=self.name, config=cfg.to_json(), per_class=per_class, index=index.tolist(),
             summary={"samples": int(len(x)), "sinusoids": len(bank), "median_share": float(best.median())},
             conclusive=[bool(s >= cfg.stop_share) for s in best.tolist()],
-            seconds=round(time.perf_counter() - started, 3),
             images={"signal": signals},  # per class, the sinusoid that reached it best (zero where none moved any)
         )

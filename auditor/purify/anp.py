@@ -23,7 +23,7 @@ from torch import Tensor
 from auditor.errors import AuditorError
 from auditor.model import Classifier
 
-from .base import ProgressFn, PurifyResult, Purifier, StepRecord, agreement
+from .base import ProgressFn, PurifyResult, Purifier, RunContext, StepRecord, agreement
 from .guard import restore, snapshot
 from .step import Step, StepContext
 from .neurons import Neurons, masked_conv_layers, masked_forward, prune_lowest
@@ -64,21 +64,10 @@ class ANP(Purifier):
         c = self.config
         return ANP(dataclasses.replace(c, threshold=c.threshold / 2, max_prune_fraction=c.max_prune_fraction / 2))
 
-    def purify(
-        self,
-        classifier: Classifier,
-        images01: Tensor,
-        labels: Tensor | None = None,
-        *,
-        progress: ProgressFn | None = None,
-        generator: torch.Generator | None = None,
-        data_source: str = "synthetic",
-        anchors: Tensor | None = None,
-    ) -> PurifyResult:
-        """Anchors are not used: the masks only ever remove neurons, they are not trained to fit data."""
+    def _purify(self, classifier: Classifier, run: RunContext | None, progress: ProgressFn | None) -> PurifyResult:
+        # anchors are not used (``uses_anchors``): the masks only ever remove neurons, they are not trained to fit data
         c = self.config
-        run = self._begin(classifier, images01, labels, data_source, generator)  # no anchors: none are used
-        result, started = run.result, run.started
+        result = run.result
         neurons = masked_conv_layers(classifier, c.min_channels)
         if not neurons.names:
             result.notes.append("no convolution with enough channels to mask: nothing pruned")
@@ -92,7 +81,6 @@ class ANP(Purifier):
         total = sum(neurons.sizes)
         result.notes.append(f"anp pruned {sum(map(len, pruned.values()))} of {total} neurons "
                             f"in {len(pruned)} layer(s)")
-        result.wall_time_s = time.perf_counter() - started
         return result
 
 

@@ -75,6 +75,7 @@ class Purifier(ABC):
     name: ClassVar[str]
     Config: ClassVar[type]
     uses_data: ClassVar[bool] = True  # CLP is data-free
+    uses_anchors: ClassVar[bool] = False  # whether ``purify``'s anchors reach the method
 
     def __init__(self, config: Any | None = None, **overrides: Any) -> None:
         self.config = configured(self.Config, config, overrides, "purifier", self.name)
@@ -100,11 +101,10 @@ class Purifier(ABC):
         prunes by its own agreement rule never prunes below it (the guard cannot undo pruning by interpolation)."""
         return self
 
-    @abstractmethod
     def purify(
         self,
         classifier: Classifier,
-        images01: Tensor,
+        images01: Tensor | None = None,
         labels: Tensor | None = None,
         *,
         progress: ProgressFn | None = None,
@@ -116,7 +116,18 @@ class Purifier(ABC):
 
         ``anchors`` are unlabelled images (for example unconditioned generator samples) on which a
         purifier may keep the original model's predictions, to hold its function in place away from
-        the purification samples; purifiers that do not use them ignore them."""
+        the purification samples; purifiers that do not use them ignore them. A data-free purifier
+        (``uses_data`` False) ignores the images, labels and generator too."""
+        started = time.perf_counter()
+        run = (self._begin(classifier, images01, labels, data_source, generator, anchors if self.uses_anchors else None)
+               if self.uses_data else None)
+        result = self._purify(classifier, run, progress)
+        result.wall_time_s = time.perf_counter() - (run.started if run is not None else started)
+        return result
+
+    @abstractmethod
+    def _purify(self, classifier: Classifier, run: "RunContext | None", progress: ProgressFn | None) -> PurifyResult:
+        """The method itself, on ``run``'s samples and generator (None for a data-free purifier)."""
 
     @abstractmethod
     def milder(self) -> "Purifier":
@@ -127,11 +138,17 @@ class Purifier(ABC):
 
     # -- helpers shared by the data-driven purifiers -------------------------------------------------
 
-    def _begin(self, classifier: Classifier, images01: Tensor, labels: Tensor | None, data_source: str,
+    def _begin(self, classifier: Classifier, images01: Tensor | None, labels: Tensor | None, data_source: str,
                generator: torch.Generator | None, anchors: Tensor | None = None) -> "RunContext":
         """What every data-driven purifier sets up first: the record, a reproducible generator, the
         trainable parameters, eval mode, and the original model's logits and the training targets."""
-        result, started = self._start(images01, labels, data_source)
+        if images01 is None or images01.ndim != 4 or len(images01) == 0:
+            shape = None if images01 is None else tuple(images01.shape)
+            raise AuditorError(f"{self.name}: need a non-empty NCHW image batch, got {shape}")
+        if labels is not None and len(labels) != len(images01):
+            raise AuditorError(f"{self.name}: {len(labels)} labels for {len(images01)} images")
+        started = time.perf_counter()
+        result = PurifyResult(self.name, self.describe(), data_source=data_source, num_samples=int(len(images01)))
         params = check_trainable(classifier, self.name)
         classifier.eval()  # BN statistics stay frozen in every purifier
         images01 = images01.detach().float().cpu()
@@ -146,16 +163,6 @@ class Purifier(ABC):
             anchors = None
         return RunContext(result, started, make_generator(generator), params, classifier.device, images01,
                           original_logits, targets, anchors, anchor_probs)
-
-    def _start(self, images01: Tensor, labels: Tensor | None, data_source: str) -> tuple[PurifyResult, float]:
-        if self.uses_data:
-            if images01.ndim != 4 or len(images01) == 0:
-                raise AuditorError(f"{self.name}: need a non-empty NCHW image batch, got shape {tuple(images01.shape)}")
-            if labels is not None and len(labels) != len(images01):
-                raise AuditorError(f"{self.name}: {len(labels)} labels for {len(images01)} images")
-        result = PurifyResult(self.name, self.describe(), data_source=data_source,
-                              num_samples=int(len(images01)) if images01 is not None else 0)
-        return result, time.perf_counter()
 
 
 class RunContext(NamedTuple):

@@ -10,7 +10,6 @@ pruned by zeroing, which keeps the ONNX graph's structure (and write-back) uncha
 from __future__ import annotations
 
 import dataclasses
-import time
 from dataclasses import dataclass
 
 import torch
@@ -19,7 +18,7 @@ from torch import Tensor, nn
 from auditor.errors import AuditorError
 from auditor.model import Classifier
 
-from .base import ProgressFn, PurifyResult, Purifier, StepRecord
+from .base import ProgressFn, PurifyResult, Purifier, RunContext, StepRecord
 from .step import PurifierStep, StepContext
 
 
@@ -83,21 +82,10 @@ class CLP(Purifier):
         return CLP(dataclasses.replace(self.config, u=self.config.u + 1.0))
 
     @torch.no_grad()
-    def purify(
-        self,
-        classifier: Classifier,
-        images01: Tensor | None = None,
-        labels: Tensor | None = None,
-        *,
-        progress: ProgressFn | None = None,
-        generator: torch.Generator | None = None,
-        data_source: str = "none",
-        anchors: Tensor | None = None,
-    ) -> PurifyResult:
-        """Images, labels, generator and anchors are accepted for a common call but unused: CLP is data-free."""
-        started = time.perf_counter()
+    def _purify(self, classifier: Classifier, run: RunContext | None, progress: ProgressFn | None) -> PurifyResult:
+        """Data-free (``uses_data`` False): ``run`` is None and ``purify`` ignores images, labels and generator."""
         classifier.eval()  # as every purifier: the model is handed back in eval mode
-        result = PurifyResult(self.name, dataclasses.asdict(self.config), data_source="none (data-free)",
+        result = PurifyResult(self.name, self.describe(), data_source="none (data-free)",
                               num_samples=0)
         pairs = conv_bn_pairs(classifier.network)
         for step, (name, conv, bn) in enumerate(pairs, start=1):
@@ -120,7 +108,6 @@ class CLP(Purifier):
             result.pruned_channels[name] = pruned
         if not pairs:
             result.notes.append("no convolution in the model: nothing to prune")
-        result.wall_time_s = time.perf_counter() - started
         return result
 
 

@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
 
 from auditor.errors import AuditorError
 from auditor.model import Classifier
 
-from .base import ProgressFn, PurifyResult, Purifier, agreement, batches
+from .base import ProgressFn, PurifyResult, Purifier, RunContext, agreement, batches
 from .step import PurifierStep
 
 
@@ -47,20 +45,9 @@ class Finetune(Purifier):
         c = self.config
         return Finetune(dataclasses.replace(c, epochs=max(1, math.ceil(c.epochs / 2)), lr=c.lr / 10))
 
-    def purify(
-        self,
-        classifier: Classifier,
-        images01: Tensor,
-        labels: Tensor | None = None,
-        *,
-        progress: ProgressFn | None = None,
-        generator: torch.Generator | None = None,
-        data_source: str = "synthetic",
-        anchors: Tensor | None = None,
-    ) -> PurifyResult:
+    def _purify(self, classifier: Classifier, run: RunContext | None, progress: ProgressFn | None) -> PurifyResult:
         c = self.config
-        run = self._begin(classifier, images01, labels, data_source, generator)
-        result, started, generator, params, device, images01 = run[:6]
+        result, _started, generator, params, device, images01 = run[:6]
         original_labels, targets = run.original_logits.argmax(1), run.targets
         optimizer = torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
         num_batches = math.ceil(len(images01) / c.batch_size)
@@ -82,7 +69,6 @@ class Finetune(Purifier):
                 "train_agreement": agreement(classifier, images01, original_labels),
             })
         classifier.zero_grad(set_to_none=True)
-        result.wall_time_s = time.perf_counter() - started
         return result
 
 

@@ -18,18 +18,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import time
 from typing import Any
-
-import torch
-from torch import Tensor
 
 from auditor.detect.leads import LeadRequests, Leads, find_leads
 from auditor.errors import AuditorError
 from auditor.model import Classifier
 
 from .anp import AnchoredANP
-from .base import Counter, ProgressFn, PurifyResult, Purifier
+from .base import Counter, ProgressFn, PurifyResult, Purifier, RunContext
 from .channel_zeroing import ChannelZeroing
 from .clp import CLPStep
 from .finetune import FinetuneStep
@@ -68,6 +64,7 @@ class Recipe(Purifier):
 
     name = "recipe"
     Config = RecipeConfig
+    uses_anchors = True
 
     def __init__(self, config: RecipeConfig | None = None, *, leads: Leads | None = None,
                  steps_given: list[Step] | None = None, **options: Any) -> None:
@@ -122,19 +119,8 @@ class Recipe(Purifier):
     def _copy(self, config: RecipeConfig, steps: list[Step], leads: Leads | None) -> "Recipe":
         return Recipe(config, leads=leads, steps_given=list(steps))
 
-    def purify(
-        self,
-        classifier: Classifier,
-        images01: Tensor,
-        labels: Tensor | None = None,
-        *,
-        progress: ProgressFn | None = None,
-        generator: torch.Generator | None = None,
-        data_source: str = "synthetic",
-        anchors: Tensor | None = None,
-    ) -> PurifyResult:
-        original_state = snapshot(classifier)
-        run = self._begin(classifier, images01, labels, data_source, generator, anchors)
+    def _purify(self, classifier: Classifier, run: RunContext | None, progress: ProgressFn | None) -> PurifyResult:
+        original_state = snapshot(classifier)  # before any step; _begin changes no weight
         leads = self.leads
         if leads is None:
             leads = find_leads(classifier, run.images01, run.targets, self.lead_requests(), run.generator.initial_seed())
@@ -155,7 +141,6 @@ class Recipe(Purifier):
                 result.pruned_channels[layer] = sorted(set(result.pruned_channels.get(layer, [])) | set(channels))
         classifier.zero_grad(set_to_none=True)
         counter.finish("purification done")  # targeted rounds skip the target's own samples: fewer steps than planned
-        result.wall_time_s = time.perf_counter() - run.started
         return result
 
 
