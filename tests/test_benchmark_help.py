@@ -7,6 +7,7 @@ The scripts are found by listing the folder, so a new script gets this test with
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 

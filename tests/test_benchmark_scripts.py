@@ -370,3 +370,44 @@ def test_converter_tables_in_the_docs_are_the_scripts_output() -> None:
     assert markers.block(page, *script.MATRIX) == script.render_matrix(document)
     assert sum(r["converted"] for r in document["light"]) >= 8 and len(document["matrix"]) == 90
     assert all(r["parity_max_abs"] <= 1e-4 and r["write_back_max_abs"] <= 1e-4 for r in document["matrix"])
+
+
+def test_audit_equivalence_compares_two_runs_row_by_row(tmp_path: Path) -> None:
+    script = load_script("audit_equivalence")
+
+    def row(model: str, seed: int, sha: str, message: str, seconds: int) -> dict:
+        return {"model": model, "seed": seed, "rescan": False, "weights_sha256": sha, "status": "accepted",
+                "message": message, "attempts": [[0, 1.0, 0.95, 0.8, True]], "findings": [], "seconds": seconds,
+                "commit": "c"}
+
+    old = [row("a", 0, "x", "ibau: holdout agreement 0.950", 10), row("b", 0, "y", "ibau: m", 11),
+           row("only_old", 0, "z", "ibau: m", 1)]
+    new = [row("a", 0, "x", "recipe: holdout agreement 0.950", 9), row("b", 0, "changed", "recipe: m", 12)]
+    for name, rows in (("old", old), ("new", new)):
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    table = script.render(old, new, ("f1", "f2"))
+    assert "| a | 0 | no | yes | yes | yes | yes | accepted | 10 / 9 |" in table  # a renamed purifier is the same
+    assert "| b | 0 | no | **no** | yes | yes | yes | accepted | 11 / 12 |" in table
+    assert "only_old" not in table and "1 of 2 purified models have the same weights, bit for bit." in table
+    page = tmp_path / "page.md"
+    page.write_text(f"intro\n{script.BEGIN}\nold\n{script.END}\n")
+    assert script.main(["--compare", str(tmp_path / "old.jsonl"), str(tmp_path / "new.jsonl"), "--write", str(page)]) == 0
+    assert "Old code: c; new code: c." in page.read_text() and "| b | 0 |" in page.read_text()
+
+
+def test_the_weights_hash_reads_the_weights_not_the_metadata(tmp_path: Path) -> None:
+    import onnx
+    from model_matrix import build, export
+    from onnx import numpy_helper
+
+    script = load_script("audit_equivalence")
+    path = export(build("plain_cnn_bn"), "legacy17", tmp_path / "tiny.onnx", None)
+    before = script.weights_sha256(path)
+    model = onnx.load(str(path))
+    onnx.helper.set_model_props(model, {"auditor.method": "renamed"})
+    onnx.save(model, str(tmp_path / "renamed.onnx"))
+    assert script.weights_sha256(tmp_path / "renamed.onnx") == before
+    first = model.graph.initializer[0]
+    first.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(first) + 1, first.name))
+    onnx.save(model, str(tmp_path / "changed.onnx"))
+    assert script.weights_sha256(tmp_path / "changed.onnx") != before

@@ -125,8 +125,8 @@ def test_the_report_formats_agree_on_the_purified_model(found, removed: bool, tm
     word = "passes" if removed else "FAILS"
     markdown, summary, html = render_markdown(report), render_summary([report]), render_html(report, tmp_path)
     assert markdown.splitlines()[2].startswith(f"**Purified model: {outcome.verdict} — {word} verification")
-    assert f"{outcome.verdict} ({word})" in summary and summary.startswith(f"### auditor: ")
-    assert (f"### auditor: ✅ clean" in summary) is removed
+    assert f"{outcome.verdict} ({word})" in summary and summary.startswith("### auditor: ")
+    assert ("### auditor: ✅ clean" in summary) is removed
     assert f"purified model: {outcome.verdict} — {word} verification" in html
     assert html.index('id="purified"') < html.index('id="verdict"')
     rules = [r["ruleId"] for r in render_sarif([report])["runs"][0]["results"]]
