@@ -1,7 +1,7 @@
 """The audit, top-down: convert -> invert -> detect -> purify (guarded) -> verify -> write back -> report;
 and the scan (a verdict without purifying): convert -> invert (small) -> detect -> report. Each stage is a
 function that takes the earlier stages' dataclasses (``ConvertedModel``, ``Samples``, ``Evidence``,
-``Purification``) and returns its own.
+``Purification``, ``Verified``) and returns its own.
 
 No clean data is used anywhere on this path. Measurement against real data (ACC/ASR/RA before
 and after) is an optional callback supplied by the caller, so that this module never imports
@@ -193,7 +193,7 @@ def audit(
                                        options.detection, options.seed, progress)
     with stages("purify"):
         purification = purify_stage(model, samples, evidence, options, progress)
-    verified: tuple[Detection, Verification] | None = None
+    verified: Verified | None = None
     if evidence is not None:
         with stages("verify"):
             verified = verify_purified(model.classifier, evidence, options, progress)
@@ -214,7 +214,7 @@ def audit(
         }
         report["output"]["sha256"] = converters.sha256_file(staging.located(output))
         report["timings"] = _timings(stages, detect=evidence.results if evidence is not None else {},
-                                     verify=verified[0].results if verified is not None else {})
+                                     verify=verified.rescan.results if verified is not None else {})
         from .report import write_reports
 
         write_reports(report, report_dir, staging=staging)
@@ -273,12 +273,12 @@ def purify_stage(model: ConvertedModel, samples: Samples, evidence: "Evidence | 
 
 
 def audit_report(model: ConvertedModel, samples: Samples, evidence: "Evidence | None", purification: Purification,
-                 verified: "tuple[Detection, Verification] | None", options: AuditOptions) -> dict[str, Any]:
+                 verified: "Verified | None", options: AuditOptions) -> dict[str, Any]:
     """The report's body from the stages' outputs (the blocks written with and after the model come later)."""
     spec = model.loaded.spec
     report = _base_report("audit", model.loaded, options, model.parity)
     if evidence is not None and purification.original_verdict is not None and verified is not None:
-        rescanned, verification = verified
+        rescanned, verification = verified.rescan, verified.verification
         report["verdict"] = _audit_verdict(purification.original_verdict, rescanned.verdict, verification)
         report["detection"] = _detection_section(evidence.results, spec.num_classes, spec.class_names)
         report["rescan"] = _detection_section(rescanned.results, spec.num_classes, spec.class_names)
@@ -336,6 +336,14 @@ class Evidence:
     before: list[float]  # each trigger's share on the original model
 
 
+@dataclass
+class Verified:
+    """The verify stage's output: the fresh re-scan of the purified model, and the verification it decides with."""
+
+    rescan: Detection
+    verification: Verification
+
+
 def gather_evidence(classifier: Classifier, synth: SynthSet, holdout: SynthSet, prior_probe: torch.Tensor | None,
                     detection: DetectionConfig, seed: int, progress: Progress | None = None) -> Evidence:
     """Detect on the original model's synthetic samples and measure what each found trigger does on it,
@@ -348,7 +356,7 @@ def gather_evidence(classifier: Classifier, synth: SynthSet, holdout: SynthSet, 
 
 
 def verify_purified(classifier: Classifier, evidence: Evidence, options: AuditOptions,
-                    progress: Progress | None = None) -> tuple[Detection, Verification]:
+                    progress: Progress | None = None) -> Verified:
     """The purified ``classifier``'s verification: the original's triggers re-applied, and a fresh look on samples
     inverted from the purified model itself with another seed, so that the re-scan does not inherit what the
     original model's samples carry."""
@@ -359,7 +367,7 @@ def verify_purified(classifier: Classifier, evidence: Evidence, options: AuditOp
     deciding, notes = without_single_target_patch(results, verdict, names)
     verification = verify(classifier, evidence.triggers, evidence.before, evidence.probe, evidence.probe_labels,
                           deciding, evidence.results.get("reach"), results.get("reach"), notes=notes)
-    return Detection(results, verdict), verification
+    return Verified(Detection(results, verdict), verification)
 
 
 def _threshold_basis(default: GuardConfig, applied: GuardConfig, original: Verdict | None) -> str:

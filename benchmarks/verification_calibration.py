@@ -118,7 +118,7 @@ def calibrate_model(name: str, zoo: Path, seed: int, purified: list[Path], progr
 
     def variant(label: str, model, conv, spec) -> dict[str, Any]:
         begun = time.perf_counter()
-        _rescan, verification = verify_purified(model, evidence, options)
+        verification = verify_purified(model, evidence, options).verification
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "variant.onnx"
             save_onnx(conv, path, overwrite=True)
