@@ -16,6 +16,8 @@ rename changes.)
 For the old code, run this file with ``PYTHONPATH`` pointing at a checkout of the old commit
 (``git worktree add /tmp/old COMMIT``). ``--rescan`` names the models whose audit also detects on the
 original and verifies the purified model (minutes more each); the others purify without a verdict.
+``--eval-data`` (the zoo's 1,000-image test subset by default) measures each purified model's ACC and
+ASR against its manifest attack, so that where weights differ the table says by how much it matters.
 """
 
 from __future__ import annotations
@@ -38,7 +40,23 @@ ROOT = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- equivalence-table -->", "<!-- /equivalence-table -->"
 
 
-def run_one(name: str, seed: int, rescan: bool, zoo: Path, folder: Path) -> dict[str, Any]:
+def measure(path: Path, zoo: Path, name: str, eval_data: Path) -> dict[str, float]:
+    """ACC and ASR of the ONNX file at ``path`` on ``eval_data``, with zoo model ``name``'s attack."""
+    from auditor.attacks import attack_from_params
+    from auditor.data.formats import load_eval_data
+    from auditor.evaluate import OnnxClassifier, evaluate
+    from auditor.zoo.manifest import find_entry
+    from converters import load_onnx
+
+    entry = find_entry(zoo / "manifest.json", name=name)
+    attack = attack_from_params(entry["attack"], base_dir=zoo) if entry.get("attack") else None
+    spec = load_onnx(path).spec
+    x, y, _names = load_eval_data(eval_data, expect_shape=(spec.height, spec.width, spec.channels))
+    figures = evaluate(OnnxClassifier(path, spec), x, y, attack).to_json()
+    return {key: round(figures[key], 4) for key in ("acc", "asr") if figures.get(key) is not None}
+
+
+def run_one(name: str, seed: int, rescan: bool, zoo: Path, folder: Path, eval_data: Path | None) -> dict[str, Any]:
     """One audit of zoo model ``name``; the row the comparison reads."""
     import torch
 
@@ -58,7 +76,7 @@ def run_one(name: str, seed: int, rescan: bool, zoo: Path, folder: Path) -> dict
             "verdict": (report.get("verdict") or {}).get("verdict"),
             "purified": (report.get("verdict") or {}).get("purified"),
             "seconds": round(time.perf_counter() - started), "threads": torch.get_num_threads(),
-            "commit": _commit()}
+            "commit": _commit(), **({"test": measure(output, zoo, name, eval_data)} if eval_data else {})}
 
 
 def weights_sha256(path: Path) -> str:
@@ -96,7 +114,8 @@ def render(before: list[dict[str, Any]], after: list[dict[str, Any]], labels: tu
     old = {(r["model"], r["seed"]): r for r in before}
     lines = [f"Old code: {labels[0]}; new code: {labels[1]}.", "",
              "| model | seed | verdict run | same weights | same guard attempts | same guard message | "
-             "same findings | guard status | seconds old / new |", "|---|---|---|---|---|---|---|---|---|"]
+             "same findings | guard status | test ACC / ASR old → new | seconds old / new |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     same = 0
     rows = [r for r in after if (r["model"], r["seed"]) in old]
     for new in rows:
@@ -107,9 +126,14 @@ def render(before: list[dict[str, Any]], after: list[dict[str, Any]], labels: tu
                      f"{'yes' if equal else '**no**'} | {'yes' if was['attempts'] == new['attempts'] else '**no**'} | "
                      f"{'yes' if _message(was) == _message(new) else '**no**'} | "
                      f"{'yes' if was['findings'] == new['findings'] else '**no**'} | {new['status']} | "
-                     f"{was['seconds']} / {new['seconds']} |")
+                     f"{_figures(was)} → {_figures(new)} | {was['seconds']} / {new['seconds']} |")
     lines += ["", f"{same} of {len(rows)} purified models have the same weights, bit for bit."]
     return "\n".join(lines)
+
+
+def _figures(row: dict[str, Any]) -> str:
+    test = row.get("test") or {}
+    return " / ".join("-" if test.get(key) is None else f"{100 * test[key]:.1f}" for key in ("acc", "asr"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rescan", default="", help="models (joined by commas) whose audit detects and verifies too")
     parser.add_argument("--zoo", type=Path, default=ROOT / "sample_models")
     parser.add_argument("--out", type=Path, help="JSON lines, one per audit, appended")
+    parser.add_argument("--eval-data", type=Path, default=ROOT / "sample_models" / "cifar10_test_1000.npz",
+                        help="real test images to measure ACC and ASR on ('none': skip)")
     parser.add_argument("--compare", type=Path, nargs=2, metavar=("OLD", "NEW"), help="two files of --out to compare")
     parser.add_argument("--labels", nargs=2, default=None, metavar=("OLD", "NEW"),
                         help="what the two sides are (default: the commits recorded in the rows)")
@@ -136,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     rescan = set(filter(None, args.rescan.split(",")))
     with tempfile.TemporaryDirectory() as folder:
         for name in args.models.split(","):
-            row = run_one(name, args.seed, name in rescan, args.zoo, Path(folder))
+            eval_data = None if str(args.eval_data) == "none" else args.eval_data
+            row = run_one(name, args.seed, name in rescan, args.zoo, Path(folder), eval_data)
             print(json.dumps(row), flush=True)
             with args.out.open("a") as out:
                 out.write(json.dumps(row) + "\n")

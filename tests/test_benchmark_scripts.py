@@ -382,12 +382,13 @@ def test_audit_equivalence_compares_two_runs_row_by_row(tmp_path: Path) -> None:
 
     old = [row("a", 0, "x", "ibau: holdout agreement 0.950", 10), row("b", 0, "y", "ibau: m", 11),
            row("only_old", 0, "z", "ibau: m", 1)]
-    new = [row("a", 0, "x", "recipe: holdout agreement 0.950", 9), row("b", 0, "changed", "recipe: m", 12)]
+    new = [row("a", 0, "x", "recipe: holdout agreement 0.950", 9),
+           dict(row("b", 0, "changed", "recipe: m", 12), test={"acc": 0.85, "asr": 0.045})]
     for name, rows in (("old", old), ("new", new)):
         (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     table = script.render(old, new, ("f1", "f2"))
-    assert "| a | 0 | no | yes | yes | yes | yes | accepted | 10 / 9 |" in table  # a renamed purifier is the same
-    assert "| b | 0 | no | **no** | yes | yes | yes | accepted | 11 / 12 |" in table
+    assert "| a | 0 | no | yes | yes | yes | yes | accepted | - / - → - / - | 10 / 9 |" in table  # a rename is the same
+    assert "| b | 0 | no | **no** | yes | yes | yes | accepted | - / - → 85.0 / 4.5 | 11 / 12 |" in table
     assert "only_old" not in table and "1 of 2 purified models have the same weights, bit for bit." in table
     page = tmp_path / "page.md"
     page.write_text(f"intro\n{script.BEGIN}\nold\n{script.END}\n")
@@ -411,3 +412,10 @@ def test_the_weights_hash_reads_the_weights_not_the_metadata(tmp_path: Path) -> 
     first.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(first) + 1, first.name))
     onnx.save(model, str(tmp_path / "changed.onnx"))
     assert script.weights_sha256(tmp_path / "changed.onnx") != before
+
+
+def test_audit_equivalence_measures_a_zoo_model_on_the_test_subset() -> None:
+    script = load_script("audit_equivalence")
+    zoo = ROOT / "sample_models"
+    figures = script.measure(zoo / "cifar10_badnets.onnx", zoo, "cifar10_badnets", zoo / "cifar10_test_1000.npz")
+    assert figures["acc"] > 0.8 and figures["asr"] > 0.8  # the unpurified BadNets sample: its trigger works
