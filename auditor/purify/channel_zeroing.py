@@ -66,5 +66,8 @@ class ChannelZeroing(Step):
             record.finding = f"trigger channels: stimulation blamed channel(s) {ranked} for class {lead.target}"
             record.notes.append(f"stimulation step: class {lead.target} (index {lead.index:.2f}); zeroed channel(s) "
                                 f"{ranked} of {lead.layer}")
+        else:
+            record.notes.append(f"stimulation step: class {lead.target} votes at index {lead.voting_index:.2f} (acts at "
+                                f">= {c.index:g}, with a channel sending >= {c.min_share:g}): nothing zeroed")
         record.seconds = round(time.perf_counter() - started, 2)
         return record

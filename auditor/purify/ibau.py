@@ -153,8 +153,10 @@ class IBAU(Step):
             })
             rounds.append(record)
         classifier.zero_grad(set_to_none=True)
+        unlearned = [r.get("unlearned_classes") for r in rounds if "unlearned_classes" in r]
+        note = f"ibau: {c.rounds} round(s)" + (f", unlearned class(es) per round {unlearned}" if unlearned else "")
         return StepRecord(self.name, acted=True, changed={"rounds": c.rounds}, rounds=rounds,
-                          seconds=round(time.perf_counter() - started, 2))
+                          seconds=round(time.perf_counter() - started, 2), notes=[note])
 
     def _untargeted_perturbation(self, context: StepContext, label: str) -> tuple[Tensor, float]:
         """The reference inner problem: one universal delta against the model's own predictions."""

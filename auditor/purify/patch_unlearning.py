@@ -71,5 +71,9 @@ class PatchUnlearning(Step):
                               "into several classes")
             record.notes.append(f"patch step: a {c.pixels}-pixel patch flipped {lead.flip_rate:.2f} of the samples "
                                 f"(>= {c.min_flip}) into several classes; unlearned for {c.epochs} epoch(s)")
+        else:
+            record.notes.append(f"patch step: the best {c.pixels}-pixel patch flips {lead.flip_rate:.2f} of the samples, "
+                                f"{lead.largest_share:.2f} of the flips into one class (acts at >= {c.min_flip} and "
+                                f"< {c.max_target_share}): nothing unlearned")
         record.seconds = round(time.perf_counter() - started, 2)
         return record

@@ -65,6 +65,9 @@ class SignalUnlearning(Step):
                               f"{lead.share:.2f} of the other classes' samples into class {lead.target}")
             record.notes.append(f"signal step: class {lead.target} (sine share {lead.share:.2f}, index "
                                 f"{lead.index:.2f}); unlearned for {c.epochs} epoch(s)")
+        else:
+            record.notes.append(f"signal step: the sine bank's top class {lead.target} votes at index "
+                                f"{lead.voting_index:.2f} (acts at >= {c.index:g}): nothing unlearned")
         record.seconds = round(time.perf_counter() - started, 2)
         return record
 
