@@ -131,6 +131,12 @@ def render(before: list[dict[str, Any]], after: list[dict[str, Any]], labels: tu
     return "\n".join(lines)
 
 
+def commits(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> tuple[str, str]:
+    """Each side's commits, as its rows recorded them."""
+    old, new = (", ".join(sorted({str(r.get("commit")) for r in rows})) for rows in (before, after))
+    return old, new
+
+
 def _figures(row: dict[str, Any]) -> str:
     test = row.get("test") or {}
     return " / ".join("-" if test.get(key) is None else f"{100 * test[key]:.1f}" for key in ("acc", "asr"))
@@ -152,8 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.compare:
         before, after = (read_rows(path) for path in args.compare)
-        labels = tuple(args.labels) if args.labels else tuple(
-            ", ".join(sorted({str(r.get("commit")) for r in rows})) for rows in (before, after))
+        labels = tuple(args.labels) if args.labels else commits(before, after)
         emit(render(before, after, labels), args.write, BEGIN, END)
         return 0
     if not args.models or not args.out:

@@ -419,3 +419,11 @@ def test_audit_equivalence_measures_a_zoo_model_on_the_test_subset() -> None:
     zoo = ROOT / "sample_models"
     figures = script.measure(zoo / "cifar10_badnets.onnx", zoo, "cifar10_badnets", zoo / "cifar10_test_1000.npz")
     assert figures["acc"] > 0.8 and figures["asr"] > 0.8  # the unpurified BadNets sample: its trigger works
+
+
+def test_equivalence_table_in_the_bench_page_is_the_scripts_output() -> None:
+    script, markers = load_script("audit_equivalence"), load_script("markers")
+    results = ROOT / "docs" / "results"
+    before, after = (script.read_rows(results / f"equivalence_{side}.jsonl") for side in ("before", "after"))
+    page = (ROOT / "docs" / "bench.md").read_text()
+    assert markers.block(page, script.BEGIN, script.END) == script.render(before, after, script.commits(before, after))
