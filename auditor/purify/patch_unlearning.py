@@ -73,7 +73,7 @@ class PatchUnlearning(Step):
                                 f"(>= {c.min_flip}) into several classes; unlearned for {c.epochs} epoch(s)")
         else:
             record.notes.append(f"patch step: the best {c.pixels}-pixel patch flips {lead.flip_rate:.2f} of the samples, "
-                                f"{lead.largest_share:.2f} of the flips into one class (acts at >= {c.min_flip} and "
-                                f"< {c.max_target_share}): nothing unlearned")
+                                f"{lead.largest_share:.2f} of the flips into one class (acts where it flips >= "
+                                f"{c.min_flip:g} and no class takes >= {c.max_target_share:g}): nothing unlearned")
         record.seconds = round(time.perf_counter() - started, 2)
         return record
