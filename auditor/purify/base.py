@@ -122,7 +122,7 @@ class Purifier(ABC):
         run = (self._begin(classifier, images01, labels, data_source, generator, anchors if self.uses_anchors else None)
                if self.uses_data else None)
         result = self._purify(classifier, run, progress)
-        result.wall_time_s = time.perf_counter() - (run.started if run is not None else started)
+        result.wall_time_s = time.perf_counter() - started
         return result
 
     @abstractmethod
@@ -147,7 +147,6 @@ class Purifier(ABC):
             raise AuditorError(f"{self.name}: need a non-empty NCHW image batch, got {shape}")
         if labels is not None and len(labels) != len(images01):
             raise AuditorError(f"{self.name}: {len(labels)} labels for {len(images01)} images")
-        started = time.perf_counter()
         result = PurifyResult(self.name, self.describe(), data_source=data_source, num_samples=int(len(images01)))
         params = check_trainable(classifier, self.name)
         classifier.eval()  # BN statistics stay frozen in every purifier
@@ -161,13 +160,12 @@ class Purifier(ABC):
             result.num_anchors = int(len(anchors))
         else:
             anchors = None
-        return RunContext(result, started, make_generator(generator), params, classifier.device, images01,
+        return RunContext(result, make_generator(generator), params, classifier.device, images01,
                           original_logits, targets, anchors, anchor_probs)
 
 
 class RunContext(NamedTuple):
     result: PurifyResult
-    started: float
     generator: torch.Generator
     params: list[torch.nn.Parameter]
     device: torch.device

@@ -47,7 +47,7 @@ class Finetune(Purifier):
 
     def _purify(self, classifier: Classifier, run: RunContext | None, progress: ProgressFn | None) -> PurifyResult:
         c = self.config
-        result, _started, generator, params, device, images01 = run[:6]
+        result, generator, params, device, images01 = run[:5]
         original_labels, targets = run.original_logits.argmax(1), run.targets
         optimizer = torch.optim.SGD(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay)
         num_batches = math.ceil(len(images01) / c.batch_size)

@@ -70,10 +70,8 @@ class Recipe(Purifier):
                  steps_given: list[Step] | None = None, **options: Any) -> None:
         config = config if config is not None else RecipeConfig()
         shared = {f.name for f in dataclasses.fields(RecipeConfig)}
-        if "steps" in options:
-            config = dataclasses.replace(config, steps=parse_steps(options.pop("steps")))
-        config = dataclasses.replace(config, steps=parse_steps(config.steps),
-                                     **{k: v for k, v in options.items() if k in shared})
+        config = dataclasses.replace(config, **{k: v for k, v in options.items() if k in shared})
+        config = dataclasses.replace(config, steps=parse_steps(config.steps))
         self.config = config
         self.leads = leads
         if steps_given is not None:
