@@ -38,7 +38,7 @@ from .errors import AuditorError
 from .inversion import InversionConfig, StabilityConfig, SynthSet, invert, save_class_grid
 from .inversion.synth import quantize
 from .model import Classifier, pick_device
-from .purify import DEFAULT_PURIFIER, get_purifier
+from .purify import DEFAULT_PURIFIER, Purifier, get_purifier
 from .purify.guard import GuardConfig, GuardReport, guarded_purify
 from .verify import (CarriedTrigger, Verification, carried_triggers, residuals_before, verify,
                      without_single_target_patch)
@@ -177,7 +177,7 @@ def audit(
     """Purify ``model_path`` into ``output`` and write the report into ``report_dir``."""
     model_path, output, report_dir = Path(model_path), Path(output), Path(report_dir)
     _check_destinations(model_path, output, report_dir, options.overwrite)
-    get_purifier(options.method, **options.purifier_config)  # a bad method or option fails before any work
+    purifier = get_purifier(options.method, **options.purifier_config)  # a bad method or option fails before any work
     stages = _Stages(stage_log)
     torch.manual_seed(options.seed)
     device = pick_device(options.device)
@@ -192,7 +192,7 @@ def audit(
             evidence = gather_evidence(model.classifier, samples.synth, samples.holdout, samples.prior_probe,
                                        options.detection, options.seed, progress)
     with stages("purify"):
-        purification = purify_stage(model, samples, evidence, options, progress)
+        purification = purify_stage(model, samples, evidence, purifier, options, progress)
     verified: Verified | None = None
     if evidence is not None:
         with stages("verify"):
@@ -241,10 +241,10 @@ def invert_stage(model: ConvertedModel, options: AuditOptions, progress: Progres
     return Samples(synth, train, holdout, prior_probe, anchors)
 
 
-def purify_stage(model: ConvertedModel, samples: Samples, evidence: "Evidence | None", options: AuditOptions,
-                 progress: Progress | None) -> Purification:
-    """The guarded purification, in place on ``model.classifier``: the purifier acts on leads found once on the
-    unpurified model, and a detected backdoor buys accuracy budget while none found keeps accuracy
+def purify_stage(model: ConvertedModel, samples: Samples, evidence: "Evidence | None", purifier: Purifier,
+                 options: AuditOptions, progress: Progress | None) -> Purification:
+    """The guarded purification with ``purifier``, in place on ``model.classifier``: it acts on leads found once
+    on the unpurified model, and a detected backdoor buys accuracy budget while none found keeps accuracy
     (``GuardConfig.for_verdict``)."""
     classifier = model.classifier
     verdict = evidence.verdict if evidence is not None else None
@@ -252,7 +252,7 @@ def purify_stage(model: ConvertedModel, samples: Samples, evidence: "Evidence | 
     threshold_basis = _threshold_basis(options.guard, guard_config, verdict)
     # a purifier that prunes by its own agreement rule never prunes below the guard's threshold, so that a model
     # with no backdoor found is not pruned into a loss the guard then cannot undo by interpolation
-    purifier = get_purifier(options.method, **options.purifier_config).for_guard(guard_config.min_prior_agreement)
+    purifier = purifier.for_guard(guard_config.min_prior_agreement)
     if options.clean_data is not None:
         train_images, train_labels, source = options.clean_data[0], options.clean_data[1], "clean"
     else:
