@@ -12,6 +12,10 @@ the audits in the matrix's "ours" column; a row's seconds are the audit's own to
 
     python benchmarks/audit_test_set.py runs/audit_t14 [--zoo sample_models] [--out runs/audit_t14/test_set.json]
         [--bench-json runs/audit_t14/bench.json]
+    python benchmarks/audit_test_set.py --render docs/results/zoo_audits.json --write docs/bench.md
+
+``--render`` turns the committed summary of such a run (``docs/results/zoo_audits.json``, which
+the README's results table also reads) into docs/bench.md's "Audits on the zoo" table.
 """
 
 from __future__ import annotations
@@ -29,19 +33,48 @@ from auditor.evaluate import OnnxClassifier, evaluate
 from auditor.zoo.manifest import read_manifest
 from converters import load_onnx
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from markers import emit  # noqa: E402  (sibling script module)
+
+BEGIN, END = "<!-- zoo-audits-table -->", "<!-- /zoo-audits-table -->"
+
 
 def pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}"
 
 
+def _fig(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def render(document: dict) -> str:
+    """The committed audits, one row per model (figures in %, as the document holds them)."""
+    lines = ["| model | ACC before → after | drop | ASR before → after | RA after | DER | verdict | re-scan "
+             "| wall s (detect, purify, re-scan) |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in document["rows"]:
+        verdict = r["verdict"] + (f" ({r['verdict_by']})" if r.get("verdict_by") else "")
+        asr = "-" if r["asr_before"] is None else f"{_fig(r['asr_before'])} → {_fig(r['asr_after'])}"
+        lines.append(f"| {r['model']} | {_fig(r['acc_before'])} → {_fig(r['acc_after'])} | {_fig(r['acc_drop'])} | "
+                     f"{asr} | {_fig(r['ra_after'])} | {_fig(r['der'])} | {verdict} | {r['rescan']} | "
+                     f"{r['wall_s']} ({r['detect_s']}, {r['purify_s']}, {r['rescan_s']}) |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("audits", type=Path, help="folder with MODEL/purified.onnx and MODEL/report/report.json")
+    parser.add_argument("audits", type=Path, nargs="?", help="folder with MODEL/purified.onnx and MODEL/report/report.json")
     parser.add_argument("--zoo", type=Path, default=Path("sample_models"))
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--bench-json", type=Path, default=None, help="also write an `auditor bench` document")
+    parser.add_argument("--render", type=Path, help="Render this committed summary's table and exit.")
+    parser.add_argument("--write", type=Path, help="With --render: put the table between the zoo-audits-table markers of this page.")
     args = parser.parse_args(argv)
+    if args.render:
+        emit(render(json.loads(args.render.read_text())), args.write, BEGIN, END)
+        return 0
+    if args.audits is None:
+        parser.error("give the audits folder, or --render")
     x, y = load_cifar10("test", args.data_dir)
     rows = []
     for entry in read_manifest(args.zoo)["models"]:

@@ -7,7 +7,7 @@ committed JSON files into one table: the models' manifest (the truth: family, ta
 the test set of each model's domain), a fleet scan's ``index.json`` (the scan's verdicts) and an
 ``audit_draws.py`` document (the audits, measured on the same test sets: CIFAR-10 or MNIST).
 
-    auditor fleet scan heldapart_models --workers 2 --out runs/fleet_ha
+    auditor fleet scan heldapart_models --workers 2 -o runs/fleet_ha
     cp runs/fleet_ha/index.json docs/results/heldapart_scan.json
     python benchmarks/audit_draws.py --manifest heldapart_models/manifest.json --model heldapart_models/NAME.onnx \\
         --draws 0:1 --eval-data runs/cifar10_test.npz --out runs/draws_ha_NAME   # MNIST models: runs/mnist_test.npz

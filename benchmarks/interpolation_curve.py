@@ -8,6 +8,7 @@ guard's own probe) against accuracy drop and ASR on 2,000 CIFAR-10 *training* im
 tuning split; never the test set). One JSON line per (model, alpha); a table at the end.
 
     python benchmarks/interpolation_curve.py runs/audit_t13q [--model NAME ...] [--out runs/interpolation.jsonl]
+    python benchmarks/interpolation_curve.py --render docs/interpolation_curve.jsonl --write docs/purification.md
 """
 
 from __future__ import annotations
@@ -23,9 +24,12 @@ from auditor.pipeline import AuditOptions, _prior_samples
 from auditor.purify import snapshot
 from auditor.purify.guard import interpolate
 from auditor.zoo.manifest import read_manifest
+from markers import emit  # noqa: E402  (sibling script module)
 from tune_purifier import measure, tuning_split  # the sibling script: the same split and measurement
 
 ALPHAS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.0)
+SHOWN = (1.0, 0.8, 0.6, 0.4, 0.2, 0.0)  # the page's columns; the JSON lines hold every alpha
+BEGIN, END = "<!-- interpolation-table -->", "<!-- /interpolation-table -->"
 
 
 def load(path: Path) -> Classifier:
@@ -53,14 +57,33 @@ def curve(zoo: Path, entry: dict, purified: Path, x, y) -> list[dict]:
     return rows
 
 
+def render(rows: list[dict], alphas: tuple[float, ...] = SHOWN) -> str:
+    """Per model and share alpha of the weight change kept: probe agreement / accuracy drop (points) / ASR %."""
+    lines = ["| model | " + " | ".join(f"α {a:g}" for a in alphas) + " |", "|---|" + "---|" * len(alphas)]
+    for name in dict.fromkeys(r["model"] for r in rows):
+        by_alpha = {r["alpha"]: r for r in rows if r["model"] == name}
+        cells = [f"{r['prior_agreement']:.2f} / {r['acc_drop']:.1f}" + (f" / {r['asr']:.0f}" if r["asr"] is not None else "")
+                 if (r := by_alpha.get(a)) else "-" for a in alphas]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("audits", type=Path, help="folder with MODEL/purified.onnx per zoo model")
+    parser.add_argument("audits", type=Path, nargs="?", help="folder with MODEL/purified.onnx per zoo model")
     parser.add_argument("--zoo", type=Path, default=Path("sample_models"))
     parser.add_argument("--model", action="append")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--out", type=Path, default=Path("runs/interpolation.jsonl"))
+    parser.add_argument("--render", type=Path, help="Print the table of these JSON lines and exit.")
+    parser.add_argument("--write", type=Path, help="With --render: put the table between the interpolation-table markers of this page.")
     args = parser.parse_args(argv)
+    if args.render:
+        emit(render([json.loads(line) for line in args.render.read_text().splitlines() if line.strip()]),
+             args.write, BEGIN, END)
+        return 0
+    if args.audits is None:
+        parser.error("give the audits folder, or --render")
     x, y = tuning_split(data_dir=args.data_dir)
     rows = []
     for entry in read_manifest(args.zoo)["models"]:
@@ -70,12 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         rows += curve(args.zoo, entry, purified, x, y)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    print("\n| model | " + " | ".join(f"α {a:g}" for a in ALPHAS) + " |")
-    print("|---|" + "---|" * len(ALPHAS))
-    for name in dict.fromkeys(r["model"] for r in rows):
-        cells = [f"{r['prior_agreement']:.2f} / {r['acc_drop']:.1f}" + (f" / {r['asr']:.0f}" if r["asr"] is not None else "")
-                 for r in rows if r["model"] == name]
-        print(f"| {name} | " + " | ".join(cells) + " |")
+    print("\n" + render(rows, ALPHAS))
     return 0
 
 

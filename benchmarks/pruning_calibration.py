@@ -7,6 +7,7 @@ tuning split; never the test set) and the guard's data-free signal, agreement wi
 on 500 unconditioned generator samples (the guard's probe, seed 7). One JSON line per setting.
 
     python benchmarks/pruning_calibration.py --smi-dir runs/bench [--model NAME ...] [--out docs/pruning_calibration.jsonl]
+    python benchmarks/pruning_calibration.py --render docs/pruning_calibration.jsonl --write docs/purification.md
 
 ``--smi-dir`` holds ``MODEL/smi.npz`` from ``auditor bench`` (or ``auditor invert -o DIR/MODEL/smi.npz``).
 """
@@ -29,10 +30,12 @@ from auditor.purify import CLP, restore, snapshot
 from auditor.purify.anp import ANPConfig, learn_masks
 from auditor.purify.neurons import masked_conv_layers, prune_lowest
 from auditor.zoo.manifest import read_manifest
+from markers import emit  # noqa: E402  (sibling script module)
 from tune_purifier import measure, tuning_split  # the sibling script: the same split and measurement
 
 CLP_THRESHOLDS = (1.5, 2.0, 2.5, 3.0)
 ANP_SHARES = (0.01, 0.02, 0.03, 0.05, 0.08)
+BEGIN, END = "<!-- pruning-table -->", "<!-- /pruning-table -->"
 
 
 def calibrate(zoo: Path, entry: dict, smi: Path, x: np.ndarray, y: np.ndarray) -> list[dict]:
@@ -67,14 +70,40 @@ def calibrate(zoo: Path, entry: dict, smi: Path, x: np.ndarray, y: np.ndarray) -
     return rows
 
 
+def _cell(row: dict | None) -> str:
+    if row is None:
+        return "-"
+    asr = "-" if row["asr"] is None else f"{row['asr']:.1f}"
+    return f"{row['acc_drop']:.1f} / {asr} / {row['prior_agreement']:.2f}"
+
+
+def render(rows: list[dict]) -> str:
+    """Per model and setting: accuracy drop (points) / ASR % / the guard's probe agreement."""
+    settings = [("clp", u, f"CLP u {u:g}") for u in CLP_THRESHOLDS] + [("anp", s, f"ANP {100 * s:g}%") for s in ANP_SHARES]
+    lines = ["| model | " + " | ".join(label for _, _, label in settings) + " |", "|---|" + "---|" * len(settings)]
+    for name in dict.fromkeys(r["model"] for r in rows):
+        by_setting = {(r["kind"], r["strength"]): r for r in rows if r["model"] == name}
+        cells = [_cell(by_setting.get((kind, strength))) for kind, strength, _ in settings]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--zoo", type=Path, default=Path("sample_models"))
-    parser.add_argument("--smi-dir", type=Path, required=True)
+    parser.add_argument("--smi-dir", type=Path)
     parser.add_argument("--model", action="append")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--out", type=Path, default=Path("runs/pruning_calibration.jsonl"))
+    parser.add_argument("--render", type=Path, help="Print the table of these JSON lines and exit.")
+    parser.add_argument("--write", type=Path, help="With --render: put the table between the pruning-table markers of this page.")
     args = parser.parse_args(argv)
+    if args.render:
+        emit(render([json.loads(line) for line in args.render.read_text().splitlines() if line.strip()]),
+             args.write, BEGIN, END)
+        return 0
+    if args.smi_dir is None:
+        parser.error("--smi-dir is required (or --render)")
     x, y = tuning_split(data_dir=args.data_dir)
     entries = [m for m in read_manifest(args.zoo)["models"] if not args.model or m["name"] in args.model]
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ that reach the target class through the trigger instead of class features would 
 
     python benchmarks/smi_stability.py [--model NAME ...] [--per-class 250] [--steps 200] [--out docs/smi]
                                        [--reuse DIR ...]
+    python benchmarks/smi_stability.py --render docs/smi/smi_stability.json --write docs/inversion.md
 
 Every sample set is also scored per class (``per_class`` in the JSON, and
 ``smi_stability_per_class.md``): a mean can hide one class whose samples are unstable.
@@ -41,6 +42,11 @@ from auditor.inversion import (InversionConfig, StabilityConfig, SynthSet, inver
 from auditor.inversion.diversity import pixel_diversity
 from auditor.model import Classifier
 from auditor.zoo.manifest import read_manifest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from markers import emit  # noqa: E402  (sibling script module)
+
+BEGIN, END = "<!-- smi-stability-table -->", "<!-- /smi-stability-table -->"
 
 KEYS = ("confidence", "input_noise", "param_noise", "worst_input", "worst_param")
 # At the calibrated radii every SMI sample is stable; 4x radii (real data: roughly 20-45% stable)
@@ -74,7 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reuse", type=Path, action="append", default=[],
                         help="folder with MODEL-CONFIG.npz from an earlier run, or MODEL/smi.npz from `auditor bench` "
                              "(same default inversion): score those samples instead of inverting again")
+    parser.add_argument("--render", type=Path, help="Print the per-model table of this smi_stability.json and exit.")
+    parser.add_argument("--write", type=Path, help="With --render: put it between the smi-stability-table markers of this page.")
     args = parser.parse_args(argv)
+    if args.render:
+        emit(render(json.loads(args.render.read_text())).rstrip("\n"), args.write, BEGIN, END)
+        return 0
     zoo, out = Path(args.zoo), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     manifest = read_manifest(zoo)

@@ -427,3 +427,83 @@ def test_equivalence_table_in_the_bench_page_is_the_scripts_output() -> None:
     before, after = (script.read_rows(results / f"equivalence_{side}.jsonl") for side in ("before", "after"))
     page = (ROOT / "docs" / "bench.md").read_text()
     assert markers.block(page, script.BEGIN, script.END) == script.render(before, after, script.commits(before, after))
+
+
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("name, source", [("pruning_calibration", "docs/pruning_calibration.jsonl"),
+                                          ("interpolation_curve", "docs/interpolation_curve.jsonl")])
+def test_purification_page_tables_are_the_scripts_output(name: str, source: str) -> None:
+    script, markers = load_script(name), load_script("markers")
+    rows = _jsonl(ROOT / source)
+    table = script.render(rows)
+    assert markers.block((ROOT / "docs" / "purification.md").read_text(), script.BEGIN, script.END) == table
+    assert table.count("\n") == 1 + len({r["model"] for r in rows})  # header, rule, one line per model
+
+
+def test_pruning_table_marks_a_setting_that_was_not_measured() -> None:
+    script = load_script("pruning_calibration")
+    table = script.render([{"model": "m", "kind": "anp", "strength": 0.03, "pruned": 16, "acc_drop": 2.8,
+                            "asr": None, "prior_agreement": 0.786}])
+    cells = table.splitlines()[2].strip("|").split(" | ")
+    assert cells[0].strip() == "m" and cells[1] == "-" and "2.8 / - / 0.79" in cells
+
+
+def test_scan_collect_condenses_a_fleet_folder_and_renders_both_draws(tmp_path: Path) -> None:
+    script = load_script("scan_table")
+    for seed in (0, 1):
+        for name, index in (("bad", [0.1, 2.5, 0.0]), ("ok", [0.1, 1.0, 0.0])):
+            report = _scan_report(index)
+            report["input"]["path"] = f"zoo/{name}.onnx"
+            report["config"] = {"seed": seed, "detection": {"threads": 1}}
+            folder = tmp_path / f"fleet_s{seed}" / "models" / name
+            folder.mkdir(parents=True)
+            (folder / "report.json").write_text(json.dumps(report))
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({"models": [
+        {"file": "bad.onnx", "target": 1, "architecture": "net", "attack": {"name": "badnets", "all_to_all": False}},
+        {"file": "ok.onnx", "target": None, "architecture": "net", "attack": None}]}))
+    document = tmp_path / "scan.json"
+    for seed in (0, 1, 1):  # collecting a draw again replaces it
+        assert script.main(["--collect", str(tmp_path / f"fleet_s{seed}"), "--split", "held-apart",
+                            "--manifest", str(manifest), "--write-json", str(document)]) == 0
+    data = json.loads(document.read_text())
+    assert sorted(d["seed"] for d in data["draws"]) == [0, 1]
+    table = script.render(data)
+    assert "| held apart (never tuned on) | bad | net | badnets (1) | backdoored (1): yes | backdoored (1): yes | 12 s |" in table
+    assert "| held apart (never tuned on) | ok | net | none (clean) | clean: correctly clean |" in table
+    assert table.count("<details>") == 2 and "1 of 1 backdoored models found, 0 of 1 clean models flagged" in table
+
+
+
+@pytest.mark.parametrize("name, source", [("matrix_table", "docs/results/matrix.json"),
+                                          ("audit_test_set", "docs/results/zoo_audits.json")])
+def test_bench_page_tables_are_the_scripts_output(name: str, source: str) -> None:
+    script, markers = load_script(name), load_script("markers")
+    document = json.loads((ROOT / source).read_text())
+    assert markers.block((ROOT / "docs" / "bench.md").read_text(), script.BEGIN, script.END) == script.render(document)
+
+
+def test_matrix_merge_lets_a_later_run_replace_a_cell(tmp_path: Path) -> None:
+    script = load_script("matrix_table")
+    first = {"command": "a", "date": "d1", "machine": "m", "test_set": "t", "reference_data": "r", "source": "old runs",
+             "rows": [{"model": "bad", "config": "none", "acc": 0.9, "asr": 0.9, "der": 0.5},
+                      {"model": "bad", "config": "clp", "acc": 0.88, "asr": 0.8, "der": 0.54}]}
+    later = {**first, "command": "b", "date": "d2", "source": "",
+             "rows": [{"model": "bad", "config": "clp", "acc": 0.89, "asr": 0.1, "der": 0.895}]}
+    paths = []
+    for i, document in enumerate((first, later)):
+        paths += ["--merge", str(tmp_path / f"{i}.json")]
+        (tmp_path / f"{i}.json").write_text(json.dumps(document))
+    assert script.main(paths + ["--write-json", str(tmp_path / "m.json")]) == 0
+    merged = json.loads((tmp_path / "m.json").read_text())
+    assert merged["source"] == "old runs" and "| bad | 90.0 / 90.0 | 10.0 / 89.0 |" in script.render(merged)
+
+
+def test_inversion_page_stability_table_is_the_scripts_output() -> None:
+    script, markers = load_script("smi_stability"), load_script("markers")
+    results = json.loads((ROOT / "docs" / "smi" / "smi_stability.json").read_text())
+    page = (ROOT / "docs" / "inversion.md").read_text()
+    assert markers.block(page, script.BEGIN, script.END) == script.render(results).rstrip("\n")

@@ -43,7 +43,7 @@ class VerdictConfig:
     # share of the samples a small universal patch flips (the patch detector) at or above which the model has a
     # patch trigger, whatever its target mapping (None: off). Scan's quick samples, two draws, searches begun at the
     # grid start: BadNets and all-to-all 0.865-0.97; the other attacks 0.18-0.62, the five clean models at most
-    # 0.54 (docs/detection.md, "The patch detector votes")
+    # 0.54 (docs/detection.md, "Patch detector")
     patch_threshold: float | None = 0.75
     patch_target_share: float = 0.5  # a class that receives this share of the patch's flips is its target
 
