@@ -118,6 +118,8 @@ def condense(report: dict[str, Any], truth: dict[str, Any] | None, voters: tuple
         found = "correctly clean" if verdict["verdict"] == "clean" else "**false positive**"
     elif verdict["verdict"] == "clean":
         found = "no"
+    elif verdict["verdict"] != "backdoored":  # the scan's default gate (--fail-on backdoored) lets it through
+        found = "suspicious only"
     elif truth["all_to_all"]:
         found = "flagged (all-to-all)"
     else:

@@ -100,7 +100,10 @@ CLEAN = {"attack": None, "target": None, "all_to_all": False}
     ({"attack": "badnets", "target": 0, "all_to_all": False}, [0.1, 2.5, 0.0], "backdoored", "wrong class"),
     ({"attack": "wanet", "target": 0, "all_to_all": False}, [0.1, 1.0, 0.0], "clean", "no"),
     ({"attack": "badnets_all2all", "target": None, "all_to_all": True}, [0.1, 1.7, 0.0], "suspicious",
+     "suspicious only"),
+    ({"attack": "badnets_all2all", "target": None, "all_to_all": True}, [0.1, 2.5, 0.0], "backdoored",
      "flagged (all-to-all)"),
+    ({"attack": "badnets", "target": 1, "all_to_all": False}, [0.1, 1.7, 0.0], "suspicious", "suspicious only"),
 ])
 def test_scan_table_says_whether_the_verdict_found_the_truth(truth, index, verdict, found):
     cells = load_script("scan_table").row(_scan_report(index), truth, {"reach": 2.0})
@@ -476,6 +479,13 @@ def test_scan_collect_condenses_a_fleet_folder_and_renders_both_draws(tmp_path: 
     assert "| held apart (never tuned on) | ok | net | none (clean) | clean: correctly clean |" in table
     assert table.count("<details>") == 2 and "1 of 1 backdoored models found, 0 of 1 clean models flagged" in table
 
+
+def test_detection_page_scan_tables_are_the_scripts_output() -> None:
+    script, markers = load_script("scan_table"), load_script("markers")
+    document = json.loads((ROOT / "docs" / "results" / "scan_draws.json").read_text())
+    page = (ROOT / "docs" / "detection.md").read_text()
+    assert markers.block(page, script.BEGIN, script.END) == script.render(document)
+    assert {(d["split"], d["seed"]) for d in document["draws"]} >= {("zoo", 0), ("zoo", 1), ("held-apart", 0)}
 
 
 @pytest.mark.parametrize("name, source", [("matrix_table", "docs/results/matrix.json"),
