@@ -14,6 +14,7 @@ the attack's true target from the zoo manifest (measurement only: the detectors 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -21,8 +22,9 @@ from pathlib import Path
 import torch
 
 from auditor.detect import get_detector
-from auditor.inversion import SynthSet
+from auditor.inversion import SynthSet, invert
 from auditor.model import Classifier
+from auditor.pipeline import scan_inversion
 
 
 def parse_settings(items: list[str]) -> dict[str, dict[str, object]]:
@@ -54,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="label the samples with each model's own predictions, as the audit's re-scan of a "
                              "purified model does")
     parser.add_argument("--jsonl", type=Path, help="append one JSON line per model and detector")
+    parser.add_argument("--invert-missing", action="store_true",
+                        help="invert a missing sample file as the scan does at --seed, and save it")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     settings = parse_settings(args.set)
@@ -67,7 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|---|---|---|")
     for path in args.models:
         clf = Classifier.from_onnx(path).eval()
-        synth = SynthSet.load(args.smi.format(model=path.stem))
+        smi = Path(args.smi.format(model=path.stem))
+        if args.invert_missing and not smi.exists():
+            torch.manual_seed(args.seed)  # as the scan seeds torch before it inverts
+            invert(clf, dataclasses.replace(scan_inversion(), seed=args.seed)).save(smi)
+        synth = SynthSet.load(smi)
         labels = clf.predict(synth.images01.float()) if args.relabel else synth.labels
         for detector in detectors:
             result = detector.detect(clf, synth.images01.float(), labels, seed=args.seed)

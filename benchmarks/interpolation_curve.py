@@ -24,7 +24,7 @@ from auditor.pipeline import AuditOptions, _prior_samples
 from auditor.purify import snapshot
 from auditor.purify.guard import interpolate
 from auditor.zoo.manifest import read_manifest
-from markers import emit  # noqa: E402  (sibling script module)
+from markers import emit, json_lines  # noqa: E402  (sibling script module)
 from tune_purifier import measure, tuning_split  # the sibling script: the same split and measurement
 
 ALPHAS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.0)
@@ -79,8 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write", type=Path, help="With --render: put the table between the interpolation-table markers of this page.")
     args = parser.parse_args(argv)
     if args.render:
-        emit(render([json.loads(line) for line in args.render.read_text().splitlines() if line.strip()]),
-             args.write, BEGIN, END)
+        emit(render(json_lines(args.render)), args.write, BEGIN, END)
         return 0
     if args.audits is None:
         parser.error("give the audits folder, or --render")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 
 def block(text: str, begin: str, end: str) -> str:
@@ -24,3 +26,8 @@ def emit(table: str, page: Path | None, begin: str, end: str) -> None:
         print(table)
     else:
         write_between(page, begin, end, table)
+
+
+def json_lines(path: Path) -> list[dict[str, Any]]:
+    """The records of a committed JSON-lines file (blank lines skipped)."""
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

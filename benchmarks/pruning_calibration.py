@@ -30,7 +30,7 @@ from auditor.purify import CLP, restore, snapshot
 from auditor.purify.anp import ANPConfig, learn_masks
 from auditor.purify.neurons import masked_conv_layers, prune_lowest
 from auditor.zoo.manifest import read_manifest
-from markers import emit  # noqa: E402  (sibling script module)
+from markers import emit, json_lines  # noqa: E402  (sibling script module)
 from tune_purifier import measure, tuning_split  # the sibling script: the same split and measurement
 
 CLP_THRESHOLDS = (1.5, 2.0, 2.5, 3.0)
@@ -99,8 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write", type=Path, help="With --render: put the table between the pruning-table markers of this page.")
     args = parser.parse_args(argv)
     if args.render:
-        emit(render([json.loads(line) for line in args.render.read_text().splitlines() if line.strip()]),
-             args.write, BEGIN, END)
+        emit(render(json_lines(args.render)), args.write, BEGIN, END)
         return 0
     if args.smi_dir is None:
         parser.error("--smi-dir is required (or --render)")

@@ -432,15 +432,11 @@ def test_equivalence_table_in_the_bench_page_is_the_scripts_output() -> None:
     assert markers.block(page, script.BEGIN, script.END) == script.render(before, after, script.commits(before, after))
 
 
-def _jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 @pytest.mark.parametrize("name, source", [("pruning_calibration", "docs/pruning_calibration.jsonl"),
                                           ("interpolation_curve", "docs/interpolation_curve.jsonl")])
 def test_purification_page_tables_are_the_scripts_output(name: str, source: str) -> None:
     script, markers = load_script(name), load_script("markers")
-    rows = _jsonl(ROOT / source)
+    rows = markers.json_lines(ROOT / source)
     table = script.render(rows)
     assert markers.block((ROOT / "docs" / "purification.md").read_text(), script.BEGIN, script.END) == table
     assert table.count("\n") == 1 + len({r["model"] for r in rows})  # header, rule, one line per model
@@ -517,3 +513,23 @@ def test_inversion_page_stability_table_is_the_scripts_output() -> None:
     results = json.loads((ROOT / "docs" / "smi" / "smi_stability.json").read_text())
     page = (ROOT / "docs" / "inversion.md").read_text()
     assert markers.block(page, script.BEGIN, script.END) == script.render(results).rstrip("\n")
+
+
+def test_detector_on_smi_inverts_a_missing_sample_file_once_and_reuses_it(tmp_path: Path, capsys, monkeypatch) -> None:
+    from dataclasses import replace
+
+    from model_matrix import build, export
+
+    script = load_script("detector_on_smi")
+    small = replace(script.scan_inversion(), per_class=3, particle_steps=2)  # the scan's inversion, cut down
+    monkeypatch.setattr(script, "scan_inversion", lambda: small)
+    export(build("plain_cnn_bn"), "legacy17", tmp_path / "tiny.onnx", None)
+    argv = ["--smi", str(tmp_path / "{model}.npz"), "--invert-missing", "--detector", "sine_reach",
+            "--manifest", str(tmp_path / "none.json"), str(tmp_path / "tiny.onnx")]
+    assert script.main(argv) == 0
+    saved = (tmp_path / "tiny.npz").stat().st_mtime_ns
+    first = capsys.readouterr().out.splitlines()[-1]
+    assert script.main(argv) == 0  # the saved samples are read, not inverted again
+    assert (tmp_path / "tiny.npz").stat().st_mtime_ns == saved
+    second = capsys.readouterr().out.splitlines()[-1]
+    assert first.rsplit("|", 2)[0] == second.rsplit("|", 2)[0] and "| tiny | - | sine_reach |" in first
