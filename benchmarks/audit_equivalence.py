@@ -27,14 +27,13 @@ import dataclasses
 import hashlib
 import json
 import re
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from markers import emit
+from markers import emit, head_commit
 
 ROOT = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- equivalence-table -->", "<!-- /equivalence-table -->"
@@ -76,7 +75,7 @@ def run_one(name: str, seed: int, rescan: bool, zoo: Path, folder: Path, eval_da
             "verdict": (report.get("verdict") or {}).get("verdict"),
             "purified": (report.get("verdict") or {}).get("purified"),
             "seconds": round(time.perf_counter() - started), "threads": torch.get_num_threads(),
-            "commit": _commit(), **({"test": measure(output, zoo, name, eval_data)} if eval_data else {})}
+            "commit": head_commit(), **({"test": measure(output, zoo, name, eval_data)} if eval_data else {})}
 
 
 def weights_sha256(path: Path) -> str:
@@ -89,14 +88,6 @@ def weights_sha256(path: Path) -> str:
         digest.update(tensor.name.encode())
         digest.update(numpy_helper.to_array(tensor).tobytes())
     return digest.hexdigest()
-
-
-def _commit() -> str | None:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip() or None
-    except (OSError, subprocess.CalledProcessError):
-        return None
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -31,3 +32,12 @@ def emit(table: str, page: Path | None, begin: str, end: str) -> None:
 def json_lines(path: Path) -> list[dict[str, Any]]:
     """The records of a committed JSON-lines file (blank lines skipped)."""
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def head_commit() -> str | None:
+    """The repository's HEAD commit (short), recorded beside committed measurements; None outside a checkout."""
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).resolve().parents[1],
+                              capture_output=True, text=True, check=True).stdout.strip() or None
+    except (OSError, subprocess.CalledProcessError):
+        return None

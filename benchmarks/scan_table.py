@@ -25,9 +25,7 @@ row per model over its draws, then each draw's detail.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -37,9 +35,8 @@ import torch
 from auditor.detect import DetectionResult, FeatureReachConfig, VerdictConfig, combine, default_voters
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from markers import emit  # noqa: E402  (sibling script module)
+from markers import emit, head_commit  # noqa: E402  (sibling script module)
 
-ROOT = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- scan-tables -->", "<!-- /scan-tables -->"
 COLUMNS = ("reach", "stimulation", "warp_reach", "sine_reach", "patch", "feature_reach", "neural_cleanse")  # those that ran, in this order
 REACH_LIKE = ("reach", "feature_reach", "warp_reach", "sine_reach")
@@ -242,14 +239,6 @@ def _counts(rows: list[dict[str, Any]]) -> str:
     return f"{found} of {len(backdoored)} backdoored models found, {alarms} of {len(clean)} clean models flagged"
 
 
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                              text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("folder", type=Path, nargs="?", help="--report-dir of a scan of several models (prints its table)")
@@ -274,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
             "machine": "2-core x86_64 CPU, no GPU; a fleet scan of two models at once, one torch thread each",
             "draws": []}
         document["draws"] = [d for d in document["draws"] if (d["split"], d["seed"]) != (draw["split"], draw["seed"])]
-        document["draws"].append({**draw, "code": _commit()})
+        document["draws"].append({**draw, "code": head_commit() or "unknown"})
         args.write_json.write_text(json.dumps(document, indent=1) + "\n")
         print(f"{args.write_json}: {len(draw['rows'])} models, {args.split}, seed {draw['seed']}")
         return 0
