@@ -65,7 +65,7 @@ class DownstreamReplay:
         self.partial = self._node is not None
 
     def _prepare_partial(self, network: fx.GraphModule, node: fx.Node) -> None:
-        model_input = self.classifier.spec.to_model_input(self.images01)
+        model_input = self.classifier.network_input(self.images01)
         recorder = _Recorder(network)
         full = self.classifier.logits_from_network_output(recorder.run(model_input))
         downstream = {node}

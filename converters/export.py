@@ -45,7 +45,8 @@ class ExportResult:
 
 
 def _np(tensor: torch.Tensor) -> np.ndarray:
-    return tensor.detach().cpu().numpy()
+    # C order whatever the layout the module keeps its weights in (the audit keeps them channels-last)
+    return tensor.detach().cpu().contiguous().numpy()
 
 
 def write_back(converted: ConvertedModel) -> onnx.ModelProto:

@@ -533,3 +533,17 @@ def test_detector_on_smi_inverts_a_missing_sample_file_once_and_reuses_it(tmp_pa
     assert (tmp_path / "tiny.npz").stat().st_mtime_ns == saved
     second = capsys.readouterr().out.splitlines()[-1]
     assert first.rsplit("|", 2)[0] == second.rsplit("|", 2)[0] and "| tiny | - | sine_reach |" in first
+
+
+def test_memory_format_table_in_the_bench_page_is_the_scripts_output() -> None:
+    script, markers = load_script("memory_format"), load_script("markers")
+    document = json.loads((ROOT / "docs" / "results" / "memory_format.json").read_text())
+    assert markers.block((ROOT / "docs" / "bench.md").read_text(), script.BEGIN, script.END) == script.render(document)
+    assert {row["model"] for row in document["rows"]} >= {"cifar10_badnets", "ha_mobilenet_ftrojan"}
+
+
+def test_memory_format_times_both_layouts_of_every_pass(tmp_path: Path) -> None:
+    script = load_script("memory_format")
+    row = script.measure_model(ROOT / "heldapart_models" / "ha_mnist_lenet_badnets.onnx", batch=4, reps=1)
+    assert set(script.PASSES) <= set(row)
+    assert all(row[name][layout] > 0 for name in script.PASSES for layout in ("nchw", "channels_last"))

@@ -140,3 +140,28 @@ def test_opsets_newer_than_the_converters_are_converted_down(opset: int, export_
     result = save_onnx(converted, export_dir / f"dw-{opset}-out.onnx", overwrite=True)
     assert result.method == "write-back"
     assert onnx.load(str(result.path)).opset_import[0].version == opset
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_the_audits_channels_last_wrapper_trains_and_writes_back_every_architecture(arch: str, export_dir: Path) -> None:
+    """The audit runs every model through ``Classifier``, which keeps the network in channels-last:
+    reshapes and flattens must still see the logical layout, and trained weights must be written back
+    in ONNX's."""
+    from auditor.model import Classifier
+
+    path = export(build(arch), "legacy17", export_dir / f"{arch}-layout.onnx", None)
+    loaded = load_onnx(path)
+    converted = convert(loaded)
+    classifier = Classifier.from_converted(converted)
+    torch.manual_seed(0)
+    x = torch.rand(6, 3, 16, 16)
+    nchw = converted.module(loaded.spec.to_model_input(x).contiguous())
+    assert torch.allclose(classifier(x), classifier.logits_from_network_output(nchw), atol=1e-5)
+    params = classifier.trainable_parameters()
+    optimizer = torch.optim.SGD(params, lr=0.05)
+    for _ in range(2):
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(classifier(x), torch.arange(6) % 10).backward()
+        optimizer.step()
+    result = save_onnx(converted, export_dir / f"{arch}-layout-trained.onnx", overwrite=True)
+    assert result.parity.ok and result.parity.max_abs <= 1e-4
