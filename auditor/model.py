@@ -25,7 +25,7 @@ class Classifier(nn.Module):
     def __init__(self, network: nn.Module, spec: ModelSpec) -> None:
         super().__init__()
         # channels-last: on CPU, oneDNN runs this layout's convolutions and max-pooling faster (CIFAR-size
-        # networks: forward passes 1.2-1.9x, gradient passes 1.1-1.4x; docs/bench.md, benchmarks/memory_format.py).
+        # networks: forward passes 1.2-1.7x, gradient passes 1.2-1.5x; docs/bench.md, benchmarks/memory_format.py).
         # Only the strides change, not what a tensor holds; write-back reads the weights in C order.
         self.network = network.to(memory_format=torch.channels_last)
         self.spec = spec
