@@ -217,3 +217,37 @@ def test_a_finding_raises_the_verdict_but_not_the_guard_budget_it_was_given(mode
     assert report["verdict"]["rescan"]["verdict"] == "clean"  # the re-scan, forced clean too, decides the exit code
     assert "verdict clean" in report["purification"]["threshold_basis"]
     assert report["purification"]["guard"]["min_prior_agreement"] == GuardConfig().min_prior_agreement_unflagged
+
+
+def test_each_search_runs_once_on_the_original_and_once_on_the_purified_model(model: Path, tmp_path: Path,
+                                                                               monkeypatch) -> None:
+    """Search once, use many times: every detector runs once on the original model's samples and, where the
+    verdict reads it, once in the fresh look at the purified model; the leads the recipe asks for are found
+    once, however many attempts the guard makes."""
+    import auditor.detect.leads as leads_module
+    from auditor.detect.base import Detector
+    from auditor.purify import get_purifier
+
+    calls: list[str] = []
+    real_detect, real_patch = Detector.detect, leads_module.untargeted_patch
+
+    def counted_detect(self, *args, **kwargs):
+        calls.append(self.name)
+        return real_detect(self, *args, **kwargs)
+
+    monkeypatch.setattr(Detector, "detect", counted_detect)
+    monkeypatch.setattr(leads_module, "untargeted_patch", lambda *a, **k: calls.append("patch lead") or real_patch(*a, **k))
+    options = replace(FAST, guard=replace(GuardConfig(), min_agreement=1.01, max_backoffs=1))  # forces back-offs
+    audit(model, tmp_path / "out.onnx", tmp_path / "report", options)
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert len(report["purification"]["attempts"]) >= 2
+
+    requests = get_purifier(options.method, **options.purifier_config).lead_requests()
+    expected = {name: 1 for name in FAST_DETECTION.detectors}
+    for name in FAST_DETECTION.deciding_only().detectors:
+        expected[name] += 1
+    expected["sine_reach"] += int(requests.signal)
+    expected["stimulation"] += int(requests.channels is not None)
+    expected["patch lead"] = int(requests.patch is not None)
+    assert {name: calls.count(name) for name in expected} == expected, calls
+    assert set(calls) <= set(expected)
