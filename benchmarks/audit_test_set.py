@@ -34,7 +34,7 @@ from auditor.zoo.manifest import read_manifest
 from converters import load_onnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from markers import emit  # noqa: E402  (sibling script module)
+from markers import add_render_options, render_if_asked  # noqa: E402  (sibling script module)
 
 BEGIN, END = "<!-- zoo-audits-table -->", "<!-- /zoo-audits-table -->"
 
@@ -67,11 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--bench-json", type=Path, default=None, help="also write an `auditor bench` document")
-    parser.add_argument("--render", type=Path, help="Render this committed summary's table and exit.")
-    parser.add_argument("--write", type=Path, help="With --render: put the table between the zoo-audits-table markers of this page.")
+    add_render_options(parser, "this committed summary")
     args = parser.parse_args(argv)
-    if args.render:
-        emit(render(json.loads(args.render.read_text())), args.write, BEGIN, END)
+    if render_if_asked(args, render, BEGIN, END):
         return 0
     if args.audits is None:
         parser.error("give the audits folder, or --render")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 
 def block(text: str, begin: str, end: str) -> str:
@@ -27,6 +28,21 @@ def emit(table: str, page: Path | None, begin: str, end: str) -> None:
         print(table)
     else:
         write_between(page, begin, end, table)
+
+
+def add_render_options(parser: argparse.ArgumentParser, document: str) -> None:
+    """``--render DOCUMENT`` (print its table and exit) and ``--write PAGE`` (put it between PAGE's markers)."""
+    parser.add_argument("--render", type=Path, help=f"Print the table of {document} and exit.")
+    parser.add_argument("--write", type=Path, help="With --render: put the table between the markers of this page.")
+
+
+def render_if_asked(args: argparse.Namespace, render: Callable[[Any], str], begin: str, end: str) -> bool:
+    """Where ``--render`` was given: render the JSON document it names, print it or write it into ``--write``'s
+    page, and say so (the script then exits)."""
+    if not args.render:
+        return False
+    emit(render(json.loads(args.render.read_text())).rstrip("\n"), args.write, begin, end)
+    return True
 
 
 def json_lines(path: Path) -> list[dict[str, Any]]:

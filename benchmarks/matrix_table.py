@@ -19,7 +19,7 @@ from pathlib import Path
 from auditor.bench import merge_documents, render_matrix
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from markers import emit  # noqa: E402  (sibling script module)
+from markers import add_render_options, render_if_asked  # noqa: E402  (sibling script module)
 
 BEGIN, END = "<!-- matrix-table -->", "<!-- /matrix-table -->"
 
@@ -32,8 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--merge", type=Path, action="append", default=[], help="bench.json to merge, in order (repeatable).")
     parser.add_argument("--write-json", type=Path, help="With --merge: write the merged document here.")
-    parser.add_argument("--render", type=Path, help="Render this document's matrix.")
-    parser.add_argument("--write", type=Path, help="With --render: put the matrix between the matrix-table markers of this page.")
+    add_render_options(parser, "this document's matrix")
     args = parser.parse_args(argv)
     if args.merge:
         documents = [json.loads(p.read_text()) for p in args.merge]
@@ -44,8 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             args.write_json.write_text(json.dumps(merged, indent=1) + "\n")
         return 0
-    if args.render:
-        emit(render(json.loads(args.render.read_text())), args.write, BEGIN, END)
+    if render_if_asked(args, render, BEGIN, END):
         return 0
     parser.error("give --merge or --render")
     return 2

@@ -34,7 +34,7 @@ import torch
 from auditor.model import Classifier
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from markers import emit, head_commit  # noqa: E402  (sibling script module)
+from markers import add_render_options, head_commit, render_if_asked  # noqa: E402  (sibling script module)
 
 BEGIN, END = "<!-- memory-format-table -->", "<!-- /memory-format-table -->"
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,11 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads.")
     parser.add_argument("--note", help="What else ran on the machine, recorded beside the machine.")
     parser.add_argument("--out", type=Path, help="Write the measurements to this JSON file.")
-    parser.add_argument("--render", type=Path, help="Print the table of this JSON file and exit.")
-    parser.add_argument("--write", type=Path, help="With --render: put the table between the markers of this page.")
+    add_render_options(parser, "this JSON file")
     args = parser.parse_args(argv)
-    if args.render:
-        emit(render(json.loads(args.render.read_text())), args.write, BEGIN, END)
+    if render_if_asked(args, render, BEGIN, END):
         return 0
     torch.set_num_threads(args.threads)
     models = args.model or [ROOT / m for m in DEFAULT_MODELS]

@@ -35,7 +35,7 @@ import torch
 from auditor.detect import DetectionResult, FeatureReachConfig, VerdictConfig, combine, default_voters
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from markers import emit, head_commit  # noqa: E402  (sibling script module)
+from markers import add_render_options, head_commit, render_if_asked  # noqa: E402  (sibling script module)
 
 BEGIN, END = "<!-- scan-tables -->", "<!-- /scan-tables -->"
 COLUMNS = ("reach", "stimulation", "warp_reach", "sine_reach", "patch", "feature_reach", "neural_cleanse")  # those that ran, in this order
@@ -249,8 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--collect", type=Path, help="Condense this scan folder into a draw of --write-json.")
     parser.add_argument("--split", choices=list(SPLITS), default="zoo", help="With --collect: the draw's split.")
     parser.add_argument("--write-json", type=Path, help="With --collect: the document to add the draw to.")
-    parser.add_argument("--render", type=Path, help="Render this document's tables.")
-    parser.add_argument("--write", type=Path, help="With --render: put the tables between the scan-tables markers of this page.")
+    add_render_options(parser, "this document (--write-json's)")
     args = parser.parse_args(argv)
     truth = load_truth(args.manifest)
     voters = tuple(args.voters.split(","))
@@ -267,8 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         args.write_json.write_text(json.dumps(document, indent=1) + "\n")
         print(f"{args.write_json}: {len(draw['rows'])} models, {args.split}, seed {draw['seed']}")
         return 0
-    if args.render:
-        emit(render(json.loads(args.render.read_text())), args.write, BEGIN, END)
+    if render_if_asked(args, render, BEGIN, END):
         return 0
     if args.folder is None:
         parser.error("give a scan folder, --collect or --render")

@@ -44,7 +44,7 @@ from auditor.model import Classifier
 from auditor.zoo.manifest import read_manifest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from markers import emit  # noqa: E402  (sibling script module)
+from markers import add_render_options, render_if_asked  # noqa: E402  (sibling script module)
 
 BEGIN, END = "<!-- smi-stability-table -->", "<!-- /smi-stability-table -->"
 
@@ -80,11 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reuse", type=Path, action="append", default=[],
                         help="folder with MODEL-CONFIG.npz from an earlier run, or MODEL/smi.npz from `auditor bench` "
                              "(same default inversion): score those samples instead of inverting again")
-    parser.add_argument("--render", type=Path, help="Print the per-model table of this smi_stability.json and exit.")
-    parser.add_argument("--write", type=Path, help="With --render: put it between the smi-stability-table markers of this page.")
+    add_render_options(parser, "this smi_stability.json")
     args = parser.parse_args(argv)
-    if args.render:
-        emit(render(json.loads(args.render.read_text())).rstrip("\n"), args.write, BEGIN, END)
+    if render_if_asked(args, render, BEGIN, END):
         return 0
     zoo, out = Path(args.zoo), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
