@@ -30,7 +30,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- draws-table -->", "<!-- /draws-table -->"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from markers import emit  # noqa: E402  (a sibling script module)
+from markers import emit, head_commit  # noqa: E402  (a sibling script module)
 # the smoke run purifies with data-free CLP: a fraction of the default recipe's time
 QUICK = ["--per-class", "4", "--steps", "1", "--method", "clp", "--nc-steps", "2", "--guard-interpolation", "none"]
 
@@ -165,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 row = {"model": model.stem, **run_draw(model, manifest, args.eval_data, seed, threads,
                                                       args.out / model.stem / f"s{seed}_t{threads}", args.quick)}
+            row["code"] = head_commit()  # the layout or a default can change a seed's draw between commits
             document["rows"] = [r for r in document["rows"] if r not in done] + [row]
             document["date"] = time.strftime("%Y-%m-%d")
             temporary = path.with_suffix(".tmp")
