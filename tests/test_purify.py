@@ -18,7 +18,7 @@ import converters
 from auditor.errors import AuditorError
 from auditor.model import AuditTarget
 from auditor.detect.leads import find_leads
-from auditor.purify import (ANP, CLP, DEFAULT_STEPS, IBAU, PURIFIERS, STEPS, CLPConfig, ChannelZeroing, Finetune,
+from auditor.purify import (ANP, CLP, DEFAULT_STEPS, IBAU, PURIFIERS, STEPS, AnchoredCLPConfig, ChannelZeroing, Finetune,
                             GuardConfig, PurifyResult, Recipe, channel_lipschitz, get_purifier, guarded_purify,
                             interpolate, list_purifiers, restore, snapshot)
 from auditor.purify.neurons import masked_conv_layers, masked_forward, prune_lowest
@@ -180,7 +180,7 @@ def test_the_milder_recipe_lowers_the_rate_keeps_clp_and_prunes_no_neurons() -> 
     assert "anp" in recipe.config.steps and "anp" not in milder.config.steps
     assert [s.name for s in milder.steps] == list(milder.config.steps)
     by_name = {s.name: s for s in milder.steps}
-    assert by_name["clp"].config == CLPConfig()  # the back-off weakens unlearning, keeps CLP's threshold
+    assert by_name["clp"].config == AnchoredCLPConfig()  # the back-off weakens unlearning, keeps CLP's threshold
     assert by_name["ibau"].config.rounds == 2  # half of 3, rounded up
 
 
@@ -372,6 +372,34 @@ def test_clp_prunes_the_planted_channel(keep_bn, tmp_path) -> None:
             features = network.get_submodule(name)(torch.rand(1, 8, 8, 8))
             assert torch.all(bn(features)[0, 5] == 0)
     converters.save_onnx(target.converted, tmp_path / "pruned.onnx", tolerance=1e-4)
+
+
+def test_clp_in_a_recipe_never_prunes_below_the_guard_s_threshold_on_the_anchors(tmp_path) -> None:
+    """Interpolation keeps pruned channels zero, so a pruning that moves the anchors' predictions below the
+    guard's threshold would cap every attempt: the step undoes it, raises u, and at last prunes nothing."""
+    torch.manual_seed(2)
+    net = TinyNet()
+    with torch.no_grad():
+        net.features[4].weight[5] *= 12.0  # an outlier channel that carries most of the second layer
+    x, y = samples(48)
+    anchors = samples(64, seed=9)[0]
+    records = {}
+    for label, threshold in (("unguarded", None), ("lenient", 0.0), ("strict", 0.999)):
+        target = export_and_convert(net, tmp_path / f"anchored-{label}.onnx")
+        before = snapshot(target.classifier)
+        recipe = Recipe(steps=("clp",))
+        recipe = recipe if threshold is None else recipe.for_guard(threshold)
+        (records[label],) = recipe.purify(target.classifier, x, y, anchors=anchors,
+                                          generator=torch.Generator().manual_seed(0)).steps
+        unchanged = all(torch.equal(p, before[f"p:{n}"]) for n, p in target.classifier.network.named_parameters())
+        assert unchanged == (not records[label].acted)
+    assert records["unguarded"].acted and "u_tried" not in records["unguarded"].changed
+    lenient = records["lenient"].changed["u_tried"]
+    assert records["lenient"].zeroed() == records["unguarded"].zeroed() and len(lenient) == 1
+    assert lenient[0]["kept"] and lenient[0]["anchor_agreement"] < 0.999
+    strict = records["strict"].changed["u_tried"]
+    assert not records["strict"].acted and strict[0]["u"] == 3.0 and strict[0]["pruned"] and not strict[0]["kept"]
+    assert not any(t["kept"] for t in strict if t["pruned"]) and strict[-1]["u"] > 3.0
 
 
 @pytest.mark.parametrize("steps", ["ibau,clp", "clp,ibau"])

@@ -19,7 +19,7 @@ from auditor.errors import AuditorError
 from .anp import ANP, AnchoredANP, AnchoredANPConfig, ANPConfig
 from .base import ProgressFn, PurifyResult, Purifier, StepRecord
 from .channel_zeroing import ChannelZeroing, ChannelZeroingConfig
-from .clp import CLP, CLPConfig, CLPStep, channel_lipschitz, conv_bn_pairs
+from .clp import CLP, AnchoredCLPConfig, CLPConfig, CLPStep, channel_lipschitz, conv_bn_pairs
 from .finetune import Finetune, FinetuneConfig, FinetuneStep
 from .guard import GuardAttempt, GuardConfig, GuardReport, guarded_purify, interpolate, restore, snapshot
 from .ibau import IBAU, IBAUConfig
@@ -53,7 +53,7 @@ def list_purifiers() -> list[str]:
     return sorted(PURIFIERS)
 
 
-__all__ = ["ANP", "ANPConfig", "AnchoredANP", "AnchoredANPConfig", "CLP", "CLPConfig", "CLPStep", "ChannelZeroing",
+__all__ = ["ANP", "ANPConfig", "AnchoredANP", "AnchoredANPConfig", "AnchoredCLPConfig", "CLP", "CLPConfig", "CLPStep", "ChannelZeroing",
            "ChannelZeroingConfig", "DEFAULT_PURIFIER", "DEFAULT_STEPS", "Finetune", "FinetuneConfig", "FinetuneStep",
            "GuardAttempt", "GuardConfig", "GuardReport", "IBAU", "IBAUConfig", "PURIFIERS", "PatchUnlearning",
            "PatchUnlearningConfig", "ProgressFn", "PurifyResult", "Purifier", "Recipe", "RecipeConfig", "STEPS",

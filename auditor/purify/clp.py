@@ -10,7 +10,9 @@ pruned by zeroing, which keeps the ONNX graph's structure (and write-back) uncha
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -19,6 +21,7 @@ from auditor.errors import AuditorError
 from auditor.model import Classifier
 
 from .base import ProgressFn, PurifyResult, Purifier, RunContext, StepRecord
+from .guard import restore, snapshot
 from .step import PurifierStep, StepContext
 
 
@@ -111,21 +114,70 @@ class CLP(Purifier):
         return result
 
 
+@dataclass(frozen=True)
+class AnchoredCLPConfig:
+    u: float = 3.0  # threshold in standard deviations above the layer mean; paper default 3
+    min_channels: int = 4  # skip layers with fewer output channels (mean/std meaningless); our choice
+    # Keep a pruning only where the anchors' predictions still agree this much with the model's before the step.
+    # None: the guard's prior threshold (``for_guard``), so that CLP never prunes into a loss the guard cannot
+    # undo (interpolation keeps pruned channels zero); no check where no guard or no anchors take part.
+    min_anchor_agreement: float | None = None
+    raises: int = 2  # where a pruning fails the check, u is raised by 1 this many times before nothing is pruned
+
+
 class CLPStep(PurifierStep):
-    """CLP as a step of a recipe; a back-off keeps its threshold, so that it does not undo pruning that
-    removed a backdoor (docs/purification.md, "The guard")."""
+    """CLP as a step of a recipe, anchored: a pruning that moves the anchors' predictions below the guard's
+    threshold is undone and retried at a higher u. A back-off keeps the threshold, so that it does not undo
+    pruning that removed a backdoor (docs/purification.md, "The guard")."""
 
     name = "clp"
-    Config = CLPConfig
+    Config = AnchoredCLPConfig
     purifier = CLP
-    meaning = "zero the channels whose Lipschitz bound is an outlier in their layer (data-free CLP)"
+    meaning = "zero the channels whose Lipschitz bound is an outlier in their layer (data-free CLP), as far as the anchors agree"
+
+    def validate(self) -> None:
+        c = self.config
+        CLP(CLPConfig(u=c.u, min_channels=c.min_channels))
+        if c.raises < 0 or (c.min_anchor_agreement is not None and not 0 <= c.min_anchor_agreement <= 1):
+            raise AuditorError("clp: raises must be >= 0 and min_anchor_agreement in [0, 1]")
 
     def milder(self) -> "CLPStep":
         return self
 
+    def for_guard(self, min_prior_agreement: float) -> "CLPStep":
+        """Prune only as far as the guard can still accept (unless a threshold was set explicitly)."""
+        if self.config.min_anchor_agreement is None:
+            return CLPStep(dataclasses.replace(self.config, min_anchor_agreement=min_prior_agreement))
+        return self
+
     def run(self, context: StepContext) -> StepRecord:
-        record = super().run(context)
-        zeroed = record.zeroed()
-        record.notes.append(f"clp (u={self.config.u:g}) pruned {sum(map(len, zeroed.values()))} channel(s) in "
-                            f"{len(zeroed)} layer(s)")
+        c, classifier, anchors = self.config, context.classifier, context.run.anchors
+        started = time.perf_counter()
+        check = c.min_anchor_agreement is not None and anchors is not None
+        reference = classifier.predict(anchors) if check else None
+        before = snapshot(classifier) if check else None
+        tried: list[dict[str, Any]] = []
+        record = StepRecord(self.name)
+        for raised in range(c.raises + 1 if check else 1):
+            u = c.u + raised
+            result = CLP(CLPConfig(u=u, min_channels=c.min_channels)).purify(classifier)
+            zeroed = {layer: list(channels) for layer, channels in result.pruned_channels.items()}
+            count = sum(map(len, zeroed.values()))
+            share = float((classifier.predict(anchors) == reference).float().mean()) if check and count else None
+            kept = share is None or share >= c.min_anchor_agreement
+            tried.append({"u": u, "pruned": count, "anchor_agreement": share, "kept": kept})
+            record.notes.extend(result.notes)
+            if kept:
+                record.acted = bool(count)
+                record.changed = {"zeroed": zeroed} if zeroed else {}
+                record.notes.append(f"clp (u={u:g}) pruned {count} channel(s) in {len(zeroed)} layer(s)"
+                                    + ("" if share is None else f" (anchor agreement {share:.3f})"))
+                break
+            restore(classifier, before)
+        else:
+            record.notes.append(f"clp pruned nothing: no u from {c.u:g} to {c.u + c.raises:g} kept anchor "
+                                f"agreement >= {c.min_anchor_agreement:g}")
+        if check:
+            record.changed["u_tried"] = tried
+        record.seconds = round(time.perf_counter() - started, 2)
         return record
