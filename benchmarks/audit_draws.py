@@ -72,7 +72,8 @@ def draw_row(folder: Path, seed: int, threads: int, exit_code: int, seconds: flo
             "rescan": (verdict.get("rescan") or {}).get("verdict"), "purified": verdict.get("purified"),
             "passes": verdict.get("purified_passes"), "decided_by": (verdict.get("verification") or {}).get("decided_by"),
             "residuals": (verdict.get("verification") or {}).get("residuals"),
-            "guard": (report.get("purification") or {}).get("status"), "timings": report.get("timings")}
+            "guard": (report.get("purification") or {}).get("status"),
+            "guard_message": (report.get("purification") or {}).get("message"), "timings": report.get("timings")}
 
 
 def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
