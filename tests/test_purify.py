@@ -960,3 +960,14 @@ def test_guard_restores_when_a_purifier_fails(tiny) -> None:
         guarded_purify(classifier, Exploding(), x[:16], y[:16], x[16:], y[16:])
     now = snapshot(classifier)
     assert all(torch.equal(original[k], now[k]) for k in original)
+
+
+@pytest.mark.parametrize("reach, previous, switch_index, chosen", [
+    ([0.99, 0.7, 0.6, 0.5], None, 2.0, [0]),  # the first round: the most reachable class
+    ([0.55, 0.73, 0.65, 0.58], [0], 2.0, [0]),  # no class stands out: the previous round's class again
+    ([0.55, 0.73, 0.65, 0.58], [0], None, [1]),  # without the rule: the most reachable, a natural class
+    ([0.2, 0.99, 0.25, 0.3], [0], 2.0, [1]),  # a class that stands out is unlearned next
+])
+def test_ibau_rounds_keep_their_class_unless_another_stands_out(reach, previous, switch_index, chosen) -> None:
+    step = IBAU(switch_index=switch_index)
+    assert step._round_classes(reach, previous) == chosen

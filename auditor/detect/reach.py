@@ -23,6 +23,9 @@ from auditor.universal import targeted_universal
 from .base import DetectionResult, Detector, ProgressFn, anomaly_index, balanced_pick, frozen_eval
 
 
+REACH_MAD_FLOOR = 0.15  # the floor on the MAD of reach's anomaly index (why: beside its use in Reach._detect)
+
+
 @dataclass(frozen=True)
 class ReachConfig(JSONSettings):
     radius: float = 2.0  # L2 bound of the perturbation in [0, 1] image space (32x32x3: rms 0.036, about 9/255)
@@ -65,7 +68,7 @@ class Reach(Detector):
         # zoo's clean and backdoored models); the floor on the MAD keeps that spread from looking
         # anomalous: with it no clean zoo model is flagged (floor 0.05 flagged both), while the
         # BadNets and Blended targets (reach 0.98) stay above 2.9 (docs/detection.md).
-        index = anomaly_index(share_t, side="high", floor=0.15)
+        index = anomaly_index(share_t, side="high", floor=REACH_MAD_FLOOR)
         per_class = [{"class": t, "reach": float(shares[t]), "delta_l2": norms[t]} for t in range(k)]
         return DetectionResult(
             detector=self.name, config=cfg.to_json(), per_class=per_class, index=index.tolist(),

@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from auditor.detect.base import anomaly_index
+from auditor.detect.reach import REACH_MAD_FLOOR
 from auditor.errors import AuditorError
 from auditor.model import Classifier
 from auditor.universal import perturb, project_l2, targeted_universal
@@ -50,6 +52,11 @@ class IBAUConfig:
     inner_mode: str = "targeted"  # "targeted": one delta per class; "untargeted": the reference's one delta; "both"
     targeted_steps: int = 20  # targeted mode: inner steps per class, one batch each
     top_k: int = 1  # targeted mode: the most reachable classes unlearned per round
+    # targeted mode: after the first round, a class is unlearned only if its reach stands out (anomaly index on the
+    # high side, the reach detector's MAD floor) at least this much; otherwise the previous round's classes again.
+    # None: always the most reachable classes. On diverse samples natural classes reach 0.5-0.8, so once the
+    # first round has cut the target's reach, the most reachable class is a natural one.
+    switch_index: float | None = None
     inner_normalized: bool = True  # untargeted mode: step delta along the unit-norm gradient (targeted always does)
     shared_adv_weight: float = 0.0  # weight of the shared-adversarial term (after SAU, Wei et al., NeurIPS 2023); 0: off
     shared_adv_eps: float = 0.2  # L-inf radius of SAU's per-sample perturbation in [0, 1] image space
@@ -94,6 +101,17 @@ class IBAU(Step):
         inner = num_classes * c.targeted_steps * self._targeted + c.inner_epochs * num_batches * self._untargeted
         return c.rounds * (inner + num_batches * (c.top_k * self._targeted + self._untargeted))
 
+    def _round_classes(self, reach: list[float], previous: list[int] | None) -> list[int]:
+        """The classes a round unlearns: the most reachable, unless ``switch_index`` keeps the previous round's
+        classes where no other class's reach stands out."""
+        c = self.config
+        ranked = sorted(range(len(reach)), key=lambda t: -reach[t])
+        if previous is None or c.switch_index is None:
+            return ranked[: c.top_k]
+        index = anomaly_index(torch.tensor(reach), side="high", floor=REACH_MAD_FLOOR)
+        standing_out = [t for t in ranked if float(index[t]) >= c.switch_index and t not in previous]
+        return (standing_out + previous)[: c.top_k] if standing_out else previous
+
     def run(self, context: StepContext) -> StepRecord:
         c, classifier, run = self.config, context.classifier, context.run
         started = time.perf_counter()
@@ -109,7 +127,7 @@ class IBAU(Step):
             jobs: list[tuple[int | None, Tensor]] = []
             if self._targeted:
                 reach = [self._targeted_perturbation(context, t, label) for t in range(num_classes)]
-                chosen = sorted(range(num_classes), key=lambda t: -reach[t][1])[: c.top_k]
+                chosen = self._round_classes([r[1] for r in reach], rounds[-1]["unlearned_classes"] if rounds else None)
                 jobs += [(t, reach[t][0]) for t in chosen]
                 record["class_reach"] = [round(r[1], 4) for r in reach]  # share of other-class samples each class's delta flips into it
                 record["unlearned_classes"] = chosen
