@@ -108,9 +108,19 @@ def render(document: dict[str, Any]) -> str:
                      f"{_pct(s['asr_worst'])} | {100 * s['drop_mean']:.1f} / {100 * s['drop_worst']:.1f} | "
                      f"{', '.join(map(str, s['verdicts']))} | {', '.join(map(str, s['purified']))} | "
                      f"{', '.join(map(str, s['exits']))} | {', '.join(f'{x:.0f}' for x in s['seconds'])} |")
+    lines += code_lines(document["rows"])
     errors = [r for r in document["rows"] if r.get("error")]
     lines += [f"- {r['model']} seed {r['seed']} threads {r['threads']}: exit {r['exit']}: {r['error']}" for r in errors]
     return "\n".join(lines)
+
+
+def code_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """Which code each draw ran at, where the rows say (a change of layout or default changes a seed's draw)."""
+    by_code: dict[str, list[str]] = {}
+    for r in rows:
+        if r.get("code"):
+            by_code.setdefault(r["code"], []).append(f"{r['model']} {r['seed']}:{r['threads']}")
+    return [f"- Ran at {code}: {', '.join(draws)}." for code, draws in by_code.items()]
 
 
 def write_test_set(path: Path) -> None:

@@ -27,7 +27,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- heldapart-table -->", "<!-- /heldapart-table -->"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from audit_draws import summarize  # noqa: E402  (sibling script modules)
+from audit_draws import code_lines, summarize  # noqa: E402  (sibling script modules)
 from markers import emit  # noqa: E402
 
 
@@ -115,6 +115,8 @@ def summary_lines(table: list[dict[str, Any]], scans: dict[str, Any] | None, dra
         drop = sum(r["audit"]["drop_mean"] for r in audited) / len(audited)
         out.append(f"- Audit ({draws.get('draws')}; {draws.get('eval_data')}): {len(audited)} backdoored models audited, "
                    f"mean ASR after {_pct(mean_asr)}%, worst {_pct(worst)}%, mean accuracy drop {100 * drop:.1f} points.")
+    if draws:
+        out += code_lines(draws["rows"])
     return out
 
 

@@ -547,3 +547,10 @@ def test_memory_format_times_both_layouts_of_every_pass(tmp_path: Path) -> None:
     row = script.measure_model(ROOT / "heldapart_models" / "ha_mnist_lenet_badnets.onnx", batch=4, reps=1)
     assert set(script.PASSES) <= set(row)
     assert all(row[name][layout] > 0 for name in script.PASSES for layout in ("nchw", "channels_last"))
+
+
+def test_draw_tables_say_which_code_each_draw_ran_at() -> None:
+    script = load_script("audit_draws")
+    rows = [{"model": "m", "seed": 0, "threads": 2, "code": "abc1234"}, {"model": "m", "seed": 1, "threads": 1},
+            {"model": "n", "seed": 0, "threads": 1, "code": "abc1234"}]
+    assert script.code_lines(rows) == ["- Ran at abc1234: m 0:2, n 0:1."]
