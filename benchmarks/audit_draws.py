@@ -171,12 +171,13 @@ def main(argv: list[str] | None = None) -> int:
             done = [r for r in document["rows"] if r["model"] == model.stem and (r["seed"], r["threads"]) == (seed, threads)]
             if done and not done[0].get("error"):
                 continue
+            code = head_commit()  # at the start: the commit the audit runs, not the one when it ends
             if args.from_report:
                 row = {"model": model.stem, **draw_row(args.from_report, seed, threads, args.exit_code, args.seconds)}
             else:
                 row = {"model": model.stem, **run_draw(model, manifest, args.eval_data, seed, threads,
                                                       args.out / model.stem / f"s{seed}_t{threads}", args.quick)}
-            row["code"] = head_commit()  # the layout or a default can change a seed's draw between commits
+            row["code"] = code  # the layout or a default can change a seed's draw between commits
             document["rows"] = [r for r in document["rows"] if r not in done] + [row]
             document["date"] = time.strftime("%Y-%m-%d")
             temporary = path.with_suffix(".tmp")
