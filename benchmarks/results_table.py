@@ -156,13 +156,16 @@ def render(documents: list[dict[str, Any]], earlier: dict[str, Any], profile: di
     if waiting:
         lines.append(f"- **Not yet audited with the current default:** {', '.join(waiting)}.")
     dates = sorted({d["date"] for d in documents})
+    codes = {r.get("code") for d in documents for r in d["rows"]}
     evals = sorted({f"{r.split}: {r.eval_data}" for r in rows if r.default == "current"})
     lines += [
         f"- **Current default** ({', '.join(dates)}): `benchmarks/audit_draws.py`, rows in "
         f"`docs/results/draws_main.json` and `docs/results/draws_heldapart.json`; measured on "
         f"{'; '.join(evals)}. Worst means the worst draw. Their seconds come from a 2-core machine shared "
         f"with other jobs; a quiet audit of the bundled sample took {profile['timings']['total']:.0f} s "
-        f"under a profiler ({profile['created']}, `docs/results/profile_audit.json`).",
+        f"under a profiler ({profile['created']}, `docs/results/profile_audit.json`)."
+        + (f" The rows ran at {len(codes)} versions of the code (a change of memory layout or of a "
+           "step's rule changes a seed's draw); docs/bench.md lists which." if len(codes) > 1 else ""),
         f"- **Earlier default** ({earlier['date']}): {earlier['title']}, one draw each, quiet machine; "
         f"`docs/results/zoo_audits.json`. It inverted with class Gaussians, not particles.",
     ]
