@@ -22,7 +22,7 @@ from auditor.model import Classifier
 
 from .base import ProgressFn, PurifyResult, Purifier, RunContext, StepRecord
 from .guard import restore, snapshot
-from .step import PurifierStep, StepContext
+from .step import Step, StepContext
 
 
 @dataclass(frozen=True)
@@ -125,14 +125,13 @@ class AnchoredCLPConfig:
     raises: int = 2  # where a pruning fails the check, u is raised by 1 this many times before nothing is pruned
 
 
-class CLPStep(PurifierStep):
+class CLPStep(Step):
     """CLP as a step of a recipe, anchored: a pruning that moves the anchors' predictions below the guard's
     threshold is undone and retried at a higher u. A back-off keeps the threshold, so that it does not undo
     pruning that removed a backdoor (docs/purification.md, "The guard")."""
 
     name = "clp"
     Config = AnchoredCLPConfig
-    purifier = CLP
     meaning = "zero the channels whose Lipschitz bound is an outlier in their layer (data-free CLP), as far as the anchors agree"
 
     def validate(self) -> None:
@@ -140,9 +139,6 @@ class CLPStep(PurifierStep):
         CLP(CLPConfig(u=c.u, min_channels=c.min_channels))
         if c.raises < 0 or (c.min_anchor_agreement is not None and not 0 <= c.min_anchor_agreement <= 1):
             raise AuditorError("clp: raises must be >= 0 and min_anchor_agreement in [0, 1]")
-
-    def milder(self) -> "CLPStep":
-        return self
 
     def for_guard(self, min_prior_agreement: float) -> "CLPStep":
         """Prune only as far as the guard can still accept (unless a threshold was set explicitly)."""
